@@ -1,0 +1,59 @@
+//! Typed errors. Every failure reachable from the public API is one of these;
+//! nothing in the crate panics on bad input.
+
+use core::fmt;
+
+/// Why a queue operation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The handle was never issued by this queue, or it was unregistered
+    /// (its slot may since have been reused by a new handle).
+    StaleHandle,
+    /// The handle was unregistered while the operation was waiting.
+    Closed,
+    /// A blocking wait reached its timeout or deadline before a notify.
+    Timeout,
+    /// `Config::max_handles` handles are registered already.
+    HandleLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// `Config::max_waiters_per_handle` waits are pending on this handle.
+    WaiterLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// `Config::max_subscribers_per_handle` subscriptions exist on this handle.
+    SubscriberLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A capacity of zero, or above `Config::max_subscriber_capacity`.
+    InvalidCapacity {
+        /// The capacity that was asked for.
+        requested: usize,
+        /// The largest capacity this queue accepts.
+        max: usize,
+    },
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::StaleHandle => f.write_str("stale or foreign handle"),
+            Self::Closed => f.write_str("handle was unregistered"),
+            Self::Timeout => f.write_str("wait timed out"),
+            Self::HandleLimit { limit } => write!(f, "handle limit reached ({limit})"),
+            Self::WaiterLimit { limit } => write!(f, "waiter limit per handle reached ({limit})"),
+            Self::SubscriberLimit { limit } => {
+                write!(f, "subscriber limit per handle reached ({limit})")
+            }
+            Self::InvalidCapacity { requested, max } => {
+                write!(f, "invalid capacity {requested} (must be 1..={max})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for QueueError {}

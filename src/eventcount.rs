@@ -1,0 +1,393 @@
+//! One handle's event count: the packed state word and its bounded waiter list.
+//!
+//! # The state word
+//!
+//! Every slot has one `AtomicU64`:
+//!
+//! ```text
+//!  63            40 39                          2    1          0
+//! +----------------+------------------------------+-----------+---------+
+//! | generation(24) | sequence (38)                | SUBSCRIBED| WAITERS |
+//! +----------------+------------------------------+-----------+---------+
+//! ```
+//!
+//! - *generation*: odd while a handle owns the slot, even while it is free.
+//!   A [`Handle`](crate::Handle) carries the odd generation it was issued
+//!   with; every operation compares it with the word, so a stale handle can
+//!   never act on the slot's next owner.
+//! - *sequence*: bumped by every notify (wrapping inside its 38 bits; it
+//!   never carries into the generation).
+//! - `WAITERS`: set by a waiter after it has published its waker; taken
+//!   (cleared) by the notify that will wake it. With the bit clear, notify
+//!   knows nobody registered since the previous notify and skips the list.
+//! - `SUBSCRIBED`: set while the handle has subscribers; never cleared by
+//!   notify.
+//!
+//! # Notifying
+//!
+//! notify is one compare-and-swap on the word: check the generation, bump the
+//! sequence, clear `WAITERS`. The generation check sits *inside* the CAS, so a
+//! notify racing with unregister + re-register either lands on the old
+//! generation (and is seen by its waiters as "notified" or "closed") or fails
+//! as stale; it can never bump the new owner's sequence. Only when the value
+//! it replaced had `WAITERS` or `SUBSCRIBED` set does notify look further.
+//!
+//! # Waiting (the eventcount protocol)
+//!
+//! A waiter holds a snapshot `s` of the sequence. To sleep it
+//! 1. claims an [`Entry`] in the list and registers its waker there, then
+//! 2. does `fetch_or(WAITERS)` on the word and looks at the value it returns:
+//!    if the sequence differs from `s` (or the generation changed) it
+//!    completes at once; otherwise it sleeps.
+//!
+//! # Why no wakeup is lost
+//!
+//! The waiter's `fetch_or` (step 2) and the notifier's CAS are read-modify-
+//! writes of the same word, so they are totally ordered.
+//! - CAS first: the `fetch_or` returns a sequence `!= s`; the waiter does not
+//!   sleep.
+//! - `fetch_or` first: the CAS replaces a value with `WAITERS` set, so the
+//!   notifier scans the list. The waiter's waker registration happens-before
+//!   its `fetch_or` (Release), which the CAS reads (Acquire, directly or via
+//!   the release sequence of later RMWs), so the scan sees the entry claimed
+//!   and its waker present, and wakes it.
+//! Unregister is the same argument with "generation changed" for "sequence
+//! changed". This is the classic eventcount; we chose it over
+//! `event-listener`'s listen-then-check because the snapshot is a plain
+//! value: it costs nothing to take, can be taken long before waiting (a pipe
+//! reader takes it before checking its buffer), and tells the waker how many
+//! notifications it coalesced.
+//!
+//! # Waiter storage
+//!
+//! A [`WaiterList`] belongs to one generation of one slot and is created on
+//! the first wait. It is a chain of fixed chunks (never freed while the list
+//! lives), so entries never move. Waiters hold an `Arc` to it; the slot holds
+//! one reference that is retired through crossbeam-epoch when the handle is
+//! unregistered or the list is replaced by a newer generation's list, because
+//! notifiers read the slot's pointer under an epoch pin without taking a
+//! reference.
+
+use crate::sync::{Arc, AtomicPtr, AtomicU8, AtomicUsize, AtomicWaker, Mutex, Ordering};
+use core::ptr;
+
+/// A waiter has registered since the last notify (bit 0).
+pub(crate) const WAITERS: u64 = 1;
+/// The handle has at least one subscriber (bit 1).
+pub(crate) const SUBSCRIBED: u64 = 1 << 1;
+const FLAGS: u64 = WAITERS | SUBSCRIBED;
+const SEQ_SHIFT: u32 = 2;
+const SEQ_BITS: u32 = 38;
+/// Mask of a sequence value once shifted down.
+pub(crate) const SEQ_VALUE_MASK: u64 = (1 << SEQ_BITS) - 1;
+const SEQ_MASK: u64 = SEQ_VALUE_MASK << SEQ_SHIFT;
+const GEN_SHIFT: u32 = 40;
+/// Generations are 24 bits wide.
+pub(crate) const GEN_MASK: u32 = (1 << 24) - 1;
+
+/// Reads the generation out of a state word.
+#[inline(always)]
+pub(crate) const fn generation(word: u64) -> u32 {
+    (word >> GEN_SHIFT) as u32
+}
+
+/// Reads the sequence out of a state word.
+#[inline(always)]
+pub(crate) const fn sequence(word: u64) -> u64 {
+    (word & SEQ_MASK) >> SEQ_SHIFT
+}
+
+/// A fresh word for `generation` with sequence 0 and no flags.
+#[inline(always)]
+pub(crate) const fn fresh(generation: u32) -> u64 {
+    ((generation & GEN_MASK) as u64) << GEN_SHIFT
+}
+
+/// The word after one notify: sequence + 1 (wrapping inside its field),
+/// `WAITERS` taken, `SUBSCRIBED` kept.
+#[inline(always)]
+pub(crate) const fn bumped(word: u64) -> u64 {
+    let seq = (word.wrapping_add(1 << SEQ_SHIFT)) & SEQ_MASK;
+    (word & !(SEQ_MASK | WAITERS)) | seq
+}
+
+/// The word after unregister: the next (even, free) generation, flags cleared.
+#[inline(always)]
+pub(crate) const fn retired(word: u64) -> u64 {
+    let next = generation(word).wrapping_add(1) & GEN_MASK;
+    fresh(next) | (word & SEQ_MASK)
+}
+
+/// Whether the word replaced by a notify asks for the slow path.
+#[inline(always)]
+pub(crate) const fn needs_slow_path(word: u64) -> bool {
+    word & FLAGS != 0
+}
+
+/// Number of notifications between two sequence values (mod 2^38).
+#[inline(always)]
+pub(crate) const fn distance(from: u64, to: u64) -> u64 {
+    to.wrapping_sub(from) & SEQ_VALUE_MASK
+}
+
+const CHUNK: usize = 8;
+const FREE: u8 = 0;
+const CLAIMED: u8 = 1;
+
+/// One pending waiter: its waker cell and debug hint.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// `FREE` or `CLAIMED`; the claimer owns the entry until it stores `FREE`.
+    state: AtomicU8,
+    pub(crate) waker: AtomicWaker,
+    /// Debug hint; written by the owner, read by dumps. Never held while
+    /// running client code.
+    hint: Mutex<Option<Arc<str>>>,
+}
+
+impl Entry {
+    fn new() -> Self {
+        Self {
+            state: AtomicU8::new(FREE),
+            waker: AtomicWaker::new(),
+            hint: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn set_hint(&self, hint: Option<Arc<str>>) {
+        *self.hint.lock().unwrap_or_else(|e| e.into_inner()) = hint;
+    }
+
+    fn hint(&self) -> Option<Arc<str>> {
+        self.hint.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[derive(Debug)]
+struct Chunk {
+    entries: [Entry; CHUNK],
+    /// Next chunk; set once (null -> chunk) and never changed again.
+    next: AtomicPtr<Chunk>,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Self {
+            entries: core::array::from_fn(|_| Entry::new()),
+            next: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// The waiters of one generation of one slot.
+#[derive(Debug)]
+pub(crate) struct WaiterList {
+    /// The slot generation this list serves.
+    pub(crate) generation: u32,
+    /// Entries currently claimed (the limit is checked against this).
+    claimed: AtomicUsize,
+    /// Chunks allocated (the first is inline).
+    chunks: AtomicUsize,
+    head: Chunk,
+}
+
+/// Outcome of waking a list.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WakeCount {
+    pub(crate) woken: usize,
+    pub(crate) panicked: usize,
+}
+
+impl WaiterList {
+    pub(crate) fn new(generation: u32) -> Self {
+        Self {
+            generation,
+            claimed: AtomicUsize::new(0),
+            chunks: AtomicUsize::new(1),
+            head: Chunk::new(),
+        }
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = &Chunk> {
+        let mut next: *const Chunk = &self.head;
+        core::iter::from_fn(move || {
+            // SAFETY: `next` is the inline head or a chunk published by a
+            // successful CAS in `claim`; chunks are freed only in `Drop`,
+            // which needs `&mut self`, so they outlive this `&self` borrow.
+            let chunk = unsafe { next.as_ref() }?;
+            // Acquire pairs with the Release CAS that published the chunk.
+            next = chunk.next.load(Ordering::Acquire);
+            Some(chunk)
+        })
+    }
+
+    /// Claims a free entry, or `None` when `limit` entries are claimed.
+    pub(crate) fn claim(&self, limit: usize) -> Option<&Entry> {
+        // Relaxed: a counter for the limit only; entry ownership is decided
+        // by the CAS on each entry's state.
+        if self.claimed.fetch_add(1, Ordering::Relaxed) >= limit {
+            self.claimed.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let max_chunks = limit.div_ceil(CHUNK).max(1);
+        loop {
+            let mut last = &self.head;
+            for chunk in self.chunks() {
+                for entry in &chunk.entries {
+                    // Acquire: we take over an entry the previous owner
+                    // released with Release; its waker cell is quiescent.
+                    if entry
+                        .state
+                        .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return Some(entry);
+                    }
+                }
+                last = chunk;
+            }
+            // Every entry we saw was claimed. Our `claimed` increment reserved
+            // one, so either append a chunk or rescan (one was just released).
+            if self.chunks.load(Ordering::Relaxed) < max_chunks {
+                let fresh = Box::into_raw(Box::new(Chunk::new()));
+                // Release publishes the chunk's initialised entries to
+                // `chunks()` readers; Acquire on failure reads the winner's.
+                match last.next.compare_exchange(
+                    ptr::null_mut(),
+                    fresh,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        // Relaxed: only bounds future appends.
+                        self.chunks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        // SAFETY: `fresh` came from `Box::into_raw` above and
+                        // was never published, so we still own it.
+                        drop(unsafe { Box::from_raw(fresh) });
+                    }
+                }
+            } else {
+                crate::sync::spin_loop();
+            }
+        }
+    }
+
+    /// Gives an entry back. The caller must own it (got it from `claim`).
+    pub(crate) fn release(&self, entry: &Entry) {
+        drop(entry.waker.take());
+        entry.set_hint(None);
+        // Release: the next claimer (Acquire CAS) sees the cell cleared.
+        entry.state.store(FREE, Ordering::Release);
+        // Relaxed: limit counter only.
+        self.claimed.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Wakes every claimed entry's waker, outside any lock. A waker that
+    /// panics is counted and the scan goes on.
+    pub(crate) fn wake_all(&self) -> WakeCount {
+        let mut count = WakeCount::default();
+        for chunk in self.chunks() {
+            for entry in &chunk.entries {
+                // Acquire pairs with the claimer's CAS; a racing release only
+                // makes us see FREE (nothing to wake) or a spurious wake.
+                if entry.state.load(Ordering::Acquire) != CLAIMED {
+                    continue;
+                }
+                if let Some(waker) = entry.waker.take() {
+                    count.woken += 1;
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()))
+                        .is_err()
+                    {
+                        count.panicked += 1;
+                    }
+                }
+            }
+        }
+        count
+    }
+
+    /// Hints of the claimed entries (debug dump).
+    pub(crate) fn hints(&self) -> Vec<Option<Arc<str>>> {
+        let mut out = Vec::new();
+        for chunk in self.chunks() {
+            for entry in &chunk.entries {
+                // Acquire: see the hint the claimer stored after claiming.
+                if entry.state.load(Ordering::Acquire) == CLAIMED {
+                    out.push(entry.hint());
+                }
+            }
+        }
+        out
+    }
+
+    /// Entries claimed right now.
+    pub(crate) fn len(&self) -> usize {
+        // Relaxed: a statistic.
+        self.claimed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes this list occupies (for memory accounting).
+    pub(crate) fn footprint(&self) -> usize {
+        core::mem::size_of::<Self>()
+            + (self.chunks.load(Ordering::Relaxed) - 1) * core::mem::size_of::<Chunk>()
+    }
+}
+
+impl Drop for WaiterList {
+    fn drop(&mut self) {
+        let mut next = self.head.next.load(Ordering::Acquire);
+        while !next.is_null() {
+            // SAFETY: every non-null `next` was created by `Box::into_raw` in
+            // `claim` and linked exactly once; we have `&mut self`, so no
+            // reader remains, and each chunk is freed once as we walk on.
+            let chunk = unsafe { Box::from_raw(next) };
+            next = chunk.next.load(Ordering::Acquire);
+        }
+    }
+}
+
+#[cfg(all(test, not(notification_queue_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_encoding_round_trips() {
+        let w = fresh(5);
+        assert_eq!(generation(w), 5);
+        assert_eq!(sequence(w), 0);
+        let w = bumped(w | WAITERS | SUBSCRIBED);
+        assert_eq!(sequence(w), 1);
+        assert_eq!(w & WAITERS, 0);
+        assert_ne!(w & SUBSCRIBED, 0);
+        assert_eq!(generation(retired(w)), 6);
+    }
+
+    #[test]
+    fn sequence_wraps_without_touching_generation() {
+        let w = fresh(7) | (SEQ_MASK);
+        let b = bumped(w);
+        assert_eq!(generation(b), 7);
+        assert_eq!(sequence(b), 0);
+        assert_eq!(distance(SEQ_VALUE_MASK, 0), 1);
+    }
+
+    #[test]
+    fn generation_wraps_in_24_bits() {
+        let w = fresh(GEN_MASK);
+        assert_eq!(generation(retired(w)), 0);
+    }
+
+    #[test]
+    fn claim_respects_limit_and_reuses() {
+        let list = WaiterList::new(1);
+        let got: Vec<_> = (0..20).map(|_| list.claim(20)).collect();
+        assert!(got.iter().all(Option::is_some));
+        assert!(list.claim(20).is_none());
+        assert_eq!(list.len(), 20);
+        list.release(got[3].unwrap_or_else(|| unreachable!()));
+        assert!(list.claim(20).is_some());
+        assert_eq!(list.chunks.load(Ordering::Relaxed), 3);
+    }
+}

@@ -1,0 +1,218 @@
+//! The slot table: where a [`Handle`] points.
+//!
+//! Slots live in buckets of doubling size (32, 64, 128, ... slots), allocated
+//! on demand by `register` and freed only when the queue is dropped. A slot
+//! therefore never moves and never dies while the queue lives, so notify can
+//! reach it with one bucket-pointer load and no epoch pin. Reuse is made safe
+//! by the generation in the slot's state word (see `eventcount`), not by
+//! freeing memory. Free slots are reused first-in first-out, which spreads
+//! generation wrap-around over every free slot.
+//!
+//! Registration itself (free list, hints, counts) is cold and sits behind one
+//! mutex that no client code ever runs under.
+
+use crate::eventcount::{self, WaiterList};
+use crate::sync::{Arc, AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use crossbeam_utils::CachePadded;
+use std::collections::VecDeque;
+
+/// A registered handle: slot index plus generation, tied to one queue.
+///
+/// `Copy` and plain data: holding a `Handle` keeps nothing alive. Once the
+/// handle is unregistered every operation with it fails with
+/// [`QueueError::StaleHandle`](crate::QueueError::StaleHandle), even after the
+/// slot has been given to a new handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Handle {
+    pub(crate) queue: u32,
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl Handle {
+    /// The slot index (stable for this handle's life; reused afterwards).
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The generation this handle was issued with.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+}
+
+/// One handle's hot state, on its own cache lines.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// Packed generation | sequence | flags (see `eventcount`).
+    pub(crate) state: AtomicU64,
+    /// Argument of the latest notify; written before the notify's CAS and
+    /// published by it.
+    pub(crate) arg: AtomicI32,
+    /// `Arc::into_raw` of this generation's waiter list, or null.
+    pub(crate) waiters: AtomicPtr<WaiterList>,
+    /// Subscriber list (owned by `subscription`), or null.
+    pub(crate) subscribers: AtomicPtr<crate::subscription::SubscriberList>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Self {
+            state: AtomicU64::new(eventcount::fresh(0)),
+            arg: AtomicI32::new(0),
+            waiters: AtomicPtr::new(core::ptr::null_mut()),
+            subscribers: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+}
+
+const FIRST_BITS: u32 = 5;
+const BUCKETS: usize = 28;
+
+/// Bucket and offset of a slot index.
+#[inline(always)]
+fn locate(index: u32) -> (usize, usize) {
+    let i = index as u64 + (1 << FIRST_BITS);
+    let bucket = (63 - i.leading_zeros() - FIRST_BITS) as usize;
+    (bucket, (i - (1u64 << (bucket as u32 + FIRST_BITS))) as usize)
+}
+
+#[inline(always)]
+fn bucket_len(bucket: usize) -> usize {
+    1usize << (bucket as u32 + FIRST_BITS)
+}
+
+/// Registration bookkeeping (cold; under `SlotTable::registry`).
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub(crate) free: VecDeque<u32>,
+    pub(crate) next_fresh: u32,
+    pub(crate) live: usize,
+    pub(crate) hints: Vec<Option<Arc<str>>>,
+    /// Notifications counted from handles already unregistered.
+    pub(crate) retired_notifications: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct SlotTable {
+    pub(crate) id: u32,
+    buckets: [AtomicPtr<CachePadded<Slot>>; BUCKETS],
+    pub(crate) registry: crate::sync::Mutex<Registry>,
+}
+
+impl SlotTable {
+    pub(crate) fn new(id: u32) -> Self {
+        Self {
+            id,
+            buckets: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
+            registry: crate::sync::Mutex::new(Registry::default()),
+        }
+    }
+
+    /// The slot a handle points at, if this queue issued a slot there.
+    /// Does not check the generation (callers compare it with the word).
+    #[inline(always)]
+    pub(crate) fn slot(&self, handle: Handle) -> Option<&Slot> {
+        if handle.queue != self.id {
+            return None;
+        }
+        self.slot_at(handle.index)
+    }
+
+    #[inline(always)]
+    pub(crate) fn slot_at(&self, index: u32) -> Option<&Slot> {
+        let (bucket, offset) = locate(index);
+        // Acquire pairs with the Release store in `ensure_bucket`, so the
+        // slots' initialisation is visible.
+        let base = self.buckets.get(bucket)?.load(Ordering::Acquire);
+        if base.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null bucket pointer is a live allocation of
+        // `bucket_len(bucket)` slots (freed only in `Drop`, which needs
+        // `&mut self`), and `locate` returns `offset < bucket_len(bucket)`.
+        Some(unsafe { &*base.add(offset) })
+    }
+
+    /// Makes sure the bucket holding `index` exists. Called under the
+    /// registry lock, so only one thread allocates a bucket.
+    pub(crate) fn ensure_bucket(&self, index: u32) {
+        let (bucket, _) = locate(index);
+        let Some(cell) = self.buckets.get(bucket) else {
+            return;
+        };
+        // Relaxed: only the registry-lock holder stores to bucket pointers.
+        if cell.load(Ordering::Relaxed).is_null() {
+            let slots: Box<[CachePadded<Slot>]> =
+                (0..bucket_len(bucket)).map(|_| CachePadded::new(Slot::new())).collect();
+            // Release publishes the initialised slots to `slot_at`.
+            cell.store(Box::into_raw(slots).cast(), Ordering::Release);
+        }
+    }
+
+    /// Iterates over every allocated slot with its index.
+    pub(crate) fn for_each_slot(&self, mut f: impl FnMut(u32, &Slot)) {
+        for (bucket, cell) in self.buckets.iter().enumerate() {
+            // Acquire: as in `slot_at`.
+            let base = cell.load(Ordering::Acquire);
+            if base.is_null() {
+                continue;
+            }
+            let first = (bucket_len(bucket) - (1 << FIRST_BITS)) as u32;
+            for offset in 0..bucket_len(bucket) {
+                // SAFETY: as in `slot_at`; `offset < bucket_len(bucket)`.
+                let slot = unsafe { &*base.add(offset) };
+                f(first + offset as u32, slot);
+            }
+        }
+    }
+
+    /// Bytes of slot storage allocated.
+    pub(crate) fn slot_bytes(&self) -> usize {
+        let mut total = 0;
+        for (bucket, cell) in self.buckets.iter().enumerate() {
+            // Relaxed: a statistic.
+            if !cell.load(Ordering::Relaxed).is_null() {
+                total += bucket_len(bucket) * core::mem::size_of::<CachePadded<Slot>>();
+            }
+        }
+        total
+    }
+}
+
+impl Drop for SlotTable {
+    fn drop(&mut self) {
+        for (bucket, cell) in self.buckets.iter().enumerate() {
+            let base = cell.load(Ordering::Acquire);
+            if base.is_null() {
+                continue;
+            }
+            let len = bucket_len(bucket);
+            // SAFETY: `base` came from `Box::<[CachePadded<Slot>]>::into_raw`
+            // with exactly `len` elements in `ensure_bucket`; `&mut self`
+            // means no other reference to the slots remains.
+            let slots = unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(base, len)) };
+            for slot in slots.iter() {
+                crate::queue::release_slot_lists(slot);
+            }
+            drop(slots);
+        }
+    }
+}
+
+#[cfg(all(test, not(notification_queue_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_covers_buckets_contiguously() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(31), (0, 31));
+        assert_eq!(locate(32), (1, 0));
+        assert_eq!(locate(95), (1, 63));
+        assert_eq!(locate(96), (2, 0));
+        let (b, o) = locate(u32::MAX);
+        assert!(b < BUCKETS);
+        assert!(o < bucket_len(b));
+    }
+}

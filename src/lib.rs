@@ -1,0 +1,68 @@
+//! Lock-free notification primitives for an operating-system core.
+//!
+//! A [`NotificationQueue`] hands out checked [`Handle`]s. Worker threads
+//! [`notify`](NotificationQueue::notify) a handle with an `i32` argument;
+//! clients wait for it (as a [`Future`](core::future::Future) on any executor
+//! or blocking a thread), or subscribe with a bounded buffer. A broadcast
+//! in-memory pipe (`mempipe`) is built on top.
+//!
+//! What it promises:
+//! - **No lost wakeups, by construction.** Take a [`Snapshot`], check your
+//!   own condition, then [`wait_after`](NotificationQueue::wait_after) it: a
+//!   notify anywhere after the snapshot completes the wait. No lock, no
+//!   protocol.
+//! - **Checked handles.** A handle carries a generation; a stale one gets
+//!   [`QueueError::StaleHandle`], never another handle's notifications.
+//! - **notify never blocks on a client.** With nobody waiting it is one CAS,
+//!   no lock, no allocation; wakers run outside every lock, and a panicking
+//!   waker neither poisons the queue nor stops the others.
+//! - **Bounded.** Handles, waiters and subscribers per handle are limited by
+//!   [`Config`], each limit a typed error.
+//!
+//! ```
+//! use notification_queue::{Config, NotificationQueue, QueueError};
+//! use std::thread;
+//!
+//! let queue = NotificationQueue::new(Config::default());
+//! let h = queue.register("worker-done").unwrap();
+//!
+//! let snap = queue.snapshot(h).unwrap(); // 1. snapshot
+//! let q2 = queue.clone();
+//! let worker = thread::spawn(move || q2.notify(h, 42));
+//! // 2. (check your own condition here) 3. wait for anything after the snapshot
+//! let got = queue.wait_after(snap).wait().unwrap();
+//! assert_eq!(got.arg, 42);
+//! worker.join().unwrap().unwrap();
+//!
+//! // Unregistering wakes waiters with `Closed`; the handle is stale afterwards.
+//! let pending = queue.wait(h);
+//! queue.unregister(h).unwrap();
+//! assert_eq!(pending.wait(), Err(QueueError::Closed));
+//! assert_eq!(queue.notify(h, 1), Err(QueueError::StaleHandle));
+//! ```
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod eventcount;
+mod handle;
+mod queue;
+mod subscription;
+mod sync;
+mod wait;
+
+pub use error::QueueError;
+pub use handle::Handle;
+pub use queue::{Config, HandleInfo, NotificationQueue, OwnedHandle, Stats, WaiterInfo};
+pub use subscription::SubscriberInfo;
+pub use wait::{Notified, Snapshot, Wait};
+
+#[cfg(not(notification_queue_loom))]
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<NotificationQueue>();
+    assert_send_sync::<Handle>();
+    assert_send_sync::<Wait<'static>>();
+    assert_send_sync::<OwnedHandle>();
+};

@@ -1,0 +1,618 @@
+//! The [`NotificationQueue`] facade: configuration, register / unregister,
+//! notify, statistics and the debug dump.
+//!
+//! The hot path is [`NotificationQueue::notify`]: a bucket-pointer load, a
+//! load of the slot's state word, a store of the argument and one CAS (see
+//! `eventcount` for why that is enough). Everything else here is cold.
+
+use crate::eventcount::{self, WaiterList};
+use crate::handle::{Handle, Slot, SlotTable};
+use crate::sync::{Arc, AtomicU64, Collector, Guard, Ordering};
+use crate::{QueueError, Snapshot, Wait};
+use crossbeam_utils::CachePadded;
+
+/// Limits of a [`NotificationQueue`]. Every limit is enforced with a typed
+/// error, never a panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Handles registered at once (default 1 << 20).
+    pub max_handles: usize,
+    /// Pending waits per handle (default 1024).
+    pub max_waiters_per_handle: usize,
+    /// Subscriptions per handle (default 64).
+    pub max_subscribers_per_handle: usize,
+    /// Largest buffer a subscription may ask for (default 1 << 16).
+    pub max_subscriber_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_handles: 1 << 20,
+            max_waiters_per_handle: 1024,
+            max_subscribers_per_handle: 64,
+            max_subscriber_capacity: 1 << 16,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_handles`].
+    pub fn max_handles(mut self, n: usize) -> Self {
+        self.max_handles = n;
+        self
+    }
+    /// Sets [`Config::max_waiters_per_handle`].
+    pub fn max_waiters_per_handle(mut self, n: usize) -> Self {
+        self.max_waiters_per_handle = n;
+        self
+    }
+    /// Sets [`Config::max_subscribers_per_handle`].
+    pub fn max_subscribers_per_handle(mut self, n: usize) -> Self {
+        self.max_subscribers_per_handle = n;
+        self
+    }
+    /// Sets [`Config::max_subscriber_capacity`].
+    pub fn max_subscriber_capacity(mut self, n: usize) -> Self {
+        self.max_subscriber_capacity = n;
+        self
+    }
+}
+
+/// Slow-path counters. Each is touched only off the notify fast path.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) slow_notifies: CachePadded<AtomicU64>,
+    pub(crate) wakes: CachePadded<AtomicU64>,
+    pub(crate) waker_panics: CachePadded<AtomicU64>,
+    pub(crate) closes: CachePadded<AtomicU64>,
+    /// Subscription counters (owned by `subscription`).
+    pub(crate) delivered: CachePadded<AtomicU64>,
+    pub(crate) dropped: CachePadded<AtomicU64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) table: SlotTable,
+    pub(crate) counters: Counters,
+    pub(crate) collector: Collector,
+}
+
+/// A queue of notifications keyed by checked handles.
+///
+/// Cheap to clone (an `Arc`), `Send + Sync`. See the crate docs for the whole
+/// life of a handle.
+///
+/// ```
+/// use notification_queue::{Config, NotificationQueue};
+///
+/// let queue = NotificationQueue::new(Config::default());
+/// let h = queue.register("disk-irq").unwrap();
+/// let snap = queue.snapshot(h).unwrap();
+/// assert_eq!(queue.notify(h, 7), Ok(0)); // nobody waiting yet
+/// let got = queue.wait_after(snap).wait().unwrap(); // completes at once
+/// assert_eq!((got.arg, got.coalesced), (7, 1));
+/// queue.unregister(h).unwrap();
+/// assert!(queue.notify(h, 1).is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct NotificationQueue {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A snapshot of the queue's counters ([`NotificationQueue::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Handles registered now.
+    pub handles: usize,
+    /// Notifications accepted since the queue was created (sum of the
+    /// handles' sequence counters, so it costs notify nothing).
+    pub notifications: u64,
+    /// Notifies that found waiters or subscribers (took the slow path).
+    pub slow_notifications: u64,
+    /// Wakers woken.
+    pub wakes: u64,
+    /// Wakers that panicked while being woken (caught; others still woke).
+    pub waker_panics: u64,
+    /// Pending waits on all handles now.
+    pub waiters: usize,
+    /// Values delivered into subscription buffers.
+    pub delivered: u64,
+    /// Values overwritten in full subscription buffers (reported as lag).
+    pub dropped: u64,
+    /// Bytes held by slots and waiter lists (not counting hints).
+    pub memory_bytes: usize,
+}
+
+/// One waiting client, as listed by [`NotificationQueue::waiters`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaiterInfo {
+    /// The hint given with [`Wait::with_hint`], if any.
+    pub hint: Option<Arc<str>>,
+}
+
+/// One registered handle, as listed by [`NotificationQueue::dump`].
+#[derive(Debug, Clone)]
+pub struct HandleInfo {
+    /// The handle.
+    pub handle: Handle,
+    /// Its debug hint.
+    pub hint: Arc<str>,
+    /// Its sequence (notifications so far).
+    pub sequence: u64,
+    /// Its pending waiters.
+    pub waiters: Vec<WaiterInfo>,
+    /// Its subscribers.
+    pub subscribers: Vec<crate::SubscriberInfo>,
+}
+
+fn next_queue_id() -> u32 {
+    // Identity only (never used to synchronise memory), so this counter is
+    // the one atomic outside the `sync` shim: loom cannot host statics.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Frees the lists a slot still owns when the table is dropped.
+pub(crate) fn release_slot_lists(slot: &Slot) {
+    let p = slot.waiters.swap(core::ptr::null_mut(), Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: the slot owned one strong count of this `Arc` (stored with
+        // `Arc::into_raw`); the table is being dropped, so no notifier can
+        // read the pointer any more.
+        drop(unsafe { Arc::from_raw(p) });
+    }
+    crate::subscription::release(slot);
+}
+
+/// A raw `Arc` pointer handed to the epoch collector.
+struct Retired(*const WaiterList);
+// SAFETY: `WaiterList` is `Send + Sync`; the pointer is only turned back into
+// an `Arc` (and dropped) once, by the collector, on some thread.
+unsafe impl Send for Retired {}
+
+/// Drops the slot's reference to `list` once no pinned reader can hold it.
+pub(crate) fn retire(list: *const WaiterList, guard: &Guard) {
+    let retired = Retired(list);
+    // SAFETY: `list` was unlinked from its slot by the caller's swap/CAS, so
+    // readers that can still see it are pinned now; the deferred drop runs
+    // after they unpin. The slot's strong count is released exactly once.
+    unsafe {
+        guard.defer_unchecked(move || {
+            let r = retired;
+            drop(Arc::from_raw(r.0));
+        });
+    }
+}
+
+impl NotificationQueue {
+    /// A new queue with the given limits.
+    pub fn new(config: Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                table: SlotTable::new(next_queue_id()),
+                counters: Counters::default(),
+                collector: Collector::new(),
+            }),
+        }
+    }
+
+    /// The limits this queue was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Registers a new handle with a debug hint.
+    ///
+    /// Fails with [`QueueError::HandleLimit`] once `max_handles` are live.
+    pub fn register(&self, hint: impl Into<Arc<str>>) -> Result<Handle, QueueError> {
+        let inner = &*self.inner;
+        let limit = inner.config.max_handles.min(u32::MAX as usize);
+        let hint = hint.into();
+        let mut reg = inner.table.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if reg.live >= limit {
+            return Err(QueueError::HandleLimit {
+                limit: inner.config.max_handles,
+            });
+        }
+        let index = match reg.free.pop_front() {
+            Some(i) => i,
+            None => {
+                let i = reg.next_fresh;
+                inner.table.ensure_bucket(i);
+                reg.next_fresh += 1;
+                reg.hints.push(None);
+                i
+            }
+        };
+        let Some(slot) = inner.table.slot_at(index) else {
+            // Unreachable: `ensure_bucket` ran for every index handed out.
+            reg.free.push_front(index);
+            return Err(QueueError::HandleLimit { limit });
+        };
+        // Relaxed: only the registry-lock holder changes a free slot's
+        // generation; racing RMWs from stale users cannot change it.
+        let old = slot.state.load(Ordering::Relaxed);
+        let generation = eventcount::generation(old).wrapping_add(1) & eventcount::GEN_MASK;
+        // Release: the new generation is published with the slot reset.
+        slot.state
+            .store(eventcount::fresh(generation), Ordering::Release);
+        reg.live += 1;
+        if let Some(h) = reg.hints.get_mut(index as usize) {
+            *h = Some(hint);
+        }
+        Ok(Handle {
+            queue: inner.table.id,
+            index,
+            generation,
+        })
+    }
+
+    /// Registers a handle that is unregistered when the guard drops.
+    pub fn register_owned(&self, hint: impl Into<Arc<str>>) -> Result<OwnedHandle, QueueError> {
+        let handle = self.register(hint)?;
+        Ok(OwnedHandle {
+            queue: self.clone(),
+            handle,
+        })
+    }
+
+    /// Unregisters `handle`: its waiters complete with [`QueueError::Closed`],
+    /// its subscriptions end after draining, and every later use of it fails
+    /// with [`QueueError::StaleHandle`] (so a second unregister is an error).
+    pub fn unregister(&self, handle: Handle) -> Result<(), QueueError> {
+        let inner = &*self.inner;
+        let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        // Relaxed: validated by the CAS.
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        loop {
+            if eventcount::generation(cur) != handle.generation {
+                return Err(QueueError::StaleHandle);
+            }
+            // AcqRel: Acquire sees waiter registrations published by their
+            // `fetch_or` (as in notify); Release orders the close before
+            // waiters that read the new generation.
+            match slot.state.compare_exchange_weak(
+                cur,
+                eventcount::retired(cur),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        let guard = crate::sync::pin(&inner.collector);
+        let list = slot.waiters.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !list.is_null() {
+            // SAFETY: we are pinned and the slot's reference is only dropped
+            // through `retire`, after the pin ends.
+            let count = unsafe { &*list }.wake_all();
+            inner.note_wakes(count);
+            retire(list, &guard);
+        }
+        crate::subscription::close_all(slot, &guard);
+        drop(guard);
+        // Relaxed: a statistic.
+        inner.counters.closes.fetch_add(1, Ordering::Relaxed);
+        let mut reg = inner.table.registry.lock().unwrap_or_else(|e| e.into_inner());
+        reg.live = reg.live.saturating_sub(1);
+        reg.retired_notifications = reg
+            .retired_notifications
+            .wrapping_add(eventcount::sequence(cur));
+        if let Some(h) = reg.hints.get_mut(handle.index as usize) {
+            *h = None;
+        }
+        reg.free.push_back(handle.index);
+        Ok(())
+    }
+
+    /// Notifies `handle` with `arg`: wakes every pending waiter and delivers
+    /// `arg` to every subscriber. Returns how many were woken or delivered to.
+    ///
+    /// Never blocks and never runs client code under a lock. With nobody
+    /// waiting or subscribed it is one CAS and allocates nothing.
+    #[inline]
+    pub fn notify(&self, handle: Handle, arg: i32) -> Result<usize, QueueError> {
+        let inner = &*self.inner;
+        let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        // Relaxed: the CAS below validates what we read.
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        loop {
+            if eventcount::generation(cur) != handle.generation {
+                return Err(QueueError::StaleHandle);
+            }
+            // Relaxed: published by the Release half of the CAS below.
+            slot.arg.store(arg, Ordering::Relaxed);
+            // AcqRel: Release publishes `arg` with the new sequence to
+            // waiters that Acquire-load it; Acquire makes a waiter's waker
+            // registration (published by its Release `fetch_or`) visible to
+            // the wake scan.
+            match slot.state.compare_exchange_weak(
+                cur,
+                eventcount::bumped(cur),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        if !eventcount::needs_slow_path(cur) {
+            return Ok(0);
+        }
+        Ok(inner.notify_slow(slot, cur, arg))
+    }
+
+    /// The handle's current sequence: wait for "anything after this" with
+    /// [`wait_after`](Self::wait_after).
+    pub fn snapshot(&self, handle: Handle) -> Result<Snapshot, QueueError> {
+        let slot = self.inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        // Acquire: a later check of the caller's own condition must see what
+        // notifiers published before the sequence we record.
+        let word = slot.state.load(Ordering::Acquire);
+        if eventcount::generation(word) != handle.generation {
+            return Err(QueueError::StaleHandle);
+        }
+        Ok(Snapshot {
+            handle,
+            sequence: eventcount::sequence(word),
+        })
+    }
+
+    /// A wait for any notify after `snapshot`: completes at once if one
+    /// already landed. A [`Future`](core::future::Future), and blocking via
+    /// [`Wait::wait`], [`Wait::wait_timeout`] and [`Wait::wait_deadline`].
+    pub fn wait_after(&self, snapshot: Snapshot) -> Wait<'_> {
+        Wait::new(&self.inner, snapshot.handle, Ok(snapshot.sequence))
+    }
+
+    /// A wait for the next notify of `handle` (snapshot now, then wait).
+    pub fn wait(&self, handle: Handle) -> Wait<'_> {
+        let seq = self.snapshot(handle).map(|s| s.sequence);
+        Wait::new(&self.inner, handle, seq)
+    }
+
+    /// Whether `handle` is registered (its generation is current).
+    pub fn is_registered(&self, handle: Handle) -> bool {
+        self.snapshot(handle).is_ok()
+    }
+
+    /// Pending waiters of `handle` with their hints (the old `get_waits`).
+    pub fn waiters(&self, handle: Handle) -> Result<Vec<WaiterInfo>, QueueError> {
+        let inner = &*self.inner;
+        let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        self.snapshot(handle)?;
+        Ok(inner.waiter_infos(slot, handle.generation))
+    }
+
+    /// Every registered handle with its hint, waiters and subscribers.
+    pub fn dump(&self) -> Vec<HandleInfo> {
+        let inner = &*self.inner;
+        let hints: Vec<(u32, Arc<str>)> = {
+            let reg = inner.table.registry.lock().unwrap_or_else(|e| e.into_inner());
+            reg.hints
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.clone().map(|h| (i as u32, h)))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(hints.len());
+        for (index, hint) in hints {
+            let Some(slot) = inner.table.slot_at(index) else {
+                continue;
+            };
+            // Acquire: as in `snapshot`.
+            let word = slot.state.load(Ordering::Acquire);
+            let generation = eventcount::generation(word);
+            if generation % 2 == 0 {
+                continue; // unregistered since we read the hints
+            }
+            let handle = Handle {
+                queue: inner.table.id,
+                index,
+                generation,
+            };
+            out.push(HandleInfo {
+                handle,
+                hint,
+                sequence: eventcount::sequence(word),
+                waiters: inner.waiter_infos(slot, generation),
+                subscribers: crate::subscription::infos(self, handle),
+            });
+        }
+        out
+    }
+
+    /// The queue's counters. Walks the slot table (O(slots)); meant for
+    /// monitoring, not hot paths.
+    pub fn stats(&self) -> Stats {
+        let inner = &*self.inner;
+        let (handles, retired) = {
+            let reg = inner.table.registry.lock().unwrap_or_else(|e| e.into_inner());
+            (reg.live, reg.retired_notifications)
+        };
+        let mut notifications = retired;
+        let mut waiters = 0;
+        let mut memory = inner.table.slot_bytes();
+        let guard = crate::sync::pin(&inner.collector);
+        inner.table.for_each_slot(|_, slot| {
+            // Relaxed: statistics.
+            let word = slot.state.load(Ordering::Relaxed);
+            if eventcount::generation(word) % 2 == 1 {
+                notifications = notifications.wrapping_add(eventcount::sequence(word));
+            }
+            // Acquire: see the list's initialisation.
+            let list = slot.waiters.load(Ordering::Acquire);
+            if !list.is_null() {
+                // SAFETY: pinned; retired lists are freed after unpinning.
+                let list = unsafe { &*list };
+                waiters += list.len();
+                memory += list.footprint();
+            }
+        });
+        drop(guard);
+        let c = &inner.counters;
+        // Relaxed: statistics.
+        Stats {
+            handles,
+            notifications,
+            slow_notifications: c.slow_notifies.load(Ordering::Relaxed),
+            wakes: c.wakes.load(Ordering::Relaxed),
+            waker_panics: c.waker_panics.load(Ordering::Relaxed),
+            waiters,
+            delivered: c.delivered.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            memory_bytes: memory,
+        }
+    }
+}
+
+impl Inner {
+    #[cold]
+    #[inline(never)]
+    fn notify_slow(&self, slot: &Slot, prev: u64, arg: i32) -> usize {
+        // Relaxed: statistic.
+        self.counters.slow_notifies.fetch_add(1, Ordering::Relaxed);
+        let guard = crate::sync::pin(&self.collector);
+        let mut n = 0;
+        if prev & eventcount::WAITERS != 0 {
+            // Acquire pairs with the Release CAS that installed the list.
+            let list = slot.waiters.load(Ordering::Acquire);
+            if !list.is_null() {
+                // SAFETY: pinned; the slot's reference is retired through the
+                // collector, so the list outlives this guard.
+                let count = unsafe { &*list }.wake_all();
+                self.note_wakes(count);
+                n += count.woken;
+            }
+        }
+        if prev & eventcount::SUBSCRIBED != 0 {
+            n += crate::subscription::deliver(slot, arg, &guard);
+        }
+        n
+    }
+
+    pub(crate) fn note_wakes(&self, count: eventcount::WakeCount) {
+        // Relaxed: statistics.
+        if count.woken > 0 {
+            self.counters
+                .wakes
+                .fetch_add(count.woken as u64, Ordering::Relaxed);
+        }
+        if count.panicked > 0 {
+            self.counters
+                .waker_panics
+                .fetch_add(count.panicked as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn waiter_infos(&self, slot: &Slot, generation: u32) -> Vec<WaiterInfo> {
+        let _guard = crate::sync::pin(&self.collector);
+        // Acquire: see the list's initialisation.
+        let list = slot.waiters.load(Ordering::Acquire);
+        if list.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: pinned (see `notify_slow`).
+        let list = unsafe { &*list };
+        if list.generation != generation {
+            return Vec::new();
+        }
+        list.hints()
+            .into_iter()
+            .map(|hint| WaiterInfo { hint })
+            .collect()
+    }
+
+    /// This generation's waiter list, created on first use. Returns a new
+    /// strong reference.
+    pub(crate) fn waiter_list(&self, slot: &Slot, generation: u32) -> Arc<WaiterList> {
+        let guard = crate::sync::pin(&self.collector);
+        loop {
+            // Acquire pairs with the Release CAS that installed the list.
+            let cur = slot.waiters.load(Ordering::Acquire);
+            // SAFETY: pinned; a non-null pointer is a live `Arc` allocation
+            // whose slot reference is only released through `retire`.
+            if let Some(list) = unsafe { cur.as_ref() } {
+                if list.generation == generation {
+                    // SAFETY: the slot's strong count keeps the allocation
+                    // alive while we are pinned, so adding one is sound.
+                    unsafe { Arc::increment_strong_count(cur) };
+                    // SAFETY: the count we just added is owned by the result.
+                    return unsafe { Arc::from_raw(cur) };
+                }
+            }
+            let fresh = Arc::new(WaiterList::new(generation));
+            let raw = Arc::into_raw(fresh.clone()).cast_mut();
+            // AcqRel: Release publishes the list's initialisation; Acquire on
+            // failure reads the winner's.
+            match slot
+                .waiters
+                .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if !cur.is_null() {
+                        retire(cur, &guard);
+                    }
+                    return fresh;
+                }
+                Err(_) => {
+                    // SAFETY: `raw` was never published; reclaim its count.
+                    drop(unsafe { Arc::from_raw(raw) });
+                }
+            }
+        }
+    }
+}
+
+/// A registered handle that unregisters itself when dropped.
+///
+/// Derefs to [`Handle`]; [`OwnedHandle::into_handle`] gives up ownership.
+#[derive(Debug)]
+pub struct OwnedHandle {
+    queue: NotificationQueue,
+    handle: Handle,
+}
+
+impl OwnedHandle {
+    /// The handle.
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// Stops owning the handle: it stays registered.
+    pub fn into_handle(self) -> Handle {
+        self.into_handle_inner().1
+    }
+
+    /// Unregisters now.
+    pub fn unregister(self) -> Result<(), QueueError> {
+        let h = self.into_handle_inner();
+        h.0.unregister(h.1)
+    }
+
+    fn into_handle_inner(self) -> (NotificationQueue, Handle) {
+        let me = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `me` is never dropped, so the queue is moved out once.
+        let queue = unsafe { core::ptr::read(&me.queue) };
+        (queue, me.handle)
+    }
+}
+
+impl core::ops::Deref for OwnedHandle {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for OwnedHandle {
+    fn drop(&mut self) {
+        // Already unregistered by hand is fine: stale is the expected result.
+        let _ = self.queue.unregister(self.handle);
+    }
+}

@@ -1,0 +1,289 @@
+//! Waiting: the [`Wait`] future and its blocking forms.
+//!
+//! A `Wait` holds a sequence snapshot. Each poll first looks at the state
+//! word; only if nothing happened does it claim an entry (once), register the
+//! waker in it and publish itself with `fetch_or(WAITERS)`, whose returned
+//! value is checked again (see `eventcount` for why this loses no wakeup).
+//! The entry is released the moment the wait completes or is dropped, so a
+//! cancelled wait leaves nothing behind.
+//!
+//! The blocking forms drive the same future with a waker that unparks the
+//! calling thread, so threads and tasks share one code path.
+
+use crate::eventcount::{self, Entry, WaiterList};
+use crate::handle::Handle;
+use crate::queue::Inner;
+use crate::sync::{Arc, Ordering};
+use crate::QueueError;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// A handle's sequence at one moment ([`NotificationQueue::snapshot`]).
+///
+/// [`NotificationQueue::snapshot`]: crate::NotificationQueue::snapshot
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    pub(crate) handle: Handle,
+    pub(crate) sequence: u64,
+}
+
+impl Snapshot {
+    /// The handle this snapshot is of.
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// The sequence (number of notifies of this handle so far, mod 2^38).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+}
+
+/// What a completed wait saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Notified {
+    /// The handle's sequence when the wait completed.
+    pub sequence: u64,
+    /// The argument of the latest notify (see below).
+    ///
+    /// With one notifier per handle this is exactly the argument of the
+    /// notify that produced `sequence`. Notifiers racing on one handle
+    /// store their arguments before their CASes, so it may then be the
+    /// argument of a notify that has not yet bumped the sequence.
+    pub arg: i32,
+    /// Notifies since the snapshot (at least 1): how many this wake coalesced.
+    pub coalesced: u64,
+}
+
+/// A pending wait for a notify after a snapshot.
+///
+/// Created by [`NotificationQueue::wait`] or
+/// [`NotificationQueue::wait_after`]. Resolves to `Ok(Notified)` on a notify,
+/// or `Err(QueueError::Closed)` when the handle is unregistered (or
+/// [`QueueError::StaleHandle`] if it already was; [`QueueError::WaiterLimit`]
+/// if the handle has `max_waiters_per_handle` pending waits).
+///
+/// # Cancel safety
+///
+/// Dropping a `Wait` at any point releases its waiter entry at once; no
+/// notification is consumed by a wait (notifications are a counter, not a
+/// queue), so a new wait from the same snapshot sees the same outcome.
+///
+/// [`NotificationQueue::wait`]: crate::NotificationQueue::wait
+/// [`NotificationQueue::wait_after`]: crate::NotificationQueue::wait_after
+#[must_use = "a Wait does nothing unless polled or waited on"]
+#[derive(Debug)]
+pub struct Wait<'a> {
+    inner: &'a Inner,
+    handle: Handle,
+    /// The snapshot sequence, or the error found while taking it.
+    start: Result<u64, QueueError>,
+    hint: Option<Arc<str>>,
+    /// Our claimed entry and the list that owns it.
+    entry: Option<(Arc<WaiterList>, *const Entry)>,
+}
+
+// SAFETY: the raw entry pointer points into the `Arc<WaiterList>` held beside
+// it, and `Entry` is `Sync` (atomics, an `AtomicWaker` and a mutex).
+unsafe impl Send for Wait<'_> {}
+// SAFETY: `&Wait` exposes nothing that touches the entry.
+unsafe impl Sync for Wait<'_> {}
+
+impl Unpin for Wait<'_> {}
+
+impl<'a> Wait<'a> {
+    pub(crate) fn new(inner: &'a Inner, handle: Handle, start: Result<u64, QueueError>) -> Self {
+        Self {
+            inner,
+            handle,
+            start,
+            hint: None,
+            entry: None,
+        }
+    }
+
+    /// Attaches a debug hint, listed by
+    /// [`NotificationQueue::waiters`](crate::NotificationQueue::waiters)
+    /// while this wait is pending.
+    pub fn with_hint(mut self, hint: impl Into<Arc<str>>) -> Self {
+        let hint = hint.into();
+        if let Some((_, entry)) = &self.entry {
+            // SAFETY: see `entry_ref`.
+            unsafe { &**entry }.set_hint(Some(hint.clone()));
+        }
+        self.hint = Some(hint);
+        self
+    }
+
+    /// The snapshot this wait completes after.
+    pub fn snapshot(&self) -> Result<Snapshot, QueueError> {
+        self.start.map(|sequence| Snapshot {
+            handle: self.handle,
+            sequence,
+        })
+    }
+
+    fn check(&self, word: u64, start: u64) -> Option<Result<Notified, QueueError>> {
+        if eventcount::generation(word) != self.handle.generation {
+            return Some(Err(QueueError::Closed));
+        }
+        let sequence = eventcount::sequence(word);
+        if sequence == start {
+            return None;
+        }
+        let slot = self.inner.table.slot(self.handle)?;
+        Some(Ok(Notified {
+            sequence,
+            // Relaxed: ordered after the Acquire load/RMW that gave `word`,
+            // which synchronises with the notify's Release CAS.
+            arg: slot.arg.load(Ordering::Relaxed),
+            coalesced: eventcount::distance(start, sequence),
+        }))
+    }
+
+    fn release(&mut self) {
+        if let Some((list, entry)) = self.entry.take() {
+            // SAFETY: `entry` was claimed from `list`, which we still hold.
+            list.release(unsafe { &*entry });
+        }
+    }
+
+    fn poll_wait(&mut self, waker: &Waker) -> Poll<Result<Notified, QueueError>> {
+        let start = match self.start {
+            Ok(s) => s,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let Some(slot) = self.inner.table.slot(self.handle) else {
+            return Poll::Ready(Err(QueueError::StaleHandle));
+        };
+        // Acquire: see the arg published with a newer sequence.
+        if let Some(done) = self.check(slot.state.load(Ordering::Acquire), start) {
+            self.release();
+            return Poll::Ready(done);
+        }
+        if self.entry.is_none() {
+            let list = self.inner.waiter_list(slot, self.handle.generation);
+            let limit = self.inner.config.max_waiters_per_handle;
+            let Some(entry) = list.claim(limit) else {
+                return Poll::Ready(Err(QueueError::WaiterLimit { limit }));
+            };
+            entry.set_hint(self.hint.clone());
+            let entry: *const Entry = entry;
+            self.entry = Some((list, entry));
+        }
+        if let Some((_, entry)) = &self.entry {
+            // SAFETY: the entry lives in the list whose `Arc` we hold and we
+            // own it (claimed, not yet released).
+            unsafe { &**entry }.waker.register(waker);
+        }
+        // AcqRel: Release publishes the registration above to the notifier
+        // whose CAS reads this flag; Acquire sees its arg if it came first.
+        let word = slot.state.fetch_or(eventcount::WAITERS, Ordering::AcqRel);
+        if let Some(done) = self.check(word, start) {
+            self.release();
+            return Poll::Ready(done);
+        }
+        Poll::Pending
+    }
+
+    /// Blocks the thread until a notify after the snapshot, or close.
+    pub fn wait(self) -> Result<Notified, QueueError> {
+        self.block(None)
+    }
+
+    /// Blocks for at most `timeout`; [`QueueError::Timeout`] if it elapses.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Notified, QueueError> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.block(Some(deadline)),
+            None => self.block(None),
+        }
+    }
+
+    /// Blocks until `deadline`; [`QueueError::Timeout`] if it passes.
+    pub fn wait_deadline(self, deadline: Instant) -> Result<Notified, QueueError> {
+        self.block(Some(deadline))
+    }
+
+    fn block(mut self, deadline: Option<Instant>) -> Result<Notified, QueueError> {
+        let waker = park::current_waker();
+        loop {
+            if let Poll::Ready(r) = self.poll_wait(&waker) {
+                return r;
+            }
+            match deadline {
+                None => park::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(QueueError::Timeout);
+                    }
+                    park::park_timeout(d - now);
+                }
+            }
+        }
+    }
+}
+
+impl Future for Wait<'_> {
+    type Output = Result<Notified, QueueError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_wait(cx.waker())
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Thread parking behind a `Waker`, through the sync shim's thread type.
+pub(crate) mod park {
+    use crate::sync::thread;
+    use core::task::Waker;
+    use std::time::Duration;
+
+    struct Unparker(thread::Thread);
+
+    impl std::task::Wake for Unparker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    /// A waker that unparks the calling thread.
+    #[cfg(not(notification_queue_loom))]
+    pub(crate) fn current_waker() -> Waker {
+        std::thread_local! {
+            static WAKER: Waker = Waker::from(std::sync::Arc::new(Unparker(thread::current())));
+        }
+        WAKER.with(Waker::clone)
+    }
+
+    /// A waker that unparks the calling thread.
+    #[cfg(notification_queue_loom)]
+    pub(crate) fn current_waker() -> Waker {
+        Waker::from(std::sync::Arc::new(Unparker(thread::current())))
+    }
+
+    pub(crate) fn park() {
+        thread::park();
+    }
+
+    #[cfg(not(notification_queue_loom))]
+    pub(crate) fn park_timeout(d: Duration) {
+        thread::park_timeout(d);
+    }
+
+    /// Loom has no timed park; models never time out.
+    #[cfg(notification_queue_loom)]
+    pub(crate) fn park_timeout(_d: Duration) {
+        thread::park();
+    }
+}
