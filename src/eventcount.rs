@@ -68,7 +68,7 @@
 //! notifiers read the slot's pointer under an epoch pin without taking a
 //! reference.
 
-use crate::sync::{Arc, AtomicPtr, AtomicU8, AtomicUsize, AtomicWaker, Mutex, Ordering};
+use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering};
 use core::ptr;
 
 /// A waiter has registered since the last notify (bit 0).
@@ -142,7 +142,7 @@ pub(crate) struct Entry {
     pub(crate) waker: AtomicWaker,
     /// Debug hint; written by the owner, read by dumps. Never held while
     /// running client code.
-    hint: Mutex<Option<Arc<str>>>,
+    hint: Mutex<Option<Hint>>,
 }
 
 impl Entry {
@@ -154,11 +154,11 @@ impl Entry {
         }
     }
 
-    pub(crate) fn set_hint(&self, hint: Option<Arc<str>>) {
+    pub(crate) fn set_hint(&self, hint: Option<Hint>) {
         *self.hint.lock().unwrap_or_else(|e| e.into_inner()) = hint;
     }
 
-    fn hint(&self) -> Option<Arc<str>> {
+    fn hint(&self) -> Option<Hint> {
         self.hint.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -309,7 +309,7 @@ impl WaiterList {
     }
 
     /// Hints of the claimed entries (debug dump).
-    pub(crate) fn hints(&self) -> Vec<Option<Arc<str>>> {
+    pub(crate) fn hints(&self) -> Vec<Option<Hint>> {
         let mut out = Vec::new();
         for chunk in self.chunks() {
             for entry in &chunk.entries {

@@ -12,7 +12,7 @@
 //! mutex that no client code ever runs under.
 
 use crate::eventcount::{self, WaiterList};
-use crate::sync::{Arc, AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{AtomicI32, AtomicPtr, AtomicU64, Hint, Ordering};
 use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
 
@@ -74,7 +74,10 @@ const BUCKETS: usize = 28;
 fn locate(index: u32) -> (usize, usize) {
     let i = index as u64 + (1 << FIRST_BITS);
     let bucket = (63 - i.leading_zeros() - FIRST_BITS) as usize;
-    (bucket, (i - (1u64 << (bucket as u32 + FIRST_BITS))) as usize)
+    (
+        bucket,
+        (i - (1u64 << (bucket as u32 + FIRST_BITS))) as usize,
+    )
 }
 
 #[inline(always)]
@@ -88,7 +91,7 @@ pub(crate) struct Registry {
     pub(crate) free: VecDeque<u32>,
     pub(crate) next_fresh: u32,
     pub(crate) live: usize,
-    pub(crate) hints: Vec<Option<Arc<str>>>,
+    pub(crate) hints: Vec<Option<Hint>>,
     /// Notifications counted from handles already unregistered.
     pub(crate) retired_notifications: u64,
 }
@@ -143,8 +146,9 @@ impl SlotTable {
         };
         // Relaxed: only the registry-lock holder stores to bucket pointers.
         if cell.load(Ordering::Relaxed).is_null() {
-            let slots: Box<[CachePadded<Slot>]> =
-                (0..bucket_len(bucket)).map(|_| CachePadded::new(Slot::new())).collect();
+            let slots: Box<[CachePadded<Slot>]> = (0..bucket_len(bucket))
+                .map(|_| CachePadded::new(Slot::new()))
+                .collect();
             // Release publishes the initialised slots to `slot_at`.
             cell.store(Box::into_raw(slots).cast(), Ordering::Release);
         }

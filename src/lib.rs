@@ -4,7 +4,7 @@
 //! [`notify`](NotificationQueue::notify) a handle with an `i32` argument;
 //! clients wait for it (as a [`Future`](core::future::Future) on any executor
 //! or blocking a thread), or subscribe with a bounded buffer. A broadcast
-//! in-memory pipe (`mempipe`) is built on top.
+//! in-memory pipe ([`mempipe`]) is built on top.
 //!
 //! What it promises:
 //! - **No lost wakeups, by construction.** Take a [`Snapshot`], check your
@@ -45,6 +45,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+pub mod mempipe;
 mod eventcount;
 mod handle;
 mod queue;

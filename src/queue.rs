@@ -7,7 +7,7 @@
 
 use crate::eventcount::{self, WaiterList};
 use crate::handle::{Handle, Slot, SlotTable};
-use crate::sync::{Arc, AtomicU64, Collector, Guard, Ordering};
+use crate::sync::{Arc, AtomicU64, Collector, Guard, Hint, Ordering};
 use crate::{QueueError, Snapshot, Wait};
 use crossbeam_utils::CachePadded;
 
@@ -130,7 +130,7 @@ pub struct Stats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaiterInfo {
     /// The hint given with [`Wait::with_hint`], if any.
-    pub hint: Option<Arc<str>>,
+    pub hint: Option<Hint>,
 }
 
 /// One registered handle, as listed by [`NotificationQueue::dump`].
@@ -139,7 +139,7 @@ pub struct HandleInfo {
     /// The handle.
     pub handle: Handle,
     /// Its debug hint.
-    pub hint: Arc<str>,
+    pub hint: Hint,
     /// Its sequence (notifications so far).
     pub sequence: u64,
     /// Its pending waiters.
@@ -208,11 +208,15 @@ impl NotificationQueue {
     /// Registers a new handle with a debug hint.
     ///
     /// Fails with [`QueueError::HandleLimit`] once `max_handles` are live.
-    pub fn register(&self, hint: impl Into<Arc<str>>) -> Result<Handle, QueueError> {
+    pub fn register(&self, hint: impl Into<Hint>) -> Result<Handle, QueueError> {
         let inner = &*self.inner;
         let limit = inner.config.max_handles.min(u32::MAX as usize);
         let hint = hint.into();
-        let mut reg = inner.table.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reg = inner
+            .table
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if reg.live >= limit {
             return Err(QueueError::HandleLimit {
                 limit: inner.config.max_handles,
@@ -252,7 +256,7 @@ impl NotificationQueue {
     }
 
     /// Registers a handle that is unregistered when the guard drops.
-    pub fn register_owned(&self, hint: impl Into<Arc<str>>) -> Result<OwnedHandle, QueueError> {
+    pub fn register_owned(&self, hint: impl Into<Hint>) -> Result<OwnedHandle, QueueError> {
         let handle = self.register(hint)?;
         Ok(OwnedHandle {
             queue: self.clone(),
@@ -298,7 +302,11 @@ impl NotificationQueue {
         drop(guard);
         // Relaxed: a statistic.
         inner.counters.closes.fetch_add(1, Ordering::Relaxed);
-        let mut reg = inner.table.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reg = inner
+            .table
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         reg.live = reg.live.saturating_sub(1);
         reg.retired_notifications = reg
             .retired_notifications
@@ -350,7 +358,11 @@ impl NotificationQueue {
     /// The handle's current sequence: wait for "anything after this" with
     /// [`wait_after`](Self::wait_after).
     pub fn snapshot(&self, handle: Handle) -> Result<Snapshot, QueueError> {
-        let slot = self.inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        let slot = self
+            .inner
+            .table
+            .slot(handle)
+            .ok_or(QueueError::StaleHandle)?;
         // Acquire: a later check of the caller's own condition must see what
         // notifiers published before the sequence we record.
         let word = slot.state.load(Ordering::Acquire);
@@ -392,8 +404,12 @@ impl NotificationQueue {
     /// Every registered handle with its hint, waiters and subscribers.
     pub fn dump(&self) -> Vec<HandleInfo> {
         let inner = &*self.inner;
-        let hints: Vec<(u32, Arc<str>)> = {
-            let reg = inner.table.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let hints: Vec<(u32, Hint)> = {
+            let reg = inner
+                .table
+                .registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             reg.hints
                 .iter()
                 .enumerate()
@@ -432,7 +448,11 @@ impl NotificationQueue {
     pub fn stats(&self) -> Stats {
         let inner = &*self.inner;
         let (handles, retired) = {
-            let reg = inner.table.registry.lock().unwrap_or_else(|e| e.into_inner());
+            let reg = inner
+                .table
+                .registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             (reg.live, reg.retired_notifications)
         };
         let mut notifications = retired;

@@ -2,7 +2,7 @@
 //! queue core calls these hooks on its slow path only.
 
 use crate::handle::Slot;
-use crate::sync::Guard;
+use crate::sync::{Guard, Hint};
 
 /// The subscribers of one slot.
 #[derive(Debug)]
@@ -23,10 +23,13 @@ pub(crate) fn release(_slot: &Slot) {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberInfo {
     /// The subscription's hint.
-    pub hint: std::sync::Arc<str>,
+    pub hint: Hint,
 }
 
 /// Subscribers of `handle` for the debug dump.
-pub(crate) fn infos(_queue: &crate::NotificationQueue, _handle: crate::Handle) -> Vec<SubscriberInfo> {
+pub(crate) fn infos(
+    _queue: &crate::NotificationQueue,
+    _handle: crate::Handle,
+) -> Vec<SubscriberInfo> {
     Vec::new()
 }

@@ -127,3 +127,8 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// Debug hints are plain immutable data shared with callers, never used to
+/// synchronise, so they are `std`'s `Arc<str>` in every build (loom's `Arc`
+/// would leak into the public API).
+pub(crate) type Hint = std::sync::Arc<str>;

@@ -10,11 +10,11 @@
 //! The blocking forms drive the same future with a waker that unparks the
 //! calling thread, so threads and tasks share one code path.
 
+use crate::QueueError;
 use crate::eventcount::{self, Entry, WaiterList};
 use crate::handle::Handle;
 use crate::queue::Inner;
-use crate::sync::{Arc, Ordering};
-use crate::QueueError;
+use crate::sync::{Arc, Hint, Ordering};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -80,7 +80,7 @@ pub struct Wait<'a> {
     handle: Handle,
     /// The snapshot sequence, or the error found while taking it.
     start: Result<u64, QueueError>,
-    hint: Option<Arc<str>>,
+    hint: Option<Hint>,
     /// Our claimed entry and the list that owns it.
     entry: Option<(Arc<WaiterList>, *const Entry)>,
 }
@@ -107,7 +107,7 @@ impl<'a> Wait<'a> {
     /// Attaches a debug hint, listed by
     /// [`NotificationQueue::waiters`](crate::NotificationQueue::waiters)
     /// while this wait is pending.
-    pub fn with_hint(mut self, hint: impl Into<Arc<str>>) -> Self {
+    pub fn with_hint(mut self, hint: impl Into<Hint>) -> Self {
         let hint = hint.into();
         if let Some((_, entry)) = &self.entry {
             // SAFETY: see `entry_ref`.

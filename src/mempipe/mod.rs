@@ -1,0 +1,1 @@
+//! MemPipe: a broadcast in-memory pipe built on the queue (issue 5).
