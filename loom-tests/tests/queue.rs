@@ -45,3 +45,110 @@ fn unregister_vs_wait() {
         assert_eq!(q.notify(h, 1), Err(QueueError::StaleHandle));
     });
 }
+
+fn noop_waker() -> std::task::Waker {
+    std::task::Waker::noop().clone()
+}
+
+fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> std::task::Poll<F::Output> {
+    let waker = noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    std::pin::Pin::new(f).poll(&mut cx)
+}
+
+/// Cancellation: dropping a pending wait while a notify scans the list
+/// leaves no waiter entry behind and never wakes a freed waker.
+#[test]
+fn wait_cancel_vs_notify() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let q2 = q.clone();
+        let waiter = thread::spawn(move || {
+            let mut w = q2.wait(h);
+            let first = poll_once(&mut w);
+            drop(w);
+            first.is_ready()
+        });
+        let woken = q.notify(h, 1).unwrap();
+        let finished_early = waiter.join().unwrap();
+        assert!(woken <= 1);
+        assert!(!(finished_early && woken == 1));
+        assert!(q.waiters(h).unwrap().is_empty());
+        assert_eq!(q.stats().waiters, 0);
+    });
+}
+
+/// Unregister racing with both a waiter and a notifier: the waiter ends with
+/// a notification or `Closed` (never hangs), the notifier either lands or
+/// gets `StaleHandle`, and the handle is stale afterwards.
+#[test]
+fn unregister_vs_wait_vs_notify() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let snap = q.snapshot(h).unwrap();
+        let (q2, q3) = (q.clone(), q.clone());
+        let notifier = thread::spawn(move || q2.notify(h, 3));
+        let unregister = thread::spawn(move || q3.unregister(h));
+        let got = block_on(q.wait_after(snap));
+        let notified = notifier.join().unwrap();
+        unregister.join().unwrap().unwrap();
+        match got {
+            Ok(n) => {
+                assert_eq!(n.arg, 3);
+                assert!(notified.is_ok());
+            }
+            Err(e) => assert_eq!(e, QueueError::Closed),
+        }
+        assert!(matches!(notified, Ok(_) | Err(QueueError::StaleHandle)));
+        assert_eq!(q.notify(h, 1), Err(QueueError::StaleHandle));
+    });
+}
+
+/// ABA: a stale notify racing with unregister + re-register of the same slot
+/// never bumps the new owner's sequence nor wakes its waiter.
+#[test]
+fn slot_reuse_vs_stale_handle() {
+    loom::model(|| {
+        let q = NotificationQueue::new(Config::default().max_handles(1));
+        let old = q.register("old").unwrap();
+        let q2 = q.clone();
+        let stale = thread::spawn(move || q2.notify(old, 9));
+        q.unregister(old).unwrap();
+        let new = q.register("new").unwrap();
+        assert_eq!(new.index(), old.index());
+        let snap = q.snapshot(new).unwrap();
+        let r = stale.join().unwrap();
+        assert!(matches!(r, Ok(0) | Err(QueueError::StaleHandle)));
+        // Nothing reached the new generation.
+        assert_eq!(q.snapshot(new).unwrap(), snap);
+        assert_eq!(snap.sequence(), 0);
+    });
+}
+
+/// Epoch reclamation: a waiter list retired by unregister while a notifier
+/// scans it and the next generation installs its own list is only freed
+/// after every reader is done (loom + crossbeam_loom check the accesses).
+#[test]
+fn waiter_list_retire_vs_notify_scan() {
+    loom::model(|| {
+        let q = NotificationQueue::new(Config::default().max_handles(1));
+        let old = q.register("old").unwrap();
+        let mut w = q.wait(old);
+        assert!(poll_once(&mut w).is_pending());
+        let q2 = q.clone();
+        let notifier = thread::spawn(move || q2.notify(old, 1));
+        q.unregister(old).unwrap();
+        let new = q.register("new").unwrap();
+        let mut w2 = q.wait(new);
+        assert!(poll_once(&mut w2).is_pending());
+        let r = notifier.join().unwrap();
+        assert!(matches!(r, Ok(_) | Err(QueueError::StaleHandle)));
+        assert!(poll_once(&mut w).is_ready());
+        drop(w);
+        assert_eq!(q.waiters(new).unwrap().len(), 1);
+        drop(w2);
+        assert!(q.waiters(new).unwrap().is_empty());
+    });
+}
