@@ -45,9 +45,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
-pub mod mempipe;
 mod eventcount;
 mod handle;
+pub mod mempipe;
 mod queue;
 mod subscription;
 mod sync;
@@ -67,3 +67,8 @@ const _: () = {
     assert_send_sync::<Wait<'static>>();
     assert_send_sync::<OwnedHandle>();
 };
+
+/// The README's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
