@@ -32,6 +32,17 @@
 //! as stale; it can never bump the new owner's sequence. Only when the value
 //! it replaced had `WAITERS` or `SUBSCRIBED` set does notify look further.
 //!
+//! The argument lives beside the word (`Slot::arg`): notify stores it after
+//! its generation check and before its CAS, whose Release publishes it with
+//! the new sequence. One window remains, and it is documented rather than
+//! paid for on every notify: a notify racing with the unregister *and* the
+//! re-registration of its own slot (a client using a handle while it is being
+//! unregistered) may store its argument after the generation changed. Its
+//! CAS then fails and it returns `StaleHandle`; the new owner's sequence and
+//! waiters are untouched, but the slot's `arg` holds the stale value until the
+//! new owner's first notify overwrites it. A wait of the new generation can
+//! only complete after such a notify, so it never reports the stale value.
+//!
 //! # Waiting (the eventcount protocol)
 //!
 //! A waiter holds a snapshot `s` of the sequence. To sleep it
@@ -51,6 +62,7 @@
 //!   its `fetch_or` (Release), which the CAS reads (Acquire, directly or via
 //!   the release sequence of later RMWs), so the scan sees the entry claimed
 //!   and its waker present, and wakes it.
+//!
 //! Unregister is the same argument with "generation changed" for "sequence
 //! changed". This is the classic eventcount; we chose it over
 //! `event-listener`'s listen-then-check because the snapshot is a plain
