@@ -39,9 +39,11 @@
 //! re-registration of its own slot (a client using a handle while it is being
 //! unregistered) may store its argument after the generation changed. Its
 //! CAS then fails and it returns `StaleHandle`; the new owner's sequence and
-//! waiters are untouched, but the slot's `arg` holds the stale value until the
-//! new owner's first notify overwrites it. A wait of the new generation can
-//! only complete after such a notify, so it never reports the stale value.
+//! waiters are untouched (no spurious wake, no sequence bump), but the
+//! slot's `arg` may hold the stale value until the new owner's next notify
+//! overwrites it, so a wait of the new generation completing in that window
+//! can report the stale argument. Closing it would need a second RMW on every
+//! notify (a tagged CAS on the argument), which the fast path does not pay.
 //!
 //! # Waiting (the eventcount protocol)
 //!
