@@ -1,1 +1,315 @@
-//! MemPipe: a broadcast in-memory pipe built on the queue (issue 5).
+//! MemPipe: a broadcast in-memory pipe on top of the notification queue.
+//!
+//! One [`Writer`] appends bytes; any number of [`Reader`]s, made by a
+//! [`ReaderFactory`] at any time, each read the whole stream from byte 0 at
+//! their own pace (broadcast, not work-sharing).
+//!
+//! # How it works
+//!
+//! - **Buffer** (`buffer`): an append-only chain of fixed-size segments.
+//!   Bytes never move, so readers copy without a lock while the writer
+//!   appends. The writer publishes the readable length with one `Release`
+//!   store; readers `Acquire`-load it (the read path takes no lock).
+//! - **Waiting**: the writer owns one queue handle and notifies it after
+//!   every non-empty write (argument: the length) and on close/failure (then
+//!   unregisters it). A reader with nothing new takes a
+//!   [`Snapshot`](crate::Snapshot) of the handle, checks the buffer again,
+//!   and waits for anything after the snapshot, so a write or close that
+//!   lands between the check and the wait is never missed.
+//! - **End of stream**: the writer sets its terminal state after its last
+//!   commit; a reader that sees it reloads the length, drains every byte, and
+//!   only then returns EOF (closed) or [`PipeError::BrokenPipe`] carrying the
+//!   writer's errno (failed).
+//! - **Errors are per reader**: [`Reader::set_error`] fails only that reader.
+//! - **Memory**: by default every byte is kept (a late reader starts at 0).
+//!   Once the factory is sealed or dropped no reader can join, and segments
+//!   every live reader has passed are recycled: a long stream runs in
+//!   bounded memory ([`Writer::footprint`]). [`Limits::max_bytes`] bounds
+//!   the bytes held (all written bytes while keeping everything; the unread
+//!   window in streaming mode); a write past it writes what fits, and
+//!   [`PipeError::Full`] when nothing fits.
+//!
+//! ```
+//! use notification_queue::{Config, NotificationQueue};
+//! use notification_queue::mempipe::{pipe, Limits, PipeError};
+//!
+//! let queue = NotificationQueue::new(Config::default());
+//! let (mut writer, readers) = pipe(&queue, "demo", Limits::default()).unwrap();
+//! let mut r1 = readers.reader().unwrap();
+//! assert_eq!(writer.write(b"hello").unwrap(), 5);
+//! let mut r2 = readers.reader().unwrap(); // joins late, still starts at 0
+//! writer.close();
+//!
+//! let mut buf = [0u8; 4];
+//! for r in [&mut r1, &mut r2] {
+//!     assert_eq!(r.read(&mut buf).unwrap(), 4);
+//!     assert_eq!(&buf, b"hell");
+//!     assert_eq!(r.read(&mut buf).unwrap(), 1);
+//!     assert_eq!(r.read(&mut buf).unwrap(), 0); // EOF after draining
+//! }
+//! assert_eq!(writer.write(b"x"), Err(PipeError::Closed));
+//! ```
+
+mod buffer;
+mod error;
+mod io;
+mod reader;
+mod writer;
+
+pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
+pub use reader::Reader;
+pub use writer::Writer;
+
+use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Hint, Mutex, Ordering};
+use crate::{Handle, NotificationQueue};
+use buffer::{Published, ReaderSlot, Segment};
+use crossbeam_utils::CachePadded;
+
+/// Limits of one pipe. Every limit is checked by [`pipe`]; a zero or
+/// out-of-range value is [`PipeError::InvalidLimit`].
+///
+/// ```
+/// use notification_queue::mempipe::Limits;
+///
+/// let l = Limits::default().max_bytes(1 << 20).segment_size(4096);
+/// assert_eq!(l.max_bytes, 1 << 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes held at once (default 256 MiB). Keeping everything, that
+    /// is every byte written; in streaming mode, the bytes not yet passed by
+    /// the slowest reader (rounded to segments).
+    pub max_bytes: u64,
+    /// Bytes per segment: a power of two in `1..=1 << 30` (default 16 KiB).
+    pub segment_size: usize,
+    /// Bytes to allocate up front (default 0: one segment), at most
+    /// `max_bytes`.
+    pub initial_capacity: usize,
+    /// Live readers at once (default 64); at most the queue's
+    /// `max_waiters_per_handle`, so every reader can always wait.
+    pub max_readers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 << 20,
+            segment_size: 16 << 10,
+            initial_capacity: 0,
+            max_readers: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets [`Limits::max_bytes`].
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = n;
+        self
+    }
+    /// Sets [`Limits::segment_size`].
+    pub fn segment_size(mut self, n: usize) -> Self {
+        self.segment_size = n;
+        self
+    }
+    /// Sets [`Limits::initial_capacity`].
+    pub fn initial_capacity(mut self, n: usize) -> Self {
+        self.initial_capacity = n;
+        self
+    }
+    /// Sets [`Limits::max_readers`].
+    pub fn max_readers(mut self, n: usize) -> Self {
+        self.max_readers = n;
+        self
+    }
+
+    fn validate(&self, queue: &NotificationQueue) -> Result<(), PipeError> {
+        let bad = |name, value: u64| Err(PipeError::InvalidLimit { name, value });
+        if self.max_bytes == 0 {
+            return bad("max_bytes", 0);
+        }
+        if !self.segment_size.is_power_of_two() || self.segment_size > 1 << 30 {
+            return bad("segment_size", self.segment_size as u64);
+        }
+        if self.initial_capacity as u64 > self.max_bytes {
+            return bad("initial_capacity", self.initial_capacity as u64);
+        }
+        let waiters = queue.config().max_waiters_per_handle;
+        if self.max_readers == 0 || self.max_readers > waiters || self.max_readers as u64 > LIVE_MASK {
+            return bad("max_readers", self.max_readers as u64);
+        }
+        Ok(())
+    }
+}
+
+/// `Shared::readers`: live readers in the low 32 bits.
+const LIVE_MASK: u64 = u32::MAX as u64;
+/// `Shared::readers`: a reader has existed.
+const EVER: u64 = 1 << 32;
+/// `Shared::readers`: the factory is gone; no reader can join.
+const SEALED: u64 = 1 << 33;
+
+/// State shared by the writer, the factory and the readers.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) queue: NotificationQueue,
+    /// The writer's handle (unregistered on close or failure).
+    pub(super) handle: Handle,
+    /// What readers poll (one cache line).
+    pub(super) published: CachePadded<Published>,
+    /// Oldest segment still in the chain. Readers load it only when created
+    /// (before `SEALED`, when it is still the first segment); the writer
+    /// moves it only after `SEALED`. Drop frees the chain from here.
+    pub(super) head: AtomicPtr<Segment>,
+    pub(super) segment_size: usize,
+    pub(super) limits: Limits,
+    /// Live reader count (low 32 bits) | `EVER` | `SEALED`.
+    pub(super) readers: AtomicU64,
+    /// Every reader's position slot (dead ones removed on reader drop).
+    pub(super) slots: Mutex<Vec<Arc<ReaderSlot>>>,
+    /// Bytes of segment memory allocated now (chain and writer pool).
+    pub(super) allocated: AtomicUsize,
+}
+
+impl Shared {
+    pub(super) fn footprint(&self) -> usize {
+        // Relaxed: a statistic.
+        self.allocated.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Acquire: pairs with the writer's Release store when it moved the
+        // head (the last `Arc` drop also orders everything before us).
+        let head = self.head.load(Ordering::Acquire);
+        // SAFETY: the last owner of `Shared` is gone, so no reader or writer
+        // can reach the chain any more; each segment is freed once.
+        unsafe { buffer::free_chain(head) };
+    }
+}
+
+/// Makes readers of one pipe. Dropping or [sealing](Self::seal) it turns
+/// on streaming mode: no reader can join, so memory every live reader has
+/// passed is recycled.
+#[derive(Debug)]
+pub struct ReaderFactory {
+    shared: Arc<Shared>,
+}
+
+impl ReaderFactory {
+    /// A new reader positioned at byte 0.
+    ///
+    /// Fails with [`PipeError::ReaderLimit`] once `max_readers` are alive.
+    ///
+    /// ```
+    /// # use notification_queue::{Config, NotificationQueue};
+    /// # use notification_queue::mempipe::{pipe, Limits};
+    /// let q = NotificationQueue::new(Config::default());
+    /// let (mut w, f) = pipe(&q, "p", Limits::default().max_readers(1)).unwrap();
+    /// let r = f.reader().unwrap();
+    /// assert!(f.reader().is_err());
+    /// drop(r);
+    /// assert!(f.reader().is_ok());
+    /// ```
+    pub fn reader(&self) -> Result<Reader, PipeError> {
+        let shared = &self.shared;
+        let limit = shared.limits.max_readers;
+        // Relaxed: validated by the CAS.
+        let mut cur = shared.readers.load(Ordering::Relaxed);
+        loop {
+            if (cur & LIVE_MASK) as usize >= limit {
+                return Err(PipeError::ReaderLimit { limit });
+            }
+            // AcqRel: Release publishes the new reader to the writer's
+            // broken-pipe check; Acquire orders after earlier drops.
+            match shared.readers.compare_exchange_weak(
+                cur,
+                (cur + 1) | EVER,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        let slot = Arc::new(ReaderSlot::new());
+        shared
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(slot.clone());
+        // Acquire: pairs with the writer's Release (never moved before
+        // SEALED, and we hold the factory, so this is the first segment).
+        let head = shared.head.load(Ordering::Acquire);
+        Ok(Reader::new(shared.clone(), head, slot))
+    }
+
+    /// Live readers now.
+    pub fn readers(&self) -> usize {
+        // Relaxed: a statistic.
+        (self.shared.readers.load(Ordering::Relaxed) & LIVE_MASK) as usize
+    }
+
+    /// Stops new readers from joining: streaming mode. Same as dropping.
+    pub fn seal(self) {}
+}
+
+impl Drop for ReaderFactory {
+    fn drop(&mut self) {
+        // Release: every reader this factory made (and its slot push) is
+        // published to the writer that Acquire-loads `SEALED`.
+        self.shared.readers.fetch_or(SEALED, Ordering::Release);
+    }
+}
+
+/// Creates a pipe whose writer notifies a new handle of `queue` registered
+/// with `hint`. Returns the writer and the factory for readers.
+///
+/// Fails with [`PipeError::InvalidLimit`] on bad limits and
+/// [`PipeError::Queue`] if the queue has no free handle.
+///
+/// ```
+/// use notification_queue::{Config, NotificationQueue};
+/// use notification_queue::mempipe::{pipe, Limits, PipeError};
+///
+/// let q = NotificationQueue::new(Config::default());
+/// assert!(matches!(
+///     pipe(&q, "bad", Limits::default().segment_size(1000)),
+///     Err(PipeError::InvalidLimit { name: "segment_size", .. })
+/// ));
+/// let (w, f) = pipe(&q, "ok", Limits::default()).unwrap();
+/// assert_eq!(w.tell(), 0);
+/// # drop(f);
+/// ```
+pub fn pipe(
+    queue: &NotificationQueue,
+    hint: impl Into<Hint>,
+    limits: Limits,
+) -> Result<(Writer, ReaderFactory), PipeError> {
+    limits.validate(queue)?;
+    let handle = queue.register(hint)?;
+    let seg = limits.segment_size;
+    let head = Segment::alloc(seg);
+    let extra = limits.initial_capacity.div_ceil(seg).saturating_sub(1);
+    let mut pool = Vec::with_capacity(extra);
+    for _ in 0..extra {
+        pool.push(Segment::alloc(seg));
+    }
+    let shared = Arc::new(Shared {
+        queue: queue.clone(),
+        handle,
+        published: CachePadded::new(Published {
+            committed: AtomicU64::new(0),
+            state: AtomicU64::new(buffer::OPEN),
+        }),
+        head: AtomicPtr::new(head),
+        segment_size: seg,
+        limits,
+        readers: AtomicU64::new(0),
+        slots: Mutex::new(Vec::new()),
+        allocated: AtomicUsize::new((extra + 1) * seg),
+    });
+    let writer = Writer::new(shared.clone(), head, pool);
+    Ok((writer, ReaderFactory { shared }))
+}

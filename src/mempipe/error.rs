@@ -1,0 +1,158 @@
+//! The pipe's typed errors and how they map onto errno values,
+//! `embedded_io::ErrorKind` and `std::io::ErrorKind`.
+//!
+//! Every failure a pipe operation can return is one [`PipeError`] variant;
+//! nothing on the pipe's public API panics. The mapping follows POSIX pipes:
+//! writing to a closed writer is `EBADF`, a reader that drained a failed
+//! writer and a writer whose readers are all gone both see `EPIPE`
+//! (`BrokenPipe`), and a writer in its own error state returns the errno it
+//! was given. No variant maps to `Interrupted`, so `std`'s retry loops
+//! (`write_all`, `read_to_end`) never spin on a pipe error.
+
+use crate::QueueError;
+use core::fmt;
+
+/// `EBADF`: write after close.
+pub const EBADF: i32 = 9;
+/// `EPIPE`: broken pipe.
+pub const EPIPE: i32 = 32;
+/// `ENOSPC`: the pipe's byte limit is reached.
+pub const ENOSPC: i32 = 28;
+/// `EINVAL`: invalid limits.
+pub const EINVAL: i32 = 22;
+/// `ETIMEDOUT`: a read's timeout or deadline passed.
+pub const ETIMEDOUT: i32 = 110;
+/// `EMFILE`: the pipe's reader limit is reached.
+pub const EMFILE: i32 = 24;
+/// `EIO`: the queue refused an operation the pipe needed.
+pub const EIO: i32 = 5;
+
+/// Why a pipe operation failed.
+///
+/// ```
+/// use notification_queue::mempipe::{PipeError, EBADF};
+///
+/// let e = PipeError::Closed;
+/// assert_eq!(e.errno(), EBADF);
+/// assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::BrokenPipe);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PipeError {
+    /// A write after the writer was closed (`EBADF`).
+    Closed,
+    /// A write after the writer's own [`set_error`](super::Writer::set_error):
+    /// the errno it was given.
+    Failed {
+        /// The writer's errno.
+        errno: i32,
+    },
+    /// Broken pipe (`EPIPE`). For a reader: the writer failed and every byte
+    /// it wrote has been read; `writer_errno` carries the writer's errno.
+    /// For a writer: at least one reader existed (or no reader can join any
+    /// more) and every reader has been dropped; `writer_errno` is `None`.
+    BrokenPipe {
+        /// The failed writer's errno, if the writer failed.
+        writer_errno: Option<i32>,
+    },
+    /// This reader's own error ([`Reader::set_error`](super::Reader::set_error)).
+    /// No data was consumed.
+    Reader {
+        /// The reader's errno.
+        errno: i32,
+    },
+    /// Nothing of the write fits under the pipe's byte limit (`ENOSPC`).
+    /// In streaming mode this clears as readers advance.
+    Full {
+        /// The limit in bytes ([`Limits::max_bytes`](super::Limits::max_bytes)).
+        limit: u64,
+    },
+    /// [`Limits::max_readers`](super::Limits::max_readers) readers are alive.
+    ReaderLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A limit is zero or out of range (`EINVAL`).
+    InvalidLimit {
+        /// Which limit.
+        name: &'static str,
+        /// The value given.
+        value: u64,
+    },
+    /// A timed read reached its timeout or deadline with nothing to return.
+    TimedOut,
+    /// The notification queue refused an operation (handle limit at
+    /// creation, waiter limit, or the writer's handle was unregistered by
+    /// someone other than the pipe).
+    Queue(QueueError),
+}
+
+impl PipeError {
+    /// The errno this error corresponds to.
+    pub fn errno(&self) -> i32 {
+        match *self {
+            Self::Closed => EBADF,
+            Self::Failed { errno } | Self::Reader { errno } => errno,
+            Self::BrokenPipe { .. } => EPIPE,
+            Self::Full { .. } => ENOSPC,
+            Self::ReaderLimit { .. } => EMFILE,
+            Self::InvalidLimit { .. } => EINVAL,
+            Self::TimedOut => ETIMEDOUT,
+            Self::Queue(_) => EIO,
+        }
+    }
+}
+
+impl From<QueueError> for PipeError {
+    fn from(e: QueueError) -> Self {
+        Self::Queue(e)
+    }
+}
+
+impl fmt::Display for PipeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("write after close (EBADF)"),
+            Self::Failed { errno } => write!(f, "writer failed with errno {errno}"),
+            Self::BrokenPipe {
+                writer_errno: Some(e),
+            } => write!(f, "broken pipe: writer failed with errno {e}"),
+            Self::BrokenPipe { writer_errno: None } => f.write_str("broken pipe: no readers left"),
+            Self::Reader { errno } => write!(f, "reader failed with errno {errno}"),
+            Self::Full { limit } => write!(f, "pipe byte limit reached ({limit})"),
+            Self::ReaderLimit { limit } => write!(f, "pipe reader limit reached ({limit})"),
+            Self::InvalidLimit { name, value } => write!(f, "invalid pipe limit {name} = {value}"),
+            Self::TimedOut => f.write_str("pipe read timed out"),
+            Self::Queue(e) => write!(f, "notification queue: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PipeError {}
+
+impl embedded_io::Error for PipeError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        use embedded_io::ErrorKind as K;
+        match self {
+            Self::Closed | Self::BrokenPipe { .. } => K::BrokenPipe,
+            Self::Full { .. } | Self::ReaderLimit { .. } => K::OutOfMemory,
+            Self::InvalidLimit { .. } => K::InvalidInput,
+            Self::TimedOut => K::TimedOut,
+            Self::Failed { .. } | Self::Reader { .. } | Self::Queue(_) => K::Other,
+        }
+    }
+}
+
+impl From<PipeError> for std::io::Error {
+    fn from(e: PipeError) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e {
+            PipeError::Closed | PipeError::BrokenPipe { .. } => K::BrokenPipe,
+            PipeError::Full { .. } | PipeError::ReaderLimit { .. } => K::OutOfMemory,
+            PipeError::InvalidLimit { .. } => K::InvalidInput,
+            PipeError::TimedOut => K::TimedOut,
+            PipeError::Failed { .. } | PipeError::Reader { .. } | PipeError::Queue(_) => K::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}

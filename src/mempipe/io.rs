@@ -1,0 +1,66 @@
+//! `embedded-io`, `embedded-io-async` and `std::io` for the pipe's ends.
+//!
+//! Each impl forwards to the inherent method of the same meaning, so the
+//! semantics (EOF only after draining, per-reader errors, broken pipe) are
+//! identical through every interface. Errors map as described in `error`:
+//! closed and broken pipe are `BrokenPipe`, the byte limit `OutOfMemory`,
+//! timeouts `TimedOut`, the rest `Other`. `flush` is a no-op: a written byte
+//! is visible to readers as soon as `write` returns.
+
+use super::{PipeError, Reader, Writer};
+
+impl embedded_io::ErrorType for Writer {
+    type Error = PipeError;
+}
+
+impl embedded_io::ErrorType for Reader {
+    type Error = PipeError;
+}
+
+impl embedded_io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        Writer::write(self, buf)
+    }
+
+    fn flush(&mut self) -> Result<(), PipeError> {
+        Ok(())
+    }
+}
+
+impl embedded_io::Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
+        Reader::read(self, buf)
+    }
+}
+
+impl embedded_io_async::Write for Writer {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        Writer::write(self, buf)
+    }
+
+    async fn flush(&mut self) -> Result<(), PipeError> {
+        Ok(())
+    }
+}
+
+impl embedded_io_async::Read for Reader {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
+        self.read_async(buf).await
+    }
+}
+
+impl std::io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Writer::write(self, buf).map_err(Into::into)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Reader::read(self, buf).map_err(Into::into)
+    }
+}

@@ -1,0 +1,307 @@
+//! The pipe's [`Reader`]: a private cursor over the shared buffer.
+//!
+//! # Reading
+//!
+//! `try_read` is lock-free: Acquire-load `committed`; if the cursor is below
+//! it, copy out (following segment links) and publish the new position
+//! (Release, for reclamation). Only when nothing is new does it look at the
+//! writer's state, and then it *reloads* `committed` after seeing a terminal
+//! state (the writer stores that state after its last commit), so the tail
+//! written just before close is always drained before EOF or EPIPE.
+//!
+//! # Waiting
+//!
+//! When `try_read` finds nothing: take a queue snapshot of the writer's
+//! handle, `try_read` again, then wait for anything after the snapshot. A
+//! commit or close that the second check missed happened after the snapshot,
+//! so its notify (or the unregister that follows close) ends the wait.
+//! If the snapshot fails because the handle was unregistered, the writer's
+//! terminal state was stored before that, so the second check sees it; if it
+//! does not, someone else unregistered the handle and the read fails with
+//! [`PipeError::Queue`] instead of spinning.
+//!
+//! # Errors
+//!
+//! A reader's own error ([`Reader::set_error`]) is a plain field: it is
+//! checked first (so it takes precedence over the writer's), consumes
+//! nothing, and nobody else can see it.
+
+use super::buffer::{Published, ReaderSlot, Segment, WriterState};
+use super::{PipeError, Shared};
+use crate::QueueError;
+use crate::sync::{Arc, Ordering};
+use std::time::{Duration, Instant};
+
+/// One reader of a pipe ([`ReaderFactory::reader`](super::ReaderFactory::reader)).
+///
+/// Starts at byte 0 and reads at its own pace. `read` blocks, `try_read`
+/// never does, `read_async` is a plain future for any executor, and
+/// `read_timeout` / `read_deadline` bound the wait.
+///
+/// ```
+/// use notification_queue::{Config, NotificationQueue};
+/// use notification_queue::mempipe::{pipe, Limits, PipeError};
+///
+/// let q = NotificationQueue::new(Config::default());
+/// let (mut w, f) = pipe(&q, "r", Limits::default()).unwrap();
+/// let mut r = f.reader().unwrap();
+/// let mut buf = [0u8; 4];
+/// assert_eq!(r.try_read(&mut buf), Ok(None)); // nothing yet
+/// w.write(b"hi").unwrap();
+/// r.set_error(7); // this reader only
+/// assert_eq!(r.read(&mut buf), Err(PipeError::Reader { errno: 7 }));
+/// r.clear_error();
+/// assert_eq!(r.read(&mut buf), Ok(2));
+/// drop(w); // closes
+/// assert_eq!(futures::executor::block_on(r.read_async(&mut buf)), Ok(0));
+/// ```
+#[derive(Debug)]
+pub struct Reader {
+    shared: Arc<Shared>,
+    cur: Cursor,
+}
+
+/// The reader's private position in the chain.
+#[derive(Debug)]
+struct Cursor {
+    /// The segment holding `pos` (or ending exactly at `pos`).
+    seg: *const Segment,
+    /// Stream offset of `seg`'s first byte.
+    base: u64,
+    /// Bytes read so far.
+    pos: u64,
+    seg_size: usize,
+    /// This reader's own error.
+    error: Option<i32>,
+    slot: Arc<ReaderSlot>,
+}
+
+// SAFETY: `seg` points into the chain owned by `Shared`, which our `Arc`
+// keeps alive; the writer retires a segment only after our published
+// position is strictly past it, and we never go back.
+unsafe impl Send for Reader {}
+// SAFETY: `&Reader` only reads plain fields (`position`, `error`) and
+// atomics; all cursor movement needs `&mut Reader`.
+unsafe impl Sync for Reader {}
+
+impl Cursor {
+    #[inline]
+    fn try_read(
+        &mut self,
+        published: &Published,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, PipeError> {
+        if let Some(errno) = self.error {
+            return Err(PipeError::Reader { errno });
+        }
+        if buf.is_empty() {
+            return Ok(Some(0));
+        }
+        // Acquire: pairs with the writer's Release store made after the
+        // bytes and segment links were in place.
+        let mut committed = published.committed.load(Ordering::Acquire);
+        if self.pos >= committed {
+            // Acquire: pairs with the writer's Release store of its terminal
+            // state, made after its last commit.
+            let state = WriterState::decode(published.state.load(Ordering::Acquire));
+            if state == WriterState::Open {
+                return Ok(None);
+            }
+            // Acquire: as above; now the final length.
+            committed = published.committed.load(Ordering::Acquire);
+            if self.pos >= committed {
+                return match state {
+                    WriterState::Failed(e) => Err(PipeError::BrokenPipe {
+                        writer_errno: Some(e),
+                    }),
+                    _ => Ok(Some(0)),
+                };
+            }
+        }
+        Ok(Some(self.copy(committed, buf)))
+    }
+
+    /// Copies up to `committed - pos` bytes; returns how many.
+    fn copy(&mut self, committed: u64, buf: &mut [u8]) -> usize {
+        let want = (committed - self.pos).min(buf.len() as u64) as usize;
+        let seg = self.seg_size;
+        let mut done = 0;
+        while done < want {
+            let mut off = (self.pos - self.base) as usize;
+            if off >= seg {
+                // SAFETY: `seg` is live: our published position is at most
+                // its end, and the writer retires only segments whose end is
+                // strictly below every reader's position.
+                // Acquire: pairs with the writer's Release link store.
+                let next = unsafe { &*self.seg }.next.load(Ordering::Acquire);
+                if next.is_null() {
+                    // Unreachable: `committed` past this segment's end means
+                    // the writer linked the next one before committing.
+                    break;
+                }
+                self.seg = next;
+                self.base += seg as u64;
+                off = 0;
+            }
+            let k = (seg - off).min(want - done);
+            let Some(dst) = buf.get_mut(done..done + k) else {
+                break;
+            };
+            // SAFETY: `seg` is live (as above); bytes `pos..pos + k` are
+            // below the `committed` we Acquire-loaded, so fully written and
+            // never written again.
+            unsafe { (*self.seg).read_at(off, dst) };
+            done += k;
+            self.pos += k as u64;
+        }
+        // Release: pairs with the writer's Acquire load in `reclaim`: our
+        // accesses to segments below `pos` happen-before it reuses them.
+        self.slot.pos.store(self.pos, Ordering::Release);
+        done
+    }
+}
+
+impl Reader {
+    pub(super) fn new(shared: Arc<Shared>, head: *const Segment, slot: Arc<ReaderSlot>) -> Self {
+        let seg_size = shared.segment_size;
+        Self {
+            shared,
+            cur: Cursor {
+                seg: head,
+                base: 0,
+                pos: 0,
+                seg_size,
+                error: None,
+                slot,
+            },
+        }
+    }
+
+    /// Reads what is available now, up to `buf.len()`, without waiting:
+    /// `Ok(None)` if nothing is new and the writer is open, `Ok(Some(0))`
+    /// at EOF (or for an empty `buf`).
+    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, PipeError> {
+        self.cur.try_read(&self.shared.published, buf)
+    }
+
+    /// Reads at least one byte, waiting (blocking the thread) while there is
+    /// nothing new. `Ok(0)` is EOF: the writer closed and every byte has been
+    /// read. A failed writer gives [`PipeError::BrokenPipe`] after the drain.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
+        self.read_blocking(buf, None)
+    }
+
+    /// [`read`](Self::read) waiting at most `timeout`
+    /// ([`PipeError::TimedOut`]).
+    pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, PipeError> {
+        self.read_blocking(buf, Instant::now().checked_add(timeout))
+    }
+
+    /// [`read`](Self::read) waiting until `deadline` at most
+    /// ([`PipeError::TimedOut`]).
+    pub fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, PipeError> {
+        self.read_blocking(buf, Some(deadline))
+    }
+
+    fn read_blocking(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, PipeError> {
+        let Reader { shared, cur } = self;
+        loop {
+            if let Some(n) = cur.try_read(&shared.published, buf)? {
+                return Ok(n);
+            }
+            let snap = shared.queue.snapshot(shared.handle);
+            if let Some(n) = cur.try_read(&shared.published, buf)? {
+                return Ok(n);
+            }
+            let wait = shared.queue.wait_after(snap?);
+            let got = match deadline {
+                None => wait.wait(),
+                Some(d) => wait.wait_deadline(d),
+            };
+            match got {
+                Ok(_) | Err(QueueError::Closed) => {}
+                Err(QueueError::Timeout) => return Err(PipeError::TimedOut),
+                Err(e) => return Err(PipeError::Queue(e)),
+            }
+        }
+    }
+
+    /// The async form of [`read`](Self::read): a plain future, driven by any
+    /// executor.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: bytes are consumed only in the poll that returns them.
+    pub async fn read_async(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
+        let Reader { shared, cur } = self;
+        loop {
+            if let Some(n) = cur.try_read(&shared.published, buf)? {
+                return Ok(n);
+            }
+            let snap = shared.queue.snapshot(shared.handle);
+            if let Some(n) = cur.try_read(&shared.published, buf)? {
+                return Ok(n);
+            }
+            match shared.queue.wait_after(snap?).await {
+                Ok(_) | Err(QueueError::Closed) => {}
+                Err(e) => return Err(PipeError::Queue(e)),
+            }
+        }
+    }
+
+    /// Fails this reader's reads with [`PipeError::Reader`] until
+    /// [`clear_error`](Self::clear_error). Touches neither the writer nor
+    /// the other readers; consumes nothing; takes precedence over the
+    /// writer's error.
+    pub fn set_error(&mut self, errno: i32) {
+        self.cur.error = Some(errno);
+    }
+
+    /// Clears this reader's error; reading resumes where it stopped.
+    pub fn clear_error(&mut self) {
+        self.cur.error = None;
+    }
+
+    /// This reader's own error, if set.
+    pub fn error(&self) -> Option<i32> {
+        self.cur.error
+    }
+
+    /// Bytes this reader has read.
+    pub fn position(&self) -> u64 {
+        self.cur.pos
+    }
+
+    /// Bytes written but not yet read by this reader.
+    pub fn available(&self) -> u64 {
+        // Acquire: as in `try_read`.
+        let committed = self.shared.published.committed.load(Ordering::Acquire);
+        committed.saturating_sub(self.cur.pos)
+    }
+
+    /// Bytes of segment memory the pipe holds now (see
+    /// [`Writer::footprint`](super::Writer::footprint)).
+    pub fn footprint(&self) -> usize {
+        self.shared.footprint()
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Release: our last segment accesses happen-before the writer's
+        // Acquire load of this slot, which now never holds it back.
+        self.cur.slot.pos.store(u64::MAX, Ordering::Release);
+        self.shared
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, &self.cur.slot));
+        // Release: pairs with the writer's Acquire load in its broken-pipe
+        // check. The live count is at least 1 (ours), so no borrow.
+        self.shared.readers.fetch_sub(1, Ordering::Release);
+    }
+}

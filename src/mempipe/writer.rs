@@ -1,0 +1,316 @@
+//! The pipe's [`Writer`]: append, publish, notify; close and fail.
+//!
+//! Only the writer mutates the buffer, so its bookkeeping (tail segment,
+//! bytes written, its own state, the segment pool) is plain fields behind
+//! `&mut self`. A write copies bytes into the tail (linking new segments as
+//! needed), stores the new length with `Release`, then notifies the pipe's
+//! handle with the length. Close and failure store the terminal state with
+//! `Release` *after* the last commit, notify `-1` and unregister the handle,
+//! which wakes every waiting reader; readers then drain and see EOF/EPIPE.
+//!
+//! Reclamation runs here too (see `buffer`): on every new segment, and when
+//! the byte limit is reached, the writer retires segments every live reader
+//! has passed, once the factory is sealed.
+
+use super::buffer::{ReaderSlot, Segment, WriterState};
+use super::{EVER, LIVE_MASK, PipeError, SEALED, Shared};
+use crate::Handle;
+use crate::sync::{Arc, Ordering};
+use core::ptr;
+
+/// Retired segments kept for reuse (beyond these they are freed).
+#[cfg(not(notification_queue_loom))]
+const POOL_CAP: usize = 4;
+/// Under loom keep the pool tiny so models also exercise freeing.
+#[cfg(notification_queue_loom)]
+const POOL_CAP: usize = 1;
+
+/// The writing end of a pipe ([`pipe`](super::pipe)).
+///
+/// Writes never block: they append (up to [`Limits::max_bytes`]) and wake
+/// readers. Dropping the writer closes it.
+///
+/// [`Limits::max_bytes`]: super::Limits::max_bytes
+///
+/// ```
+/// use notification_queue::{Config, NotificationQueue};
+/// use notification_queue::mempipe::{pipe, Limits, PipeError};
+///
+/// let q = NotificationQueue::new(Config::default());
+/// let (mut w, f) = pipe(&q, "w", Limits::default()).unwrap();
+/// let mut r = f.reader().unwrap();
+/// assert_eq!(w.write(b""), Ok(0)); // wakes nobody
+/// assert_eq!(w.write(b"abc"), Ok(3));
+/// assert_eq!(w.tell(), 3);
+/// w.set_error(5);
+/// assert_eq!(w.write(b"x"), Err(PipeError::Failed { errno: 5 }));
+/// let mut buf = [0u8; 8];
+/// assert_eq!(r.read(&mut buf), Ok(3)); // drains first...
+/// assert_eq!(r.read(&mut buf), Err(PipeError::BrokenPipe { writer_errno: Some(5) }));
+/// ```
+#[derive(Debug)]
+pub struct Writer {
+    shared: Arc<Shared>,
+    /// The segment being filled (always in the chain).
+    tail: *mut Segment,
+    /// Stream offset of `tail`'s first byte.
+    tail_base: u64,
+    /// The oldest segment in the chain (mirrors `Shared::head`).
+    head: *mut Segment,
+    /// Stream offset of `head`'s first byte.
+    head_base: u64,
+    /// Bytes written and committed.
+    written: u64,
+    state: WriterState,
+    /// Retired (or preallocated) segments no reader can reach.
+    pool: Vec<*mut Segment>,
+    /// Every reader's slot, copied once the factory is sealed.
+    watched: Option<Vec<Arc<ReaderSlot>>>,
+}
+
+// SAFETY: the raw segment pointers point into the chain owned by `Shared`
+// (kept alive by our `Arc`) or into our own pool; segments are `Sync` data
+// (atomics and cells accessed under the publication protocol).
+unsafe impl Send for Writer {}
+// SAFETY: `&Writer` only reads plain fields (`tell`, `state`, `footprint`).
+unsafe impl Sync for Writer {}
+
+impl Writer {
+    pub(super) fn new(shared: Arc<Shared>, head: *mut Segment, pool: Vec<*mut Segment>) -> Self {
+        Self {
+            shared,
+            tail: head,
+            tail_base: 0,
+            head,
+            head_base: 0,
+            written: 0,
+            state: WriterState::Open,
+            pool,
+            watched: None,
+        }
+    }
+
+    /// Appends `buf` and wakes the readers; returns how many bytes were
+    /// written.
+    ///
+    /// - Closed: [`PipeError::Closed`]; failed: [`PipeError::Failed`] (both
+    ///   even for an empty `buf`).
+    /// - Empty `buf`: `Ok(0)`, nobody is woken.
+    /// - No reader left (one existed, or the factory is gone, and every
+    ///   reader has been dropped): [`PipeError::BrokenPipe`].
+    /// - Byte limit: writes what fits; [`PipeError::Full`] if nothing fits.
+    pub fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        match self.state {
+            WriterState::Open => {}
+            WriterState::Closed => return Err(PipeError::Closed),
+            WriterState::Failed(errno) => return Err(PipeError::Failed { errno }),
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // Acquire: pairs with the AcqRel/Release RMWs of reader creation,
+        // reader drop and sealing.
+        let readers = self.shared.readers.load(Ordering::Acquire);
+        if readers & LIVE_MASK == 0 && readers & (EVER | SEALED) != 0 {
+            return Err(PipeError::BrokenPipe { writer_errno: None });
+        }
+        let mut room = self.room();
+        if room == 0 {
+            self.reclaim();
+            room = self.room();
+            if room == 0 {
+                return Err(PipeError::Full {
+                    limit: self.shared.limits.max_bytes,
+                });
+            }
+        }
+        let n = room.min(buf.len() as u64) as usize;
+        let (now, _) = buf.split_at(n);
+        self.append(now);
+        self.written += n as u64;
+        // Release: the bytes (and any new segment links) are in place;
+        // pairs with the readers' Acquire loads of `committed`.
+        self.shared
+            .published
+            .committed
+            .store(self.written, Ordering::Release);
+        let arg = i32::try_from(n).unwrap_or(i32::MAX);
+        // A failure means someone unregistered our handle; readers will see
+        // it as `PipeError::Queue(StaleHandle)` when they try to wait.
+        let _ = self.shared.queue.notify(self.shared.handle, arg);
+        Ok(n)
+    }
+
+    /// Closes the writer: readers drain what was written, then see EOF.
+    /// Idempotent; a failed writer stays failed. Dropping the writer closes.
+    pub fn close(&mut self) {
+        if self.state == WriterState::Open {
+            self.finish(WriterState::Closed);
+        }
+    }
+
+    /// Marks the writer failed with `errno` (ignored once closed or already
+    /// failed): its writes return [`PipeError::Failed`], and its readers
+    /// drain what was written, then get [`PipeError::BrokenPipe`] carrying
+    /// `errno`.
+    pub fn set_error(&mut self, errno: i32) {
+        if self.state == WriterState::Open {
+            self.finish(WriterState::Failed(errno));
+        }
+    }
+
+    fn finish(&mut self, state: WriterState) {
+        self.state = state;
+        // Release: after the last commit; a reader that Acquire-loads the
+        // terminal state and then reloads `committed` sees the final length.
+        self.shared
+            .published
+            .state
+            .store(state.encode(), Ordering::Release);
+        let _ = self.shared.queue.notify(self.shared.handle, -1);
+        // Wakes every waiter with `Closed`; frees the handle for the queue.
+        let _ = self.shared.queue.unregister(self.shared.handle);
+    }
+
+    /// Bytes written so far.
+    pub fn tell(&self) -> u64 {
+        self.written
+    }
+
+    /// Whether [`close`](Self::close) (or drop) happened.
+    pub fn is_closed(&self) -> bool {
+        self.state == WriterState::Closed
+    }
+
+    /// The errno given to [`set_error`](Self::set_error), if it took effect.
+    pub fn error(&self) -> Option<i32> {
+        match self.state {
+            WriterState::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The queue handle this writer notifies (argument: bytes written, or
+    /// `-1` on close/failure). Others may wait on or subscribe to it; it is
+    /// unregistered when the writer closes or fails.
+    pub fn handle(&self) -> Handle {
+        self.shared.handle
+    }
+
+    /// Bytes of segment memory the pipe holds now (chain and recycling
+    /// pool). Bounded in streaming mode; grows with `tell` otherwise.
+    pub fn footprint(&self) -> usize {
+        self.shared.footprint()
+    }
+
+    /// Bytes the limit still admits.
+    fn room(&self) -> u64 {
+        let held = self.written - self.head_base;
+        self.shared.limits.max_bytes.saturating_sub(held)
+    }
+
+    fn append(&mut self, mut src: &[u8]) {
+        let seg = self.shared.segment_size;
+        let mut placed = self.written;
+        while !src.is_empty() {
+            let mut off = (placed - self.tail_base) as usize;
+            if off >= seg {
+                self.grow();
+                off = 0;
+            }
+            let k = (seg - off).min(src.len());
+            let (now, rest) = src.split_at(k);
+            // SAFETY: `tail` is live (in the chain, kept by `Shared`); the
+            // bytes `placed..placed + k` are at or above `committed`, so no
+            // reader reads them until our next Release store of `committed`.
+            unsafe { (*self.tail).write_at(off, now) };
+            src = rest;
+            placed += k as u64;
+        }
+    }
+
+    /// Links a fresh or recycled segment after the tail.
+    fn grow(&mut self) {
+        self.reclaim();
+        let seg = self.shared.segment_size;
+        let new = match self.pool.pop() {
+            Some(s) => s,
+            None => {
+                // Relaxed: a statistic.
+                self.shared.allocated.fetch_add(seg, Ordering::Relaxed);
+                Segment::alloc(seg)
+            }
+        };
+        // SAFETY: `new` is ours alone: fresh, or retired after every reader
+        // passed it (see `reclaim`).
+        let new_ref = unsafe { &*new };
+        // Relaxed: no reader can reach `new` until the Release link below.
+        new_ref.next.store(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: `tail` is live (in the chain).
+        let tail = unsafe { &*self.tail };
+        // Release: pairs with a reader's Acquire load of `next` (the commit
+        // that covers the new bytes publishes it too).
+        tail.next.store(new, Ordering::Release);
+        self.tail = new;
+        self.tail_base += seg as u64;
+    }
+
+    /// Retires every segment all live readers have passed (streaming mode
+    /// only: once the factory is sealed).
+    fn reclaim(&mut self) {
+        if self.watched.is_none() {
+            // Acquire: pairs with the factory's Release `fetch_or(SEALED)`,
+            // after which the slot list can only shrink.
+            if self.shared.readers.load(Ordering::Acquire) & SEALED == 0 {
+                return;
+            }
+            let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+            self.watched = Some(slots.clone());
+        }
+        let Some(watched) = &self.watched else {
+            return;
+        };
+        // Acquire: pairs with each reader's Release store of its position
+        // after its copy (or of `u64::MAX` on drop), so its accesses to the
+        // segments below happen-before we reuse them.
+        let min = watched
+            .iter()
+            .map(|s| s.pos.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX);
+        let seg = self.shared.segment_size;
+        while self.head != self.tail && (self.head_base + seg as u64) < min {
+            let old = self.head;
+            // SAFETY: `old` is in the chain and not the tail, so live.
+            // Relaxed: we stored this link ourselves.
+            let next = unsafe { &*old }.next.load(Ordering::Relaxed);
+            self.head = next;
+            self.head_base += seg as u64;
+            // Release: pairs with `Shared::drop`'s Acquire load.
+            self.shared.head.store(next, Ordering::Release);
+            if self.pool.len() < POOL_CAP {
+                self.pool.push(old);
+            } else {
+                // SAFETY: every reader is strictly past `old` (or dropped)
+                // and never goes back; no new reader can join; it is out of
+                // the chain, so we are its only owner.
+                unsafe { Segment::free(old) };
+                // Relaxed: a statistic.
+                self.shared.allocated.fetch_sub(seg, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.close();
+        let seg = self.shared.segment_size;
+        for s in self.pool.drain(..) {
+            // SAFETY: pooled segments are out of the chain and ours alone.
+            unsafe { Segment::free(s) };
+            // Relaxed: a statistic.
+            self.shared.allocated.fetch_sub(seg, Ordering::Relaxed);
+        }
+    }
+}
