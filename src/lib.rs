@@ -56,7 +56,10 @@ mod wait;
 pub use error::QueueError;
 pub use handle::Handle;
 pub use queue::{Config, HandleInfo, NotificationQueue, OwnedHandle, Stats, WaiterInfo};
-pub use subscription::SubscriberInfo;
+pub use subscription::{
+    Lagged, Overflow, Recv, RecvError, RecvTimeoutError, SubscribeOptions, SubscriberInfo,
+    Subscription, TryRecvError,
+};
 pub use wait::{Notified, Snapshot, Wait};
 
 #[cfg(not(notification_queue_loom))]

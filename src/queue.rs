@@ -298,7 +298,7 @@ impl NotificationQueue {
             inner.note_wakes(count);
             retire(list, &guard);
         }
-        crate::subscription::close_all(slot, &guard);
+        crate::subscription::close_all(slot, inner, &guard);
         drop(guard);
         // Relaxed: a statistic.
         inner.counters.closes.fetch_add(1, Ordering::Relaxed);
@@ -511,7 +511,7 @@ impl Inner {
             }
         }
         if prev & eventcount::SUBSCRIBED != 0 {
-            n += crate::subscription::deliver(slot, arg, &guard);
+            n += crate::subscription::deliver(slot, prev, arg, &guard);
         }
         n
     }

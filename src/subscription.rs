@@ -1,35 +1,1203 @@
-//! Subscriptions (issue 4): bounded per-subscriber rings. Stub for now: the
-//! queue core calls these hooks on its slow path only.
+//! Subscriptions: a bounded ring per subscriber, filled by notify, drained by
+//! one receiver, so a slow client can never stall a notifier.
+//!
+//! # The ring
+//!
+//! Every [`Subscription`] owns a [`Ring`] of `cap` cells. Each cell is one
+//! `AtomicU64` holding a *stamp* (the low 31 bits of the position written
+//! there), a `CONSUMED` bit and the `i32` value:
+//!
+//! ```text
+//!  63         33   32        31            0
+//! +-------------+----------+----------------+
+//! | stamp (31)  | CONSUMED | value (32)     |
+//! +-------------+----------+----------------+
+//! ```
+//!
+//! Positions are handed out by `tail` (a `u64` that never wraps in practice).
+//! Position `p` lives in cell `p % cap`. Cell `i` starts with the stamp of
+//! position `i - cap` and `CONSUMED` set: "written one lap ago, nothing to
+//! lose".
+//!
+//! - **Producers** (notifiers, any number at once) claim a position `p` and
+//!   then CAS their `(p, value)` into the cell, but only over an *older*
+//!   stamp: if a producer finds a newer stamp there (it was lapped while
+//!   preempted), its value is already obsolete and it counts it as dropped
+//!   instead. When its CAS replaces a word whose `CONSUMED` bit is clear, the
+//!   value it overwrote was never received: it counts one drop. Producers
+//!   never wait for anybody and take no lock: a claim is one `fetch_add`
+//!   (keep newest) or a CAS loop bounded by other producers' progress (keep
+//!   oldest), the write one CAS loop of the same kind.
+//! - **The receiver** (the `Subscription`, `&mut self`) sits at `head` and
+//!   reads cell `head % cap`. Comparing the stamp with `head`:
+//!   equal and not consumed: it CASes `CONSUMED` in (a producer lapping it
+//!   at that moment makes the CAS fail, and the receiver retries) and
+//!   returns the value; older: nothing written yet, `Empty`; newer: the value
+//!   at `head` was overwritten, so it jumps to the oldest position that can
+//!   still be in the ring (`tail - cap`) and returns `Lagged(jump)`.
+//!
+//! # Why the lag count is exact
+//!
+//! Every position below `tail` ends in exactly one of two ways: the receiver
+//! consumes it (its CAS on the cell wins), or the receiver passes it in a
+//! `Lagged(n)` jump. A jump only passes positions `q < tail - cap`; for each
+//! of them position `q + cap` is claimed, so its producer (or a later one)
+//! replaces `q`'s unconsumed value, or `q`'s own producer finds that newer
+//! stamp and abandons: either way the producer side counts `q` once in
+//! [`Subscription::dropped`]. So, once the producers in flight have
+//! finished, the `Lagged` values reported add up to `dropped()` minus drops
+//! made after the ring was closed; nothing disappears without being counted.
+//!
+//! With [`Overflow::KeepOldest`] a producer claims a position only while
+//! `tail - head < cap` (CAS on `tail`), so it never overwrites; a rejected
+//! value is counted in `dropped` and in `rejected`, which the receiver's
+//! next receive swaps out and reports as `Lagged(n)` ahead of the (older)
+//! values still buffered.
+//!
+//! The 31-bit stamps are compared with wrapping arithmetic, which is exact as
+//! long as stamps in one cell and the receiver's `head` are within 2^30
+//! positions of each other. The receiver clamps its jump by `tail`, and
+//! capacity is at most 2^24, so this fails only if one notifier is preempted
+//! between claiming and writing for about a billion notifications.
+//!
+//! # Closing
+//!
+//! Unregistering the handle closes each ring: a CAS on `tail` that sets the
+//! `CLOSED` bit, after storing the position it closes at in `end`. A claim
+//! that returns `CLOSED` is after the close: that producer writes nothing and
+//! counts a drop. Every position below `end` was claimed before the close and
+//! will be written (or abandoned for a newer one), so the receiver keeps
+//! draining until `head >= end` and only then reports `Closed`.
+//!
+//! # Waking
+//!
+//! After writing (or closing) a producer wakes the receiver's `AtomicWaker`,
+//! outside any lock; a panicking waker is caught and counted. The receiver
+//! registers its waker and then looks at the ring again, so a write either
+//! is seen by that second look or happens before the wake that finds the
+//! registered waker (both sides are RMWs on the waker's state).
+//!
+//! # The subscriber list
+//!
+//! A slot's `subscribers` pointer is a `Box<SubscriberList>`: an immutable
+//! array of `Arc<Ring>` for one handle generation. notify reads it under an
+//! epoch pin, with no lock and no reference count. subscribe / unsubscribe /
+//! close build a new list (copy on write), swap it in and retire the old one
+//! through the epoch collector. They serialise on the slot table's registry
+//! mutex, which notify never takes and under which no client code runs.
+//!
+//! # Subscribing versus notify (the `SUBSCRIBED` bit)
+//!
+//! subscribe installs the new list, then sets `SUBSCRIBED` with a CAS on the
+//! state word that checks the generation (the CAS is done even when the bit
+//! is already set, so it is always an RMW in the word's order). A notify's
+//! CAS on the same word is either before that CAS (the notify happened before
+//! the subscription existed) or after it. After: it replaced a word with
+//! `SUBSCRIBED` set (notify keeps the bit, and nothing clears it while our
+//! ring is listed), and its Acquire CAS reads our Release CAS through the
+//! word's release sequence, so its load of the list pointer sees our list
+//! or a later one, which holds our ring until we unsubscribe.
+//!
+//! The last unsubscribe of a generation clears `SUBSCRIBED` (so the handle's
+//! notify is back to one CAS). This cannot lose a delivery to a concurrent
+//! subscriber: setting and clearing happen under the same mutex together with
+//! the list change, so a subscriber's (install, set) pair is entirely before
+//! the clearer's (remove, clear), in which case its ring is in the list and
+//! the list is not empty and the bit is not cleared, or entirely after it,
+//! in which case it sets the bit again.
+//!
+//! A list belongs to one generation: notify passes the generation of the
+//! word it replaced, and delivers only to a list of that generation, so a
+//! late notify of an unregistered handle never reaches the next owner's
+//! subscribers.
 
-use crate::handle::Slot;
-use crate::sync::{Guard, Hint};
+use crate::QueueError;
+use crate::eventcount::{self, SUBSCRIBED};
+use crate::handle::{Handle, Slot};
+use crate::queue::{Counters, Inner, NotificationQueue};
+use crate::sync::{Arc, AtomicU64, AtomicWaker, Guard, Hint, Ordering};
+use crate::wait::park;
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use crossbeam_utils::CachePadded;
+use std::time::{Duration, Instant};
 
-/// The subscribers of one slot.
-#[derive(Debug)]
-pub(crate) struct SubscriberList {}
+/// Largest ring this crate builds, whatever the configuration says (keeps
+/// the 31-bit stamps unambiguous, see the module docs).
+const MAX_RING: usize = 1 << 24;
 
-/// Delivers `arg` to every subscriber of `slot`; returns how many got it.
-pub(crate) fn deliver(_slot: &Slot, _arg: i32, _guard: &Guard) -> usize {
-    0
+const CONSUMED: u64 = 1 << 32;
+const STAMP_SHIFT: u32 = 33;
+const STAMP_MASK: u64 = (1 << 31) - 1;
+const STAMP_HALF: u64 = 1 << 30;
+/// Set in `tail` once the ring is closed.
+const CLOSED: u64 = 1 << 63;
+
+#[inline(always)]
+const fn pack(pos: u64, value: i32, consumed: bool) -> u64 {
+    ((pos & STAMP_MASK) << STAMP_SHIFT) | ((consumed as u64) << 32) | (value as u32 as u64)
 }
 
-/// Ends every subscription of `slot` (the handle was unregistered).
-pub(crate) fn close_all(_slot: &Slot, _guard: &Guard) {}
+#[inline(always)]
+const fn value_of(word: u64) -> i32 {
+    word as u32 as i32
+}
+
+/// Signed distance from `pos` to the stamp in `word` (positive: the cell
+/// holds a later position).
+#[inline(always)]
+const fn stamp_diff(word: u64, pos: u64) -> i64 {
+    let d = (word >> STAMP_SHIFT).wrapping_sub(pos) & STAMP_MASK;
+    if d >= STAMP_HALF {
+        d as i64 - (STAMP_MASK as i64 + 1)
+    } else {
+        d as i64
+    }
+}
+
+/// What to keep when a subscriber's buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Overwrite the oldest buffered value (the default: a client usually
+    /// wants the latest state). The receiver skips what was overwritten.
+    #[default]
+    KeepNewest,
+    /// Keep what is buffered and drop the incoming (newest) value.
+    KeepOldest,
+}
+
+/// Outcome of one push into a ring.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pushed {
+    stored: bool,
+    dropped: u64,
+    /// The receiver's waker panicked (caught).
+    panicked: bool,
+}
+
+/// One subscriber's buffer. Shared by the [`Subscription`] (the only
+/// receiver) and the subscriber lists (the producers' view).
+#[derive(Debug)]
+pub(crate) struct Ring {
+    cells: Box<[AtomicU64]>,
+    cap: u64,
+    overflow: Overflow,
+    /// Next position to claim, plus `CLOSED`.
+    tail: CachePadded<AtomicU64>,
+    /// The receiver's position; written only by the receiver.
+    head: CachePadded<AtomicU64>,
+    /// Position the ring was closed at (valid once `CLOSED` is seen).
+    end: AtomicU64,
+    /// KeepOldest: values rejected and not yet reported as `Lagged`.
+    rejected: AtomicU64,
+    /// Values lost to this subscriber (overwritten, rejected, abandoned or
+    /// offered after close).
+    dropped: AtomicU64,
+    waker: AtomicWaker,
+    hint: Hint,
+}
+
+impl Ring {
+    fn new(cap: usize, overflow: Overflow, hint: Hint) -> Self {
+        let cap64 = cap as u64;
+        Self {
+            cells: (0..cap64)
+                .map(|i| AtomicU64::new(pack(i.wrapping_sub(cap64), 0, true)))
+                .collect(),
+            cap: cap64,
+            overflow,
+            tail: CachePadded::new(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            end: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            waker: AtomicWaker::new(),
+            hint,
+        }
+    }
+
+    #[inline]
+    fn cell(&self, pos: u64) -> &AtomicU64 {
+        // `cells.len() == cap > 0`, so the index is in bounds.
+        &self.cells[(pos % self.cap) as usize]
+    }
+
+    fn count_drop(&self, n: u64) {
+        // Relaxed: a counter, read as a statistic.
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Offers `value`; never blocks.
+    fn push(&self, value: i32) -> Pushed {
+        let pos = match self.overflow {
+            Overflow::KeepNewest => {
+                // Relaxed: the claim only hands out a position; the value is
+                // published by the cell CAS (Release), and `CLOSED` is read
+                // from the word's modification order.
+                let t = self.tail.fetch_add(1, Ordering::Relaxed);
+                if t & CLOSED != 0 {
+                    self.count_drop(1);
+                    return Pushed {
+                        stored: false,
+                        dropped: 1,
+                        panicked: false,
+                    };
+                }
+                t
+            }
+            Overflow::KeepOldest => {
+                // Relaxed: validated by the CAS below.
+                let mut t = self.tail.load(Ordering::Relaxed);
+                loop {
+                    if t & CLOSED != 0 {
+                        self.count_drop(1);
+                        return Pushed {
+                            stored: false,
+                            dropped: 1,
+                            panicked: false,
+                        };
+                    }
+                    // Acquire pairs with the receiver's Release store of
+                    // `head`: its consuming CAS of position `t - cap` is
+                    // then ordered before our write of `t` into that cell.
+                    let h = self.head.load(Ordering::Acquire);
+                    if t.wrapping_sub(h) >= self.cap {
+                        // Relaxed: counters; the receiver swaps `rejected`
+                        // out, and the wake below tells it to look.
+                        self.rejected.fetch_add(1, Ordering::Relaxed);
+                        self.count_drop(1);
+                        return Pushed {
+                            stored: false,
+                            dropped: 1,
+                            panicked: self.wake(),
+                        };
+                    }
+                    // Relaxed: as for the `fetch_add` above.
+                    match self.tail.compare_exchange_weak(
+                        t,
+                        t + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break t,
+                        Err(actual) => t = actual,
+                    }
+                }
+            }
+        };
+        let dropped = self.write(pos, value);
+        Pushed {
+            stored: true,
+            dropped,
+            panicked: self.wake(),
+        }
+    }
+
+    /// Stores `value` at the claimed position `pos`; returns the drops it
+    /// caused (0 or 1).
+    fn write(&self, pos: u64, value: i32) -> u64 {
+        let cell = self.cell(pos);
+        let fresh = pack(pos, value, false);
+        // Relaxed: validated by the CAS; the word carries everything.
+        let mut cur = cell.load(Ordering::Relaxed);
+        loop {
+            if stamp_diff(cur, pos) > 0 {
+                // Lapped while we were between claim and write: a newer value
+                // is there already, ours is lost (and counted).
+                self.count_drop(1);
+                return 1;
+            }
+            // Release: the receiver's Acquire load of the cell then also sees
+            // our claim on `tail` (it reads `tail` to size a lag jump).
+            match cell.compare_exchange_weak(cur, fresh, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => {
+                    if cur & CONSUMED == 0 {
+                        self.count_drop(1);
+                        return 1;
+                    }
+                    return 0;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Wakes the receiver, outside any lock; returns whether its waker
+    /// panicked (caught).
+    fn wake(&self) -> bool {
+        match self.waker.take() {
+            Some(w) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err(),
+            None => false,
+        }
+    }
+
+    /// Closes the ring at the current tail (see "Closing"). One closer at a
+    /// time (the registry lock).
+    fn close(&self) -> bool {
+        // Relaxed: validated by the CAS.
+        let mut t = self.tail.load(Ordering::Relaxed);
+        loop {
+            if t & CLOSED != 0 {
+                return false;
+            }
+            // Relaxed: published by the Release CAS below; the receiver reads
+            // `end` only after an Acquire load of `tail` that saw `CLOSED`.
+            self.end.store(t, Ordering::Relaxed);
+            // Release: see the store of `end` above.
+            match self.tail.compare_exchange_weak(
+                t,
+                t | CLOSED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => t = actual,
+            }
+        }
+        self.wake()
+    }
+
+    /// Positions claimed before the close (or all, while open).
+    fn claimed(&self) -> u64 {
+        // Acquire: pairs with `close`'s Release CAS, so `end` is valid.
+        let t = self.tail.load(Ordering::Acquire);
+        if t & CLOSED != 0 {
+            // Relaxed: ordered by the Acquire load above.
+            (t & !CLOSED).min(self.end.load(Ordering::Relaxed))
+        } else {
+            t
+        }
+    }
+
+    fn len(&self) -> usize {
+        // Relaxed: a statistic.
+        let head = self.head.load(Ordering::Relaxed);
+        self.claimed().saturating_sub(head).min(self.cap) as usize
+    }
+
+    fn info(&self) -> SubscriberInfo {
+        SubscriberInfo {
+            hint: self.hint.clone(),
+            len: self.len(),
+            capacity: self.cap as usize,
+            // Relaxed: a statistic.
+            dropped: self.dropped.load(Ordering::Relaxed),
+            overflow: self.overflow,
+        }
+    }
+}
+
+/// The subscribers of one generation of one slot. Immutable once published.
+#[derive(Debug)]
+pub(crate) struct SubscriberList {
+    generation: u32,
+    rings: Box<[Arc<Ring>]>,
+    /// The queue's counters; see `deliver` for why this pointer is valid.
+    counters: *const Counters,
+}
+
+/// A raw list pointer handed to the epoch collector.
+struct Retired(*mut SubscriberList);
+// SAFETY: the list holds `Arc<Ring>`s (Send + Sync) and a pointer it never
+// dereferences when dropped; it is dropped once, on some thread.
+unsafe impl Send for Retired {}
+
+/// Frees `list` once no pinned notifier can still be reading it.
+fn retire(list: *mut SubscriberList, guard: &Guard) {
+    if list.is_null() {
+        return;
+    }
+    let retired = Retired(list);
+    // SAFETY: the caller unlinked `list` from its slot (under the registry
+    // lock), so only readers pinned now can see it; the deferred drop runs
+    // after they unpin, exactly once. The rings' wakers were taken by their
+    // receivers, so dropping them runs no client code.
+    unsafe {
+        guard.defer_unchecked(move || {
+            let r = retired;
+            drop(Box::from_raw(r.0));
+        });
+    }
+}
+
+/// Publishes `rings` as the slot's list (null if empty) and retires the old
+/// one. Caller holds the registry lock and is pinned.
+fn replace_list(slot: &Slot, inner: &Inner, generation: u32, rings: Vec<Arc<Ring>>, g: &Guard) {
+    let fresh = if rings.is_empty() {
+        core::ptr::null_mut()
+    } else {
+        Box::into_raw(Box::new(SubscriberList {
+            generation,
+            rings: rings.into_boxed_slice(),
+            counters: &inner.counters,
+        }))
+    };
+    // AcqRel: Release publishes the new list to notifiers (Acquire load in
+    // `deliver`); Acquire takes over the old one for retiring.
+    let old = slot.subscribers.swap(fresh, Ordering::AcqRel);
+    retire(old, g);
+}
+
+/// The rings listed for `generation` now (caller holds the registry lock and
+/// is pinned).
+fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
+    // Acquire: see the list's initialisation.
+    let p = slot.subscribers.load(Ordering::Acquire);
+    // SAFETY: the caller is pinned and lists are freed only through `retire`.
+    match unsafe { p.as_ref() } {
+        Some(list) if list.generation == generation => list.rings.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// Delivers `arg` to every subscriber of the generation in `prev` (the word
+/// the notify replaced); returns how many buffers took it.
+pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, _guard: &Guard) -> usize {
+    // Acquire pairs with the Release swap in `replace_list`.
+    let p = slot.subscribers.load(Ordering::Acquire);
+    // SAFETY: the caller is pinned (`_guard`), and lists are only freed
+    // through `retire` after every pin that could see them has ended.
+    let Some(list) = (unsafe { p.as_ref() }) else {
+        return 0;
+    };
+    if list.generation != eventcount::generation(prev) {
+        return 0;
+    }
+    let (mut stored, mut dropped, mut panicked) = (0usize, 0u64, 0u64);
+    for ring in list.rings.iter() {
+        let r = ring.push(arg);
+        stored += r.stored as usize;
+        dropped += r.dropped;
+        panicked += r.panicked as u64;
+    }
+    // SAFETY: `deliver` is only called by `Inner::notify_slow` with a slot of
+    // that `Inner`'s table; the list hangs off that slot and was built with
+    // `&inner.counters`, and the `Inner` is alive for the whole call.
+    let counters = unsafe { &*list.counters };
+    // Relaxed: statistics.
+    if stored > 0 {
+        counters
+            .delivered
+            .fetch_add(stored as u64, Ordering::Relaxed);
+    }
+    if dropped > 0 {
+        counters.dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+    if panicked > 0 {
+        counters.waker_panics.fetch_add(panicked, Ordering::Relaxed);
+    }
+    stored
+}
+
+/// Ends every subscription of `slot` (the handle was unregistered; the
+/// generation was bumped before this call).
+pub(crate) fn close_all(slot: &Slot, inner: &Inner, guard: &Guard) {
+    let list = {
+        let _reg = inner
+            .table
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // AcqRel: Acquire takes over the list; Release orders the unlinking
+        // before later lists are published.
+        slot.subscribers
+            .swap(core::ptr::null_mut(), Ordering::AcqRel)
+    };
+    // SAFETY: we are pinned and the list is freed only through `retire`.
+    if let Some(l) = unsafe { list.as_ref() } {
+        let mut panicked = 0u64;
+        for ring in l.rings.iter() {
+            panicked += ring.close() as u64;
+        }
+        if panicked > 0 {
+            // Relaxed: a statistic.
+            inner
+                .counters
+                .waker_panics
+                .fetch_add(panicked, Ordering::Relaxed);
+        }
+    }
+    retire(list, guard);
+}
 
 /// Frees the slot's subscriber list when the queue itself is dropped.
-pub(crate) fn release(_slot: &Slot) {}
+pub(crate) fn release(slot: &Slot) {
+    // Acquire: take over the list.
+    let p = slot
+        .subscribers
+        .swap(core::ptr::null_mut(), Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: the table is being dropped (`&mut`), so no notifier can
+        // still read the pointer; the slot owned the `Box`.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
 
-/// One subscription, as listed by the debug dump.
+/// One subscription, as listed by the debug dump
+/// ([`HandleInfo::subscribers`](crate::HandleInfo::subscribers)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SubscriberInfo {
     /// The subscription's hint.
     pub hint: Hint,
+    /// Values buffered, not yet received.
+    pub len: usize,
+    /// The buffer's capacity.
+    pub capacity: usize,
+    /// Values this subscriber lost (see [`Subscription::dropped`]).
+    pub dropped: u64,
+    /// What it keeps when full.
+    pub overflow: Overflow,
 }
 
 /// Subscribers of `handle` for the debug dump.
-pub(crate) fn infos(
-    _queue: &crate::NotificationQueue,
-    _handle: crate::Handle,
-) -> Vec<SubscriberInfo> {
-    Vec::new()
+pub(crate) fn infos(queue: &NotificationQueue, handle: Handle) -> Vec<SubscriberInfo> {
+    let inner = &*queue.inner;
+    let Some(slot) = inner.table.slot(handle) else {
+        return Vec::new();
+    };
+    let _guard = crate::sync::pin(&inner.collector);
+    // Acquire: see the list's initialisation.
+    let p = slot.subscribers.load(Ordering::Acquire);
+    // SAFETY: pinned; lists are freed only through `retire`.
+    match unsafe { p.as_ref() } {
+        Some(list) if list.generation == handle.generation => {
+            list.rings.iter().map(|r| r.info()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Options for [`NotificationQueue::subscribe_with`].
+///
+/// ```
+/// use notification_queue::{Overflow, SubscribeOptions};
+/// let opts = SubscribeOptions::new(16).overflow(Overflow::KeepOldest).hint("log");
+/// assert_eq!(opts.capacity, 16);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    /// Buffer size (1 ..= `Config::max_subscriber_capacity`).
+    pub capacity: usize,
+    /// What to keep when the buffer is full.
+    pub overflow: Overflow,
+    /// Debug hint listed by the dump.
+    pub hint: Hint,
+}
+
+impl SubscribeOptions {
+    /// Options with `capacity`, [`Overflow::KeepNewest`] and an empty hint.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            overflow: Overflow::KeepNewest,
+            hint: Hint::from(""),
+        }
+    }
+
+    /// Sets the overflow policy.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Sets the debug hint.
+    pub fn hint(mut self, hint: impl Into<Hint>) -> Self {
+        self.hint = hint.into();
+        self
+    }
+}
+
+impl NotificationQueue {
+    /// Subscribes to `handle` with a buffer of `capacity` values that keeps
+    /// the newest when full ([`Overflow::KeepNewest`]).
+    ///
+    /// Errors: [`QueueError::InvalidCapacity`] for 0 or above
+    /// `Config::max_subscriber_capacity`, [`QueueError::StaleHandle`] for an
+    /// unregistered or foreign handle, [`QueueError::SubscriberLimit`] when
+    /// the handle has `Config::max_subscribers_per_handle` subscriptions.
+    ///
+    /// ```
+    /// use notification_queue::{Config, NotificationQueue, QueueError, TryRecvError};
+    ///
+    /// let queue = NotificationQueue::new(Config::default());
+    /// let h = queue.register("h").unwrap();
+    /// let mut sub = queue.subscribe(h, 4, "client").unwrap();
+    /// queue.notify(h, 1).unwrap();
+    /// assert_eq!(sub.try_recv(), Ok(1));
+    /// assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    /// assert!(matches!(queue.subscribe(h, 0, "x"), Err(QueueError::InvalidCapacity { .. })));
+    /// ```
+    pub fn subscribe(
+        &self,
+        handle: Handle,
+        capacity: usize,
+        hint: impl Into<Hint>,
+    ) -> Result<Subscription, QueueError> {
+        self.subscribe_with(handle, SubscribeOptions::new(capacity).hint(hint))
+    }
+
+    /// Subscribes to `handle` with explicit [`SubscribeOptions`]; errors as
+    /// for [`subscribe`](Self::subscribe).
+    ///
+    /// ```
+    /// use notification_queue::{Config, NotificationQueue, Overflow, SubscribeOptions, TryRecvError};
+    ///
+    /// let queue = NotificationQueue::new(Config::default());
+    /// let h = queue.register("h").unwrap();
+    /// let opts = SubscribeOptions::new(2).overflow(Overflow::KeepOldest);
+    /// let mut sub = queue.subscribe_with(h, opts).unwrap();
+    /// for v in 1..=5 {
+    ///     queue.notify(h, v).unwrap();
+    /// }
+    /// assert_eq!(sub.try_recv(), Err(TryRecvError::Lagged(3))); // 3, 4, 5 rejected
+    /// assert_eq!(sub.try_recv(), Ok(1));
+    /// assert_eq!(sub.try_recv(), Ok(2));
+    /// ```
+    pub fn subscribe_with(
+        &self,
+        handle: Handle,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, QueueError> {
+        let inner = &*self.inner;
+        let max = inner.config.max_subscriber_capacity.min(MAX_RING);
+        if options.capacity == 0 || options.capacity > max {
+            return Err(QueueError::InvalidCapacity {
+                requested: options.capacity,
+                max,
+            });
+        }
+        let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        let ring = Arc::new(Ring::new(options.capacity, options.overflow, options.hint));
+        // Pin before locking: pinning may run deferred drops, none of which
+        // should run under the lock.
+        let guard = crate::sync::pin(&inner.collector);
+        let reg = inner
+            .table
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Relaxed: validated by the generation-checking CAS below.
+        if eventcount::generation(slot.state.load(Ordering::Relaxed)) != handle.generation {
+            return Err(QueueError::StaleHandle);
+        }
+        let mut rings = current_rings(slot, handle.generation);
+        let limit = inner.config.max_subscribers_per_handle;
+        if rings.len() >= limit {
+            return Err(QueueError::SubscriberLimit { limit });
+        }
+        rings.push(ring.clone());
+        replace_list(slot, inner, handle.generation, rings, &guard);
+        // The linearisation point (see "Subscribing versus notify").
+        // Relaxed: validated by the CAS.
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        loop {
+            if eventcount::generation(cur) != handle.generation {
+                // Unregistered since our check; its `close_all` waits for the
+                // lock and will unlink and close our list.
+                drop(reg);
+                return Err(QueueError::StaleHandle);
+            }
+            // AcqRel: Release publishes our list (stored above) to notifies
+            // whose CAS reads this word; Acquire orders us after them.
+            match slot.state.compare_exchange_weak(
+                cur,
+                cur | SUBSCRIBED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        drop(reg);
+        drop(guard);
+        Ok(Subscription {
+            queue: self.clone(),
+            handle,
+            ring,
+            head: 0,
+            closed: false,
+        })
+    }
+}
+
+/// Why [`Subscription::try_recv`] returned no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TryRecvError {
+    /// Nothing buffered right now.
+    Empty,
+    /// This many values were lost (overwritten or rejected) since the last
+    /// receive; the next receive goes on with what is buffered.
+    Lagged(u64),
+    /// The handle was unregistered and everything buffered was received.
+    Closed,
+}
+
+/// Why [`Recv`] (or a blocking receive without timeout) returned no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecvError {
+    /// This many values were lost since the last receive.
+    Lagged(u64),
+    /// The handle was unregistered and everything buffered was received.
+    Closed,
+}
+
+/// Why [`Subscription::recv_timeout`] / [`Subscription::recv_deadline`]
+/// returned no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecvTimeoutError {
+    /// This many values were lost since the last receive.
+    Lagged(u64),
+    /// The handle was unregistered and everything buffered was received.
+    Closed,
+    /// Nothing arrived before the timeout or deadline.
+    Timeout,
+}
+
+/// Values lost before the next item of a subscription's `Stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lagged(pub u64);
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("subscription buffer is empty"),
+            Self::Lagged(n) => write!(f, "subscriber lagged: {n} values lost"),
+            Self::Closed => f.write_str("subscription closed"),
+        }
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lagged(n) => write!(f, "subscriber lagged: {n} values lost"),
+            Self::Closed => f.write_str("subscription closed"),
+        }
+    }
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lagged(n) => write!(f, "subscriber lagged: {n} values lost"),
+            Self::Closed => f.write_str("subscription closed"),
+            Self::Timeout => f.write_str("receive timed out"),
+        }
+    }
+}
+
+impl fmt::Display for Lagged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "subscriber lagged: {} values lost", self.0)
+    }
+}
+
+impl std::error::Error for TryRecvError {}
+impl std::error::Error for RecvError {}
+impl std::error::Error for RecvTimeoutError {}
+impl std::error::Error for Lagged {}
+
+impl From<RecvError> for RecvTimeoutError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Lagged(n) => Self::Lagged(n),
+            RecvError::Closed => Self::Closed,
+        }
+    }
+}
+
+/// A bounded channel of one handle's notify arguments.
+///
+/// Created by [`NotificationQueue::subscribe`]. Owns a clone of the queue,
+/// so it is `'static` and `Send`. Dropping it (or
+/// [`unsubscribe`](Self::unsubscribe)) unsubscribes.
+///
+/// notify never waits for a subscription: when the buffer is full the
+/// [`Overflow`] policy decides what is lost, and the next receive reports
+/// how much as `Lagged(n)` before returning further values. Unregistering
+/// the handle ends the subscription after what was already buffered has been
+/// received (then `Closed`).
+///
+/// Receiving: [`try_recv`](Self::try_recv); [`recv`](Self::recv) returns a
+/// [`Recv`] future that also blocks with [`Recv::wait`]; thread-blocking
+/// [`recv_timeout`](Self::recv_timeout) / [`recv_deadline`](Self::recv_deadline);
+/// and, with the `stream` feature, `futures_core::Stream` with items
+/// `Result<i32, Lagged>`, ending after `Closed`.
+///
+/// ```
+/// use notification_queue::{Config, NotificationQueue, RecvError, TryRecvError};
+///
+/// let queue = NotificationQueue::new(Config::default());
+/// let h = queue.register("sensor").unwrap();
+/// let mut sub = queue.subscribe(h, 2, "display").unwrap();
+/// for v in 1..=5 {
+///     queue.notify(h, v).unwrap(); // never blocks, even when `sub` is full
+/// }
+/// assert_eq!(sub.try_recv(), Err(TryRecvError::Lagged(3))); // 1, 2, 3 overwritten
+/// assert_eq!(sub.try_recv(), Ok(4));
+/// queue.unregister(h).unwrap();
+/// assert_eq!(sub.recv().wait(), Ok(5)); // drains what was buffered ...
+/// assert_eq!(sub.recv().wait(), Err(RecvError::Closed)); // ... then ends
+/// assert_eq!(sub.dropped(), 3);
+/// ```
+#[derive(Debug)]
+pub struct Subscription {
+    queue: NotificationQueue,
+    handle: Handle,
+    ring: Arc<Ring>,
+    /// Receiver position (mirrored into `ring.head` for producers).
+    head: u64,
+    /// `Closed` was reported; sticky.
+    closed: bool,
+}
+
+impl Subscription {
+    /// The handle this subscription listens to.
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// The buffer's capacity.
+    pub fn capacity(&self) -> usize {
+        self.ring.cap as usize
+    }
+
+    /// Values buffered and not yet received.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The overflow policy.
+    pub fn overflow(&self) -> Overflow {
+        self.ring.overflow
+    }
+
+    /// The debug hint.
+    pub fn hint(&self) -> &Hint {
+        &self.ring.hint
+    }
+
+    /// Values this subscriber has lost so far: overwritten before being
+    /// received ([`Overflow::KeepNewest`]), rejected while full
+    /// ([`Overflow::KeepOldest`]), or offered by a notify that raced with
+    /// unregister and arrived after the close. Counted by the notifiers, so
+    /// it grows even if the subscriber never receives.
+    pub fn dropped(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.ring.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether the handle was unregistered (values may still be buffered).
+    pub fn is_closed(&self) -> bool {
+        // Relaxed: a status snapshot; receiving re-reads it with Acquire.
+        self.ring.tail.load(Ordering::Relaxed) & CLOSED != 0
+    }
+
+    fn advance(&mut self, to: u64) {
+        self.head = to;
+        // Release pairs with KeepOldest producers' Acquire load of `head`.
+        self.ring.head.store(to, Ordering::Release);
+    }
+
+    /// Receives the next value without waiting.
+    ///
+    /// `Err(Lagged(n))` says `n` values were lost before the next one;
+    /// `Err(Closed)` comes once the handle is unregistered and everything
+    /// buffered was received. `Empty` may also be returned for a moment while
+    /// a notifier that claimed the next position has not yet written it.
+    ///
+    /// ```
+    /// use notification_queue::{Config, NotificationQueue, TryRecvError};
+    /// let queue = NotificationQueue::new(Config::default());
+    /// let h = queue.register("h").unwrap();
+    /// let mut sub = queue.subscribe(h, 8, "").unwrap();
+    /// assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    /// queue.notify(h, 3).unwrap();
+    /// assert_eq!(sub.try_recv(), Ok(3));
+    /// ```
+    pub fn try_recv(&mut self) -> Result<i32, TryRecvError> {
+        if self.closed {
+            return Err(TryRecvError::Closed);
+        }
+        let ring = Arc::clone(&self.ring);
+        // Relaxed: only a cheap check; the swap is what takes the count.
+        if ring.rejected.load(Ordering::Relaxed) != 0 {
+            // Relaxed: a counter; the values themselves travel in the cells.
+            let n = ring.rejected.swap(0, Ordering::Relaxed);
+            if n != 0 {
+                return Err(TryRecvError::Lagged(n));
+            }
+        }
+        loop {
+            let h = self.head;
+            let cell = ring.cell(h);
+            // Acquire pairs with the producer's Release CAS: the value, and
+            // its earlier claim on `tail` (read below for a lag jump).
+            let cur = cell.load(Ordering::Acquire);
+            let d = stamp_diff(cur, h);
+            if d == 0 {
+                if cur & CONSUMED != 0 {
+                    // Only we set CONSUMED and we advance right after; skip.
+                    self.advance(h + 1);
+                    continue;
+                }
+                // Relaxed: the word was Acquire-loaded; the CAS only decides
+                // whether we or an overwriting producer own this value.
+                if cell
+                    .compare_exchange(cur, cur | CONSUMED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.advance(h + 1);
+                    return Ok(value_of(cur));
+                }
+                continue; // lapped right now: look again
+            }
+            if d > 0 {
+                // Overwritten: jump to the oldest position still in the ring.
+                let next = ring.claimed().saturating_sub(ring.cap).max(h + 1);
+                self.advance(next);
+                return Err(TryRecvError::Lagged(next - h));
+            }
+            // Not written yet. Closed and fully drained?
+            let t = ring.tail.load(Ordering::Acquire);
+            // Relaxed `end`: ordered by the Acquire load of `tail` (see `close`).
+            if t & CLOSED != 0 && h >= ring.end.load(Ordering::Relaxed) {
+                self.closed = true;
+                return Err(TryRecvError::Closed);
+            }
+            return Err(TryRecvError::Empty);
+        }
+    }
+
+    /// One receive attempt that registers `waker` when nothing is there.
+    fn poll_recv(&mut self, waker: &Waker) -> Poll<Result<i32, RecvError>> {
+        match self.try_recv() {
+            Ok(v) => return Poll::Ready(Ok(v)),
+            Err(TryRecvError::Lagged(n)) => return Poll::Ready(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Closed) => return Poll::Ready(Err(RecvError::Closed)),
+            Err(TryRecvError::Empty) => {}
+        }
+        self.ring.waker.register(waker);
+        // Look again after registering (see "Waking").
+        match self.try_recv() {
+            Ok(v) => Poll::Ready(Ok(v)),
+            Err(TryRecvError::Lagged(n)) => Poll::Ready(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Closed) => Poll::Ready(Err(RecvError::Closed)),
+            Err(TryRecvError::Empty) => Poll::Pending,
+        }
+    }
+
+    fn block(&mut self, deadline: Option<Instant>) -> Result<i32, RecvTimeoutError> {
+        let waker = park::current_waker();
+        loop {
+            if let Poll::Ready(r) = self.poll_recv(&waker) {
+                return r.map_err(Into::into);
+            }
+            match deadline {
+                None => park::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                    park::park_timeout(d - now);
+                }
+            }
+        }
+    }
+
+    /// A future for the next value, for any executor; [`Recv::wait`] blocks
+    /// the thread instead.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future loses nothing: a value is taken from the buffer
+    /// only in the poll that returns it.
+    ///
+    /// ```
+    /// use notification_queue::{Config, NotificationQueue};
+    /// let queue = NotificationQueue::new(Config::default());
+    /// let h = queue.register("h").unwrap();
+    /// let mut sub = queue.subscribe(h, 8, "").unwrap();
+    /// let q2 = queue.clone();
+    /// let t = std::thread::spawn(move || q2.notify(h, 9));
+    /// assert_eq!(futures::executor::block_on(sub.recv()), Ok(9));
+    /// t.join().unwrap().unwrap();
+    /// ```
+    pub fn recv(&mut self) -> Recv<'_> {
+        Recv { sub: self }
+    }
+
+    /// Blocks the thread for the next value, at most `timeout`.
+    ///
+    /// ```
+    /// use notification_queue::{Config, NotificationQueue, RecvTimeoutError};
+    /// use std::time::Duration;
+    /// let queue = NotificationQueue::new(Config::default());
+    /// let h = queue.register("h").unwrap();
+    /// let mut sub = queue.subscribe(h, 8, "").unwrap();
+    /// let t = Duration::from_millis(1);
+    /// assert_eq!(sub.recv_timeout(t), Err(RecvTimeoutError::Timeout));
+    /// queue.notify(h, 2).unwrap();
+    /// assert_eq!(sub.recv_timeout(t), Ok(2));
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<i32, RecvTimeoutError> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.block(Some(deadline)),
+            None => self.block(None),
+        }
+    }
+
+    /// Blocks the thread for the next value until `deadline`.
+    ///
+    /// ```
+    /// use notification_queue::{Config, NotificationQueue, RecvTimeoutError};
+    /// use std::time::Instant;
+    /// let queue = NotificationQueue::new(Config::default());
+    /// let h = queue.register("h").unwrap();
+    /// let mut sub = queue.subscribe(h, 8, "").unwrap();
+    /// assert_eq!(sub.recv_deadline(Instant::now()), Err(RecvTimeoutError::Timeout));
+    /// ```
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<i32, RecvTimeoutError> {
+        self.block(Some(deadline))
+    }
+
+    /// Unsubscribes now (the same as dropping it).
+    pub fn unsubscribe(self) {
+        drop(self);
+    }
+
+    fn detach(&mut self) {
+        // Take our waker first: the ring may be freed later on another
+        // thread, which must not run client code (waker drop).
+        drop(self.ring.waker.take());
+        let inner = &*self.queue.inner;
+        let Some(slot) = inner.table.slot(self.handle) else {
+            return;
+        };
+        let guard = crate::sync::pin(&inner.collector);
+        let reg = inner
+            .table
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rings = current_rings(slot, self.handle.generation);
+        let before = rings.len();
+        rings.retain(|r| !Arc::ptr_eq(r, &self.ring));
+        if rings.len() != before {
+            let empty = rings.is_empty();
+            replace_list(slot, inner, self.handle.generation, rings, &guard);
+            if empty {
+                // Last subscriber of this generation: clear SUBSCRIBED (see
+                // the module docs for why a concurrent subscriber loses
+                // nothing: it sets the bit under this same lock).
+                // Relaxed: validated by the CAS.
+                let mut cur = slot.state.load(Ordering::Relaxed);
+                while eventcount::generation(cur) == self.handle.generation {
+                    // Relaxed: no data is published by clearing the flag; the
+                    // list (now null) was published by `replace_list`.
+                    match slot.state.compare_exchange_weak(
+                        cur,
+                        cur & !SUBSCRIBED,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break,
+                        Err(actual) => cur = actual,
+                    }
+                }
+            }
+        }
+        drop(reg);
+        drop(guard);
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// Future of [`Subscription::recv`]: the next value, `Lagged(n)` or
+/// `Closed`.
+#[must_use = "a Recv does nothing unless polled or waited on"]
+#[derive(Debug)]
+pub struct Recv<'a> {
+    sub: &'a mut Subscription,
+}
+
+impl Recv<'_> {
+    /// Blocks the thread until a value (or `Lagged` / `Closed`).
+    pub fn wait(self) -> Result<i32, RecvError> {
+        match self.sub.block(None) {
+            Ok(v) => Ok(v),
+            Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            // Without a deadline `block` never times out.
+            Err(RecvTimeoutError::Closed | RecvTimeoutError::Timeout) => Err(RecvError::Closed),
+        }
+    }
+}
+
+impl Future for Recv<'_> {
+    type Output = Result<i32, RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().sub.poll_recv(cx.waker())
+    }
+}
+
+/// Items are `Ok(value)` or `Err(Lagged(n))` (values lost before the next
+/// item); the stream ends after the handle is unregistered and the buffer is
+/// drained.
+#[cfg(feature = "stream")]
+impl futures_core::Stream for Subscription {
+    type Item = Result<i32, Lagged>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut().poll_recv(cx.waker()) {
+            Poll::Ready(Ok(v)) => Poll::Ready(Some(Ok(v))),
+            Poll::Ready(Err(RecvError::Lagged(n))) => Poll::Ready(Some(Err(Lagged(n)))),
+            Poll::Ready(Err(RecvError::Closed)) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(feature = "stream")]
+impl futures_core::FusedStream for Subscription {
+    fn is_terminated(&self) -> bool {
+        self.closed
+    }
+}
+
+#[cfg(all(test, not(notification_queue_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_compare_across_wrap() {
+        let w = pack(5, -1, false);
+        assert_eq!(stamp_diff(w, 5), 0);
+        assert_eq!(stamp_diff(w, 3), 2);
+        assert_eq!(stamp_diff(w, 9), -4);
+        assert_eq!(value_of(w), -1);
+        let wrapped = pack(STAMP_MASK + 2, 7, true); // stamp 1 after a wrap
+        assert_eq!(stamp_diff(wrapped, STAMP_MASK), 2);
+        assert_ne!(wrapped & CONSUMED, 0);
+        // Initial cells read as "one lap ago".
+        let init = pack(0u64.wrapping_sub(4), 0, true);
+        assert_eq!(stamp_diff(init, 0), -4);
+    }
 }

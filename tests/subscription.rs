@@ -1,0 +1,466 @@
+//! Subscriptions: ordering, overflow accounting, unsubscribe, close after
+//! drain, a stalled subscriber never stalling notify, concurrent notifiers,
+//! every error case.
+
+mod common;
+
+use common::{CountingWaker, PanickingWaker, poll_once};
+use notification_queue::{
+    Config, NotificationQueue, Overflow, QueueError, RecvError, RecvTimeoutError, SubscribeOptions,
+    Subscription, TryRecvError,
+};
+use std::sync::{Arc, Barrier};
+use std::task::Poll;
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn queue() -> NotificationQueue {
+    NotificationQueue::new(Config::default())
+}
+
+/// Receives until `Empty`, returning the values and the total lag reported.
+fn drain(sub: &mut Subscription) -> (Vec<i32>, u64) {
+    let (mut values, mut lag) = (Vec::new(), 0);
+    loop {
+        match sub.try_recv() {
+            Ok(v) => values.push(v),
+            Err(TryRecvError::Lagged(n)) => lag += n,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return (values, lag),
+        }
+    }
+}
+
+#[test]
+fn values_arrive_in_order_per_subscriber() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut a = q.subscribe(h, 1000, "a").unwrap();
+    let mut b = q.subscribe(h, 1000, "b").unwrap();
+    for v in 0..1000 {
+        assert_eq!(q.notify(h, v), Ok(2));
+    }
+    let want: Vec<i32> = (0..1000).collect();
+    assert_eq!(drain(&mut a), (want.clone(), 0));
+    assert_eq!(drain(&mut b), (want, 0));
+    let s = q.stats();
+    assert_eq!((s.delivered, s.dropped), (2000, 0));
+}
+
+#[test]
+fn overflow_keeps_newest_and_reports_exact_lag() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, 4, "s").unwrap();
+    for v in 0..10 {
+        assert_eq!(q.notify(h, v), Ok(1));
+    }
+    assert_eq!(sub.len(), 4);
+    assert_eq!(sub.dropped(), 6);
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Lagged(6)));
+    for v in 6..10 {
+        assert_eq!(sub.try_recv(), Ok(v));
+    }
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    // Partly drained, then overflowed again: only the overwritten count.
+    q.notify(h, 10).unwrap();
+    q.notify(h, 11).unwrap();
+    assert_eq!(sub.try_recv(), Ok(10));
+    for v in 12..20 {
+        q.notify(h, v).unwrap();
+    }
+    // Buffered: 11..19 (9 values) into 4 cells: 11..15 lost.
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Lagged(5)));
+    assert_eq!(drain(&mut sub), ((16..20).collect(), 0));
+    assert_eq!(sub.dropped(), 11);
+    let s = q.stats();
+    assert_eq!((s.delivered, s.dropped), (20, 11));
+}
+
+#[test]
+fn overflow_keep_oldest_rejects_and_reports_exact_lag() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let opts = SubscribeOptions::new(3)
+        .overflow(Overflow::KeepOldest)
+        .hint("old");
+    let mut sub = q.subscribe_with(h, opts).unwrap();
+    assert_eq!(sub.overflow(), Overflow::KeepOldest);
+    for v in 1..=7 {
+        // Rejected values are not delivered.
+        assert_eq!(q.notify(h, v), Ok(usize::from(v <= 3)));
+    }
+    assert_eq!(sub.dropped(), 4);
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Lagged(4)));
+    assert_eq!(drain(&mut sub), (vec![1, 2, 3], 0));
+    q.notify(h, 8).unwrap();
+    assert_eq!(sub.try_recv(), Ok(8));
+    let s = q.stats();
+    assert_eq!((s.delivered, s.dropped), (4, 4));
+}
+
+#[test]
+fn dropping_unsubscribes_and_frees_the_limit() {
+    let q = NotificationQueue::new(Config::default().max_subscribers_per_handle(2));
+    let h = q.register("h").unwrap();
+    let a = q.subscribe(h, 4, "a").unwrap();
+    let b = q.subscribe(h, 4, "b").unwrap();
+    assert_eq!(
+        q.subscribe(h, 4, "c").err(),
+        Some(QueueError::SubscriberLimit { limit: 2 })
+    );
+    assert_eq!(q.notify(h, 1), Ok(2));
+    drop(a);
+    assert_eq!(q.dump()[0].subscribers.len(), 1);
+    assert_eq!(q.notify(h, 2), Ok(1));
+    let c = q.subscribe(h, 4, "c").unwrap();
+    assert_eq!(q.notify(h, 3), Ok(2));
+    b.unsubscribe();
+    drop(c);
+    assert!(q.dump()[0].subscribers.is_empty());
+    // With the last subscriber gone notify is back on its fast path.
+    let slow = q.stats().slow_notifications;
+    assert_eq!(q.notify(h, 4), Ok(0));
+    assert_eq!(q.stats().slow_notifications, slow);
+}
+
+#[test]
+fn unregister_ends_subscriptions_after_drain() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, 8, "s").unwrap();
+    let mut other = q.subscribe(h, 8, "t").unwrap();
+    for v in 1..=3 {
+        q.notify(h, v).unwrap();
+    }
+    q.unregister(h).unwrap();
+    assert!(sub.is_closed());
+    assert_eq!(sub.len(), 3);
+    assert_eq!(sub.try_recv(), Ok(1));
+    assert_eq!(sub.recv().wait(), Ok(2));
+    assert_eq!(sub.recv_timeout(Duration::from_secs(5)), Ok(3));
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Closed));
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Closed));
+    assert_eq!(sub.recv().wait(), Err(RecvError::Closed));
+    assert_eq!(
+        sub.recv_deadline(Instant::now() + Duration::from_secs(5)),
+        Err(RecvTimeoutError::Closed)
+    );
+    assert_eq!(
+        futures::executor::block_on(other.recv()),
+        Ok(1),
+        "the other subscriber drains too"
+    );
+    assert_eq!(q.notify(h, 4), Err(QueueError::StaleHandle));
+}
+
+#[test]
+fn blocked_receiver_is_ended_by_unregister() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, 8, "s").unwrap();
+    let t = thread::spawn(move || sub.recv().wait());
+    // Whether the receiver is parked yet or not, the outcome is Closed.
+    q.unregister(h).unwrap();
+    assert_eq!(t.join().unwrap(), Err(RecvError::Closed));
+}
+
+#[test]
+fn new_owner_of_a_slot_never_sees_old_subscribers() {
+    let q = queue();
+    let h1 = q.register("old").unwrap();
+    let mut old = q.subscribe(h1, 8, "old-sub").unwrap();
+    q.unregister(h1).unwrap();
+    let h2 = q.register("new").unwrap();
+    assert_eq!(h2.index(), h1.index(), "the slot is reused");
+    assert_eq!(q.notify(h2, 9), Ok(0));
+    assert!(q.dump()[0].subscribers.is_empty());
+    assert_eq!(old.try_recv(), Err(TryRecvError::Closed));
+    let mut new = q.subscribe(h2, 8, "new-sub").unwrap();
+    drop(old); // must not remove the new owner's subscriber
+    assert_eq!(q.notify(h2, 10), Ok(1));
+    assert_eq!(new.try_recv(), Ok(10));
+}
+
+#[test]
+fn subscriber_that_never_reads_does_not_stall_notify() {
+    const N: i32 = 100_000;
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let stuck = q.subscribe(h, 8, "stuck").unwrap();
+    let stuck_old = q
+        .subscribe_with(h, SubscribeOptions::new(8).overflow(Overflow::KeepOldest))
+        .unwrap();
+    let mut live = q.subscribe(h, 1, "live").unwrap();
+    for v in 0..N {
+        // Returns (does not wait for the stuck subscribers) and the
+        // keep-newest one still takes every value.
+        let n = q.notify(h, v).unwrap();
+        assert_eq!(n, if v < 8 { 3 } else { 2 });
+        assert_eq!(live.try_recv(), Ok(v), "the reading subscriber keeps up");
+    }
+    assert_eq!(stuck.len(), 8);
+    assert_eq!(stuck.dropped(), (N - 8) as u64);
+    assert_eq!(stuck_old.dropped(), (N - 8) as u64);
+    assert_eq!(live.dropped(), 0);
+    let info = &q.dump()[0].subscribers;
+    let stuck_info = info.iter().find(|i| &*i.hint == "stuck").unwrap();
+    assert_eq!(
+        (stuck_info.len, stuck_info.capacity, stuck_info.dropped),
+        (8, 8, (N - 8) as u64)
+    );
+    assert_eq!(q.stats().dropped, 2 * (N - 8) as u64);
+}
+
+#[test]
+fn many_notifiers_into_one_subscriber_lose_nothing_below_capacity() {
+    const THREADS: i32 = 4;
+    const PER: i32 = 2500;
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, (THREADS * PER) as usize, "s").unwrap();
+    let barrier = Arc::new(Barrier::new(THREADS as usize));
+    let joins: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (q, barrier) = (q.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for i in 0..PER {
+                    assert_eq!(q.notify(h, t * PER + i), Ok(1));
+                }
+            })
+        })
+        .collect();
+    // Receive concurrently with the notifiers.
+    let mut got = Vec::new();
+    while got.len() < (THREADS * PER) as usize {
+        match sub.recv_timeout(Duration::from_secs(10)) {
+            Ok(v) => got.push(v),
+            other => panic!("unexpected {other:?} after {} values", got.len()),
+        }
+    }
+    for j in joins {
+        j.join().unwrap();
+    }
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(sub.dropped(), 0);
+    // Each notifier's values arrive in its own order.
+    for t in 0..THREADS {
+        let mine: Vec<i32> = got.iter().copied().filter(|v| v / PER == t).collect();
+        assert_eq!(mine, (t * PER..(t + 1) * PER).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn racing_notifiers_and_a_small_buffer_account_for_every_value() {
+    const THREADS: i32 = 3;
+    const PER: i32 = 20_000;
+    for overflow in [Overflow::KeepNewest, Overflow::KeepOldest] {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut sub = q
+            .subscribe_with(h, SubscribeOptions::new(4).overflow(overflow))
+            .unwrap();
+        let joins: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    for i in 0..PER {
+                        q.notify(h, t * PER + i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let (mut got, mut lag) = (Vec::new(), 0u64);
+        while joins.iter().any(|j| !j.is_finished()) {
+            let (v, l) = drain(&mut sub);
+            got.extend(v);
+            lag += l;
+        }
+        for j in joins {
+            j.join().unwrap();
+        }
+        let (v, l) = drain(&mut sub);
+        got.extend(v);
+        lag += l;
+        let total = (THREADS * PER) as u64;
+        assert_eq!(got.len() as u64 + lag, total, "{overflow:?}");
+        assert_eq!(sub.dropped(), lag, "{overflow:?}");
+        assert_eq!(q.stats().dropped, lag, "{overflow:?}");
+        for t in 0..THREADS {
+            let mine: Vec<i32> = got.iter().copied().filter(|v| v / PER == t).collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{overflow:?}");
+        }
+    }
+}
+
+#[test]
+fn every_error_case_is_typed() {
+    let q = NotificationQueue::new(
+        Config::default()
+            .max_subscriber_capacity(16)
+            .max_subscribers_per_handle(1),
+    );
+    let h = q.register("h").unwrap();
+    assert_eq!(
+        q.subscribe(h, 0, "zero").err(),
+        Some(QueueError::InvalidCapacity {
+            requested: 0,
+            max: 16
+        })
+    );
+    assert_eq!(
+        q.subscribe(h, 17, "big").err(),
+        Some(QueueError::InvalidCapacity {
+            requested: 17,
+            max: 16
+        })
+    );
+    let _one = q.subscribe(h, 16, "max is fine").unwrap();
+    assert_eq!(
+        q.subscribe(h, 1, "two").err(),
+        Some(QueueError::SubscriberLimit { limit: 1 })
+    );
+    let other = queue();
+    let foreign = other.register("foreign").unwrap();
+    assert_eq!(
+        q.subscribe(foreign, 1, "f").err(),
+        Some(QueueError::StaleHandle)
+    );
+    q.unregister(h).unwrap();
+    assert_eq!(
+        q.subscribe(h, 1, "late").err(),
+        Some(QueueError::StaleHandle)
+    );
+    let h2 = q.register("reused").unwrap();
+    assert_eq!(h2.index(), h.index());
+    assert_eq!(
+        q.subscribe(h, 1, "stale").err(),
+        Some(QueueError::StaleHandle)
+    );
+    let huge = NotificationQueue::new(Config::default().max_subscriber_capacity(usize::MAX));
+    let hh = huge.register("h").unwrap();
+    assert!(matches!(
+        huge.subscribe(hh, usize::MAX, "x"),
+        Err(QueueError::InvalidCapacity { .. })
+    ));
+    assert_eq!(
+        TryRecvError::Lagged(3).to_string(),
+        "subscriber lagged: 3 values lost"
+    );
+}
+
+#[test]
+fn async_recv_is_woken_and_cancel_safe() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, 4, "s").unwrap();
+    let (count, waker) = CountingWaker::new();
+    {
+        let mut fut = sub.recv();
+        assert_eq!(poll_once(&mut fut, &waker), Poll::Pending);
+        q.notify(h, 5).unwrap();
+        assert_eq!(count.count(), 1);
+        // Dropped before being polled again: the value stays buffered.
+    }
+    assert_eq!(sub.len(), 1);
+    let mut fut = sub.recv();
+    assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(5)));
+}
+
+#[test]
+fn panicking_receiver_waker_does_not_stop_delivery() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut bad = q.subscribe(h, 4, "bad").unwrap();
+    let mut good = q.subscribe(h, 4, "good").unwrap();
+    let (count, waker) = CountingWaker::new();
+    let panicking = std::task::Waker::from(Arc::new(PanickingWaker));
+    let mut f1 = bad.recv();
+    assert_eq!(poll_once(&mut f1, &panicking), Poll::Pending);
+    let mut f2 = good.recv();
+    assert_eq!(poll_once(&mut f2, &waker), Poll::Pending);
+    assert_eq!(q.notify(h, 7), Ok(2));
+    assert_eq!(count.count(), 1);
+    assert_eq!(q.stats().waker_panics, 1);
+    assert_eq!(poll_once(&mut f2, &waker), Poll::Ready(Ok(7)));
+    assert_eq!(poll_once(&mut f1, &waker), Poll::Ready(Ok(7)));
+}
+
+#[test]
+fn recv_timeout_and_deadline_time_out() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, 4, "s").unwrap();
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(5)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert_eq!(
+        sub.recv_deadline(Instant::now()),
+        Err(RecvTimeoutError::Timeout)
+    );
+    for v in 0..6 {
+        q.notify(h, v).unwrap();
+    }
+    assert_eq!(
+        sub.recv_timeout(Duration::MAX),
+        Err(RecvTimeoutError::Lagged(2))
+    );
+    assert_eq!(sub.recv_timeout(Duration::MAX), Ok(2));
+}
+
+#[test]
+fn subscription_moves_to_another_thread() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, 4, "s").unwrap();
+    q.notify(h, 1).unwrap();
+    let got = thread::spawn(move || sub.try_recv()).join().unwrap();
+    assert_eq!(got, Ok(1));
+}
+
+#[test]
+fn dump_lists_subscribers_with_hints_and_depths() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let _a = q.subscribe(h, 2, "alpha").unwrap();
+    let _b = q
+        .subscribe_with(
+            h,
+            SubscribeOptions::new(8)
+                .overflow(Overflow::KeepOldest)
+                .hint("beta"),
+        )
+        .unwrap();
+    for v in 0..3 {
+        q.notify(h, v).unwrap();
+    }
+    let subs = &q.dump()[0].subscribers;
+    let view: Vec<(&str, usize, usize, u64, Overflow)> = subs
+        .iter()
+        .map(|s| (&*s.hint, s.len, s.capacity, s.dropped, s.overflow))
+        .collect();
+    assert_eq!(
+        view,
+        vec![
+            ("alpha", 2, 2, 1, Overflow::KeepNewest),
+            ("beta", 3, 8, 0, Overflow::KeepOldest)
+        ]
+    );
+}
+
+#[cfg(feature = "stream")]
+#[test]
+fn stream_yields_values_lag_and_ends_after_close() {
+    use futures::StreamExt;
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let sub = q.subscribe(h, 2, "s").unwrap();
+    for v in 0..4 {
+        q.notify(h, v).unwrap();
+    }
+    q.unregister(h).unwrap();
+    let items: Vec<_> = futures::executor::block_on(sub.collect());
+    use notification_queue::Lagged;
+    assert_eq!(items, vec![Err(Lagged(2)), Ok(2), Ok(3)]);
+}
