@@ -151,28 +151,28 @@ const SEALED: u64 = 1 << 33;
 
 /// State shared by the writer, the factory and the readers.
 #[derive(Debug)]
-pub(super) struct Shared {
-    pub(super) queue: NotificationQueue,
+struct Shared {
+    queue: NotificationQueue,
     /// The writer's handle (unregistered on close or failure).
-    pub(super) handle: Handle,
+    handle: Handle,
     /// What readers poll (one cache line).
-    pub(super) published: CachePadded<Published>,
+    published: CachePadded<Published>,
     /// Oldest segment still in the chain. Readers load it only when created
     /// (before `SEALED`, when it is still the first segment); the writer
     /// moves it only after `SEALED`. Drop frees the chain from here.
-    pub(super) head: AtomicPtr<Segment>,
-    pub(super) segment_size: usize,
-    pub(super) limits: Limits,
+    head: AtomicPtr<Segment>,
+    segment_size: usize,
+    limits: Limits,
     /// Live reader count (low 32 bits) | `EVER` | `SEALED`.
-    pub(super) readers: AtomicU64,
+    readers: AtomicU64,
     /// Every reader's position slot (dead ones removed on reader drop).
-    pub(super) slots: Mutex<Vec<Arc<ReaderSlot>>>,
+    slots: Mutex<Vec<Arc<ReaderSlot>>>,
     /// Bytes of segment memory allocated now (chain and writer pool).
-    pub(super) allocated: AtomicUsize,
+    allocated: AtomicUsize,
 }
 
 impl Shared {
-    pub(super) fn footprint(&self) -> usize {
+    fn footprint(&self) -> usize {
         // Relaxed: a statistic.
         self.allocated.load(Ordering::Relaxed)
     }
