@@ -109,7 +109,10 @@
 //! A list belongs to one generation: notify passes the generation of the
 //! word it replaced, and delivers only to a list of that generation, so a
 //! late notify of an unregistered handle never reaches the next owner's
-//! subscribers.
+//! subscribers. (Such a late notify finds the old generation's closed rings
+//! and counts its value as dropped there; only if the old subscriptions are
+//! all gone, or the next owner has already subscribed, does it find no list,
+//! and then its return value says it delivered to nobody.)
 
 use crate::QueueError;
 use crate::eventcount::{self, SUBSCRIBED};
@@ -334,8 +337,9 @@ impl Ring {
         }
     }
 
-    /// Closes the ring at the current tail (see "Closing"). One closer at a
-    /// time (the registry lock).
+    /// Closes the ring at the current tail (see "Closing"); returns whether
+    /// the receiver's waker panicked. Only the unregister of the ring's
+    /// generation gets past the `CLOSED` check, so there is one closer.
     fn close(&self) -> bool {
         // Relaxed: validated by the CAS.
         let mut t = self.tail.load(Ordering::Relaxed);
@@ -494,33 +498,36 @@ pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, _guard: &Guard) -> usize
 
 /// Ends every subscription of `slot` (the handle was unregistered; the
 /// generation was bumped before this call).
-pub(crate) fn close_all(slot: &Slot, inner: &Inner, guard: &Guard) {
-    let list = {
-        let _reg = inner
-            .table
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        // AcqRel: Acquire takes over the list; Release orders the unlinking
-        // before later lists are published.
-        slot.subscribers
-            .swap(core::ptr::null_mut(), Ordering::AcqRel)
+///
+/// The list stays linked: a notify of the old generation whose CAS came
+/// before the unregister may still be on its way to it, and must find the
+/// rings (closed, so it counts its value as dropped) rather than nothing.
+/// Each ring leaves the list when its `Subscription` is dropped; the next
+/// owner's first subscribe replaces a list of an older generation.
+pub(crate) fn close_all(slot: &Slot, inner: &Inner, _guard: &Guard) {
+    // No lock: a subscriber whose generation-checked CAS succeeded installed
+    // its list before that CAS, which the unregister's CAS (before this
+    // call) read, so this load sees its list or a later one built from it.
+    // Acquire pairs with the Release swap in `replace_list`.
+    let list = slot.subscribers.load(Ordering::Acquire);
+    // SAFETY: we are pinned (`_guard`) and lists are freed only through
+    // `retire`, after every pin that could see them has ended.
+    let Some(l) = (unsafe { list.as_ref() }) else {
+        return;
     };
-    // SAFETY: we are pinned and the list is freed only through `retire`.
-    if let Some(l) = unsafe { list.as_ref() } {
-        let mut panicked = 0u64;
-        for ring in l.rings.iter() {
-            panicked += ring.close() as u64;
-        }
-        if panicked > 0 {
-            // Relaxed: a statistic.
-            inner
-                .counters
-                .waker_panics
-                .fetch_add(panicked, Ordering::Relaxed);
-        }
+    // A list of an older generation (its subscriptions not yet dropped) is
+    // closed already; closing a closed ring does nothing.
+    let mut panicked = 0u64;
+    for ring in l.rings.iter() {
+        panicked += ring.close() as u64;
     }
-    retire(list, guard);
+    if panicked > 0 {
+        // Relaxed: a statistic.
+        inner
+            .counters
+            .waker_panics
+            .fetch_add(panicked, Ordering::Relaxed);
+    }
 }
 
 /// Frees the slot's subscriber list when the queue itself is dropped.
@@ -697,8 +704,11 @@ impl NotificationQueue {
         let mut cur = slot.state.load(Ordering::Relaxed);
         loop {
             if eventcount::generation(cur) != handle.generation {
-                // Unregistered since our check; its `close_all` waits for the
-                // lock and will unlink and close our list.
+                // Unregistered since our check: take our ring out again (no
+                // receiver will ever read it).
+                let mut rings = current_rings(slot, handle.generation);
+                rings.retain(|r| !Arc::ptr_eq(r, &ring));
+                replace_list(slot, inner, handle.generation, rings, &guard);
                 drop(reg);
                 return Err(QueueError::StaleHandle);
             }

@@ -1,0 +1,136 @@
+//! Loom models of subscriptions. Each test states the property it checks.
+#![cfg(notification_queue_loom)]
+
+use loom::future::block_on;
+use loom::thread;
+use notification_queue::{
+    Config, NotificationQueue, Overflow, QueueError, RecvError, SubscribeOptions, TryRecvError,
+};
+
+fn queue() -> NotificationQueue {
+    NotificationQueue::new(Config::default())
+}
+
+/// A notify racing with subscribe delivers to the new subscriber exactly
+/// when it reports having delivered to it (it either sees the subscription
+/// or linearised before it).
+#[test]
+fn notify_vs_subscribe() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let q2 = q.clone();
+        let t = thread::spawn(move || q2.notify(h, 1).unwrap());
+        let mut sub = q.subscribe(h, 2, "s").unwrap();
+        let n = t.join().unwrap();
+        let got = sub.try_recv();
+        assert_eq!(n == 1, got == Ok(1), "n = {n}, got = {got:?}");
+        if n == 0 {
+            assert_eq!(got, Err(TryRecvError::Empty));
+        }
+    });
+}
+
+/// Concurrent notify, subscribe and drop of a subscription: an existing
+/// subscriber is never lost from the copy-on-write list, and once the
+/// transient subscriber is dropped the list holds exactly the survivor.
+#[test]
+fn notify_vs_subscribe_vs_drop() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut keep = q.subscribe(h, 2, "keep").unwrap();
+        let q1 = q.clone();
+        let notifier = thread::spawn(move || q1.notify(h, 7).unwrap());
+        let q2 = q.clone();
+        let churn = thread::spawn(move || {
+            let sub = q2.subscribe(h, 2, "churn").unwrap();
+            drop(sub);
+        });
+        let n = notifier.join().unwrap();
+        churn.join().unwrap();
+        assert!((1..=2).contains(&n));
+        assert_eq!(keep.try_recv(), Ok(7));
+        assert_eq!(q.dump()[0].subscribers.len(), 1);
+        drop(keep);
+        assert!(q.dump()[0].subscribers.is_empty());
+        assert_eq!(q.notify(h, 8), Ok(0));
+    });
+}
+
+/// Notify racing with unregister and a blocked receiver: the receiver gets
+/// the value exactly when notify stored it, then `Closed` (never hangs); a
+/// value that arrived after the close is counted as dropped.
+#[test]
+fn notify_vs_unregister_vs_receive() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut sub = q.subscribe(h, 2, "s").unwrap();
+        let q1 = q.clone();
+        let notifier = thread::spawn(move || q1.notify(h, 3));
+        let q2 = q.clone();
+        let closer = thread::spawn(move || q2.unregister(h).unwrap());
+        let mut got = Vec::new();
+        loop {
+            match block_on(sub.recv()) {
+                Ok(v) => got.push(v),
+                Err(RecvError::Closed) => break,
+                Err(RecvError::Lagged(n)) => panic!("lagged {n}"),
+            }
+        }
+        let n = notifier.join().unwrap();
+        closer.join().unwrap();
+        match n {
+            Ok(1) => assert_eq!((got, sub.dropped()), (vec![3], 0)),
+            Ok(0) => assert_eq!((got, sub.dropped()), (vec![], 1)),
+            Err(QueueError::StaleHandle) => assert_eq!((got, sub.dropped()), (vec![], 0)),
+            other => panic!("unexpected notify result {other:?}"),
+        }
+    });
+}
+
+fn overflow_model(overflow: Overflow) {
+    loom::model(move || {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut sub = q
+            .subscribe_with(h, SubscribeOptions::new(1).overflow(overflow))
+            .unwrap();
+        let q1 = q.clone();
+        let a = thread::spawn(move || q1.notify(h, 1).unwrap());
+        let q2 = q.clone();
+        let b = thread::spawn(move || q2.notify(h, 2).unwrap());
+        let (mut got, mut lag) = (Vec::new(), 0);
+        let mut step = |got: &mut Vec<i32>, lag: &mut u64| match sub.try_recv() {
+            Ok(v) => got.push(v),
+            Err(TryRecvError::Lagged(n)) => *lag += n,
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Closed) => panic!("closed"),
+        };
+        step(&mut got, &mut lag);
+        a.join().unwrap();
+        b.join().unwrap();
+        for _ in 0..3 {
+            step(&mut got, &mut lag);
+        }
+        assert_eq!(got.len() as u64 + lag, 2, "got {got:?}, lag {lag}");
+        assert_eq!(sub.dropped(), lag);
+        assert_eq!(q.stats().dropped, lag);
+        assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    });
+}
+
+/// Keep newest, capacity 1, two racing notifiers and a concurrent receive:
+/// every value is received or reported in `Lagged`, and the producers'
+/// drop count equals the lag reported.
+#[test]
+fn overflow_accounting_keep_newest() {
+    overflow_model(Overflow::KeepNewest);
+}
+
+/// Keep oldest: the same accounting when full buffers reject.
+#[test]
+fn overflow_accounting_keep_oldest() {
+    overflow_model(Overflow::KeepOldest);
+}
