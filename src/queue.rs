@@ -289,13 +289,17 @@ impl NotificationQueue {
                 Err(actual) => cur = actual,
             }
         }
-        let guard = crate::sync::pin(&inner.collector);
         let list = slot.waiters.swap(core::ptr::null_mut(), Ordering::AcqRel);
         if !list.is_null() {
-            // SAFETY: we are pinned and the slot's reference is only dropped
-            // through `retire`, after the pin ends.
+            // Woken before pinning: a waker that blocks must not hold back
+            // the reclamation of every other handle's retired lists.
+            // SAFETY: the swap moved the slot's strong count to us, so the
+            // list is alive until we retire it below.
             let count = unsafe { &*list }.wake_all();
             inner.note_wakes(count);
+        }
+        let guard = crate::sync::pin(&inner.collector);
+        if !list.is_null() {
             retire(list, &guard);
         }
         crate::subscription::close_all(slot, inner, &guard);
@@ -497,20 +501,34 @@ impl Inner {
     fn notify_slow(&self, slot: &Slot, prev: u64, arg: i32) -> usize {
         // Relaxed: statistic.
         self.counters.slow_notifies.fetch_add(1, Ordering::Relaxed);
-        let guard = crate::sync::pin(&self.collector);
         let mut n = 0;
         if prev & eventcount::WAITERS != 0 {
-            // Acquire pairs with the Release CAS that installed the list.
-            let list = slot.waiters.load(Ordering::Acquire);
-            if !list.is_null() {
-                // SAFETY: pinned; the slot's reference is retired through the
-                // collector, so the list outlives this guard.
-                let count = unsafe { &*list }.wake_all();
+            // Wake outside the epoch pin: a waker that blocks must not hold
+            // back the reclamation of every other handle's retired lists.
+            // So take a reference under the pin and wake after unpinning.
+            let list = {
+                let _guard = crate::sync::pin(&self.collector);
+                // Acquire pairs with the Release CAS that installed the list.
+                let list = slot.waiters.load(Ordering::Acquire);
+                if list.is_null() {
+                    None
+                } else {
+                    // SAFETY: pinned, and the slot's strong count is only
+                    // released through `retire`, so the allocation is alive
+                    // and adding a count is sound.
+                    unsafe { Arc::increment_strong_count(list) };
+                    // SAFETY: the count just added is owned by this `Arc`.
+                    Some(unsafe { Arc::from_raw(list) })
+                }
+            };
+            if let Some(list) = list {
+                let count = list.wake_all();
                 self.note_wakes(count);
                 n += count.woken;
             }
         }
         if prev & eventcount::SUBSCRIBED != 0 {
+            let guard = crate::sync::pin(&self.collector);
             n += crate::subscription::deliver(slot, prev, arg, &guard);
         }
         n
