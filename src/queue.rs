@@ -298,12 +298,11 @@ impl NotificationQueue {
             let count = unsafe { &*list }.wake_all();
             inner.note_wakes(count);
         }
-        let guard = crate::sync::pin(&inner.collector);
         if !list.is_null() {
+            let guard = crate::sync::pin(&inner.collector);
             retire(list, &guard);
         }
-        crate::subscription::close_all(slot, inner, &guard);
-        drop(guard);
+        crate::subscription::close_all(slot, inner);
         // Relaxed: a statistic.
         inner.counters.closes.fetch_add(1, Ordering::Relaxed);
         let mut reg = inner
@@ -528,8 +527,7 @@ impl Inner {
             }
         }
         if prev & eventcount::SUBSCRIBED != 0 {
-            let guard = crate::sync::pin(&self.collector);
-            n += crate::subscription::deliver(slot, prev, arg, &guard);
+            n += crate::subscription::deliver(slot, prev, arg, &self.collector);
         }
         n
     }

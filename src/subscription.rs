@@ -79,12 +79,15 @@
 //!
 //! # The subscriber list
 //!
-//! A slot's `subscribers` pointer is a `Box<SubscriberList>`: an immutable
-//! array of `Arc<Ring>` for one handle generation. notify reads it under an
-//! epoch pin, with no lock and no reference count. subscribe / unsubscribe /
-//! close build a new list (copy on write), swap it in and retire the old one
-//! through the epoch collector. They serialise on the slot table's registry
-//! mutex, which notify never takes and under which no client code runs.
+//! A slot's `subscribers` pointer is an `Arc<SubscriberList>` (raw): an
+//! immutable array of `Arc<Ring>` for one handle generation. notify takes a
+//! reference to it under a short epoch pin and delivers (and wakes) after
+//! unpinning, so a receiver's waker that blocks cannot hold back the
+//! collector; the slot's own reference is what the epoch protects.
+//! subscribe / unsubscribe / close build a new list (copy on write), swap it
+//! in and retire the old one through the epoch collector. They serialise on
+//! the slot table's registry mutex, which notify never takes and under which
+//! no client code runs.
 //!
 //! # Subscribing versus notify (the `SUBSCRIBED` bit)
 //!
@@ -118,7 +121,7 @@ use crate::QueueError;
 use crate::eventcount::{self, SUBSCRIBED};
 use crate::handle::{Handle, Slot};
 use crate::queue::{Counters, Inner, NotificationQueue};
-use crate::sync::{Arc, AtomicU64, AtomicWaker, Guard, Hint, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicWaker, Collector, Guard, Hint, Ordering};
 use crate::wait::park;
 use core::fmt;
 use core::future::Future;
@@ -403,7 +406,14 @@ pub(crate) struct SubscriberList {
     counters: *const Counters,
 }
 
-/// A raw list pointer handed to the epoch collector.
+// SAFETY: the rings are `Send + Sync`, and `counters` points at atomics in
+// the queue's `Inner`, dereferenced only in `deliver` while that `Inner` is
+// alive; notifiers on any thread already share a list through the slot.
+unsafe impl Send for SubscriberList {}
+// SAFETY: as for `Send`: every field is read-only or atomic.
+unsafe impl Sync for SubscriberList {}
+
+/// A raw list pointer (`Arc::into_raw`) handed to the epoch collector.
 struct Retired(*mut SubscriberList);
 // SAFETY: the list holds `Arc<Ring>`s (Send + Sync) and a pointer it never
 // dereferences when dropped; it is dropped once, on some thread.
@@ -422,7 +432,7 @@ fn retire(list: *mut SubscriberList, guard: &Guard) {
     unsafe {
         guard.defer_unchecked(move || {
             let r = retired;
-            drop(Box::from_raw(r.0));
+            drop(Arc::from_raw(r.0));
         });
     }
 }
@@ -433,11 +443,12 @@ fn replace_list(slot: &Slot, inner: &Inner, generation: u32, rings: Vec<Arc<Ring
     let fresh = if rings.is_empty() {
         core::ptr::null_mut()
     } else {
-        Box::into_raw(Box::new(SubscriberList {
+        Arc::into_raw(Arc::new(SubscriberList {
             generation,
             rings: rings.into_boxed_slice(),
             counters: &inner.counters,
         }))
+        .cast_mut()
     };
     // AcqRel: Release publishes the new list to notifiers (Acquire load in
     // `deliver`); Acquire takes over the old one for retiring.
@@ -459,12 +470,12 @@ fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
 
 /// Delivers `arg` to every subscriber of the generation in `prev` (the word
 /// the notify replaced); returns how many buffers took it.
-pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, _guard: &Guard) -> usize {
-    // Acquire pairs with the Release swap in `replace_list`.
-    let p = slot.subscribers.load(Ordering::Acquire);
-    // SAFETY: the caller is pinned (`_guard`), and lists are only freed
-    // through `retire` after every pin that could see them has ended.
-    let Some(list) = (unsafe { p.as_ref() }) else {
+///
+/// The receivers' wakers run after unpinning (we hold a reference to the
+/// list instead), so a waker that blocks does not hold back the reclamation
+/// of every other handle's retired lists.
+pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, collector: &Collector) -> usize {
+    let Some(list) = current_list(slot, collector) else {
         return 0;
     };
     if list.generation != eventcount::generation(prev) {
@@ -496,23 +507,36 @@ pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, _guard: &Guard) -> usize
     stored
 }
 
+/// The slot's list, with a strong reference taken under a short pin.
+fn current_list(slot: &Slot, collector: &Collector) -> Option<Arc<SubscriberList>> {
+    let _guard = crate::sync::pin(collector);
+    // Acquire pairs with the Release swap in `replace_list`.
+    let p = slot.subscribers.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: pinned, and the slot's strong count is only released through
+    // `retire` after every pin that could see `p` has ended, so the
+    // allocation is alive and adding a count is sound.
+    unsafe { Arc::increment_strong_count(p) };
+    // SAFETY: the count just added is owned by this `Arc`.
+    Some(unsafe { Arc::from_raw(p) })
+}
+
 /// Ends every subscription of `slot` (the handle was unregistered; the
-/// generation was bumped before this call).
+/// generation was bumped before this call). Wakes the receivers unpinned,
+/// as `deliver` does.
 ///
 /// The list stays linked: a notify of the old generation whose CAS came
 /// before the unregister may still be on its way to it, and must find the
 /// rings (closed, so it counts its value as dropped) rather than nothing.
 /// Each ring leaves the list when its `Subscription` is dropped; the next
 /// owner's first subscribe replaces a list of an older generation.
-pub(crate) fn close_all(slot: &Slot, inner: &Inner, _guard: &Guard) {
+pub(crate) fn close_all(slot: &Slot, inner: &Inner) {
     // No lock: a subscriber whose generation-checked CAS succeeded installed
     // its list before that CAS, which the unregister's CAS (before this
     // call) read, so this load sees its list or a later one built from it.
-    // Acquire pairs with the Release swap in `replace_list`.
-    let list = slot.subscribers.load(Ordering::Acquire);
-    // SAFETY: we are pinned (`_guard`) and lists are freed only through
-    // `retire`, after every pin that could see them has ended.
-    let Some(l) = (unsafe { list.as_ref() }) else {
+    let Some(l) = current_list(slot, &inner.collector) else {
         return;
     };
     // A list of an older generation (its subscriptions not yet dropped) is
@@ -538,8 +562,8 @@ pub(crate) fn release(slot: &Slot) {
         .swap(core::ptr::null_mut(), Ordering::Acquire);
     if !p.is_null() {
         // SAFETY: the table is being dropped (`&mut`), so no notifier can
-        // still read the pointer; the slot owned the `Box`.
-        drop(unsafe { Box::from_raw(p) });
+        // still read the pointer; the slot owned one strong count.
+        drop(unsafe { Arc::from_raw(p) });
     }
 }
 

@@ -23,7 +23,11 @@
 mod common;
 
 use common::{CountingWaker, PanickingWaker, poll_once};
-use notification_queue::{Config, Handle, NotificationQueue, QueueError};
+use notification_queue::mempipe::{Limits, PipeError, Writer, pipe};
+use notification_queue::{
+    Config, Handle, NotificationQueue, Overflow, QueueError, RecvTimeoutError, SubscribeOptions,
+    Subscription, TryRecvError,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -435,6 +439,17 @@ impl Wake for BlockingWaker {
 /// and must not hold back the reclamation of other handles' waiter lists).
 #[test]
 fn blocking_waker_does_not_stall_other_handles() {
+    blocking_waker_case(false);
+}
+
+/// The same with the blocking waker in a subscription's `recv` future: the
+/// notifier is stuck delivering to that subscriber.
+#[test]
+fn blocking_subscriber_waker_does_not_stall_other_handles() {
+    blocking_waker_case(true);
+}
+
+fn blocking_waker_case(subscriber: bool) {
     let rounds = 300 * scale();
     let mem = MemWindow::start();
     let q = NotificationQueue::new(Config::default().max_waiters_per_handle(16));
@@ -446,15 +461,20 @@ fn blocking_waker_does_not_stall_other_handles() {
     }));
     let stuck_h = q.register("stuck").unwrap();
     let mut stuck_wait = q.wait(stuck_h);
-    assert!(poll_once(&mut stuck_wait, &blocking).is_pending());
+    let mut stuck_sub = q.subscribe(stuck_h, 4, "stuck").unwrap();
+    if subscriber {
+        assert!(poll_once(&mut stuck_sub.recv(), &blocking).is_pending());
+    } else {
+        assert!(poll_once(&mut stuck_wait, &blocking).is_pending());
+    }
     let stuck = {
         let q = q.clone();
         thread::spawn(move || q.notify(stuck_h, 1))
     };
     entered_rx.recv().unwrap(); // the notifier is now inside `wake`
     let probe = Probe::start(&q, 20_000 * scale() as u64);
-    // The same handle still takes notifies (the flag was taken).
-    assert_eq!(q.notify(stuck_h, 2), Ok(0));
+    // The same handle still takes notifies.
+    assert!(q.notify(stuck_h, 2).is_ok());
     // Churn other handles: register, wait, notify, unregister.
     let (count, waker) = CountingWaker::new();
     let mut live_after_warmup = 0;
@@ -484,8 +504,12 @@ fn blocking_waker_does_not_stall_other_handles() {
     last_notify_wakes_everyone(&q, other, THREADS);
     let ns = probe.finish();
     release_tx.send(()).unwrap();
-    assert_eq!(stuck.join().unwrap(), Ok(1));
-    assert!(poll_once(&mut stuck_wait, &waker).is_ready());
+    // Woken: the waiter (1) or the subscriber's delivery (1).
+    assert!(stuck.join().unwrap().unwrap() >= 1);
+    if !subscriber {
+        assert!(poll_once(&mut stuck_wait, &waker).is_ready());
+    }
+    drop(stuck_sub);
     let growth = live_stuck.saturating_sub(live_after_warmup);
     eprintln!(
         "stress blocking waker: {rounds} churn rounds while stuck; live heap grew {growth} B \
@@ -497,7 +521,12 @@ fn blocking_waker_does_not_stall_other_handles() {
         growth < 64 * 1024,
         "retired waiter lists piled up while a waker blocked: {growth} B over {rounds} rounds"
     );
-    report("blocking waker", rounds, 3 + THREADS, ns, &mem);
+    let name = if subscriber {
+        "blocking subscriber waker"
+    } else {
+        "blocking waker"
+    };
+    report(name, rounds, 3 + THREADS, ns, &mem);
 }
 
 /// Handles unregistered while being waited on and notified from several
@@ -706,4 +735,227 @@ fn limit_exhaustion_and_recovery() {
         "live heap grew {growth} B across rounds"
     );
     report("limit exhaustion", rounds, 1 + THREADS, ns, &mem);
+}
+
+/// Subscribers that never read, next to one that does: the notifier never
+/// waits, each silent ring holds at most its capacity (memory bounded by
+/// subscribers x capacity), every lost value is counted exactly, and when a
+/// silent subscriber finally reads it learns how much it missed
+/// (`Lagged(n)`) and gets the newest (or oldest) `capacity` values.
+#[test]
+fn subscribers_that_never_read() {
+    const SUBS: usize = 16;
+    const CAP: usize = 8;
+    let per_thread = 2_000 * scale();
+    let mem = MemWindow::start();
+    let q = NotificationQueue::new(Config::default().max_subscribers_per_handle(SUBS + 1));
+    let probe = Probe::start(&q, 20_000 * scale() as u64);
+    let h = q.register("firehose").unwrap();
+    let mut silent: Vec<Subscription> = (0..SUBS)
+        .map(|i| {
+            let overflow = if i % 2 == 0 {
+                Overflow::KeepNewest
+            } else {
+                Overflow::KeepOldest
+            };
+            let opts = SubscribeOptions::new(CAP).overflow(overflow).hint("silent");
+            q.subscribe_with(h, opts).unwrap()
+        })
+        .collect();
+    // One subscriber that does read, on its own thread, until closed.
+    let mut reader = q.subscribe(h, CAP, "reader").unwrap();
+    let reading = thread::spawn(move || {
+        let (mut got, mut lagged) = (0u64, 0u64);
+        loop {
+            match reader.recv_timeout(LONG) {
+                Ok(_) => got += 1,
+                Err(RecvTimeoutError::Lagged(n)) => lagged += n,
+                Err(RecvTimeoutError::Closed) => return (got, lagged),
+                Err(e) => panic!("reader got {e:?}"),
+            }
+        }
+    });
+    let notifiers: Vec<_> = (0..THREADS / 2)
+        .map(|t| {
+            let q = q.clone();
+            thread::spawn(move || {
+                for i in 0..per_thread {
+                    let n = q.notify(h, (t * per_thread + i) as i32).unwrap();
+                    // Each KeepNewest ring always takes the value.
+                    assert!(n >= SUBS / 2, "delivered to {n}");
+                }
+            })
+        })
+        .collect();
+    for n in notifiers {
+        n.join().unwrap();
+    }
+    let total = (THREADS / 2 * per_thread) as u64;
+    let high_during = mem.high_water();
+    for s in &silent {
+        assert_eq!(s.len(), CAP);
+        assert_eq!(s.dropped(), total - CAP as u64, "{:?}", s.overflow());
+    }
+    // A silent subscriber wakes up: it learns what it missed, then reads.
+    for s in &mut silent {
+        let keep_oldest = s.overflow() == Overflow::KeepOldest;
+        assert_eq!(s.try_recv(), Err(TryRecvError::Lagged(total - CAP as u64)));
+        let values: Vec<i32> = (0..CAP).map(|_| s.try_recv().unwrap()).collect();
+        assert_eq!(s.try_recv(), Err(TryRecvError::Empty));
+        if keep_oldest {
+            // The first values each notifier thread sent are among them.
+            assert!(values.contains(&0) || values.contains(&(per_thread as i32)));
+        }
+    }
+    let s = q.stats();
+    assert_eq!(
+        s.dropped,
+        (SUBS as u64) * (total - CAP as u64) + reader_drops(&q, h)
+    );
+    // The last notify reaches waiters too, with the subscribers in place.
+    last_notify_wakes_everyone(&q, h, THREADS);
+    q.unregister(h).unwrap();
+    let (got, lagged) = reading.join().unwrap();
+    assert_eq!(got + lagged, total + 1, "the reader lost count");
+    drop(silent);
+    let ns = probe.finish();
+    // Rings: SUBS+1 of CAP 8-byte cells plus bookkeeping.
+    let bound = (SUBS + 1) * (CAP * 8 + 1024) + (256 << 10);
+    assert!(high_during < bound, "high water {high_during} >= {bound}");
+    eprintln!("stress silent subscribers: {total} notifies to {SUBS} silent rings of {CAP}");
+    report("silent subscribers", per_thread, 2 + THREADS / 2, ns, &mem);
+}
+
+/// The reading subscriber's own drops (it may lag too).
+fn reader_drops(q: &NotificationQueue, h: Handle) -> u64 {
+    q.dump()
+        .into_iter()
+        .filter(|d| d.handle == h)
+        .flat_map(|d| d.subscribers)
+        .filter(|s| &*s.hint == "reader")
+        .map(|s| s.dropped)
+        .sum()
+}
+
+/// Readers that stop mid-pipe. In streaming mode a reader that stops
+/// holds back reclamation, so the writer meets the byte limit (`Full`,
+/// never a block or a panic) and memory stays at the limit; the other
+/// readers get every byte up to there. Once the stalled reader is dropped
+/// (or set in error and dropped) the stream flows again, every live reader
+/// gets every byte in order, and all of them see EOF after the close.
+#[test]
+fn readers_that_stop_mid_pipe() {
+    const LIMIT: u64 = 64 << 10;
+    const SEG: usize = 4 << 10;
+    let rounds = 20 * scale();
+    let mem = MemWindow::start();
+    let q = NotificationQueue::new(Config::default());
+    let probe = Probe::start(&q, 20_000 * scale() as u64);
+    let mut fulls = 0u64;
+    let mut high_footprint = 0;
+    for round in 0..rounds {
+        let limits = Limits::default()
+            .max_bytes(LIMIT)
+            .segment_size(SEG)
+            .max_readers(8);
+        let (mut w, factory) = pipe(&q, "stream", limits).unwrap();
+        let stalled: Vec<_> = (0..2).map(|_| factory.reader().unwrap()).collect();
+        let live: Vec<_> = (0..THREADS / 2)
+            .map(|_| factory.reader().unwrap())
+            .collect();
+        factory.seal(); // streaming mode
+        let total = 4 * LIMIT + round as u64 * 977;
+        let readers: Vec<_> = live
+            .into_iter()
+            .map(|mut r| {
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 1500];
+                    let mut pos = 0u64;
+                    loop {
+                        match r.read_timeout(&mut buf, LONG) {
+                            Ok(0) => return pos,
+                            Ok(n) => {
+                                for &b in &buf[..n] {
+                                    assert_eq!(b, (pos % 251) as u8, "byte {pos}");
+                                    pos += 1;
+                                }
+                            }
+                            Err(e) => panic!("live reader got {e:?} at {pos}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        // The stalled readers read a little, then stop.
+        let mut stalled = stalled;
+        let mut written = 0u64;
+        let chunk: Vec<u8> = (0..7000u64).map(|i| (i % 251) as u8).collect();
+        let write_some = |w: &mut Writer, written: &mut u64| -> Result<usize, PipeError> {
+            let off = (*written % 251) as usize;
+            let want = ((total - *written) as usize).min(chunk.len() - off);
+            let n = w.write(&chunk[off..off + want])?;
+            *written += n as u64;
+            Ok(n)
+        };
+        write_some(&mut w, &mut written).unwrap();
+        let mut buf = [0u8; 100];
+        for s in &mut stalled {
+            assert_eq!(s.read(&mut buf).unwrap(), 100);
+        }
+        // Write until the stalled readers hold the stream back.
+        let hit_full = loop {
+            match write_some(&mut w, &mut written) {
+                Ok(_) if written == total => break false,
+                Ok(_) => {}
+                Err(PipeError::Full { limit }) => {
+                    assert_eq!(limit, LIMIT);
+                    break true;
+                }
+                Err(e) => panic!("writer got {e:?}"),
+            }
+        };
+        assert!(hit_full, "the stalled readers did not hold the writer back");
+        fulls += 1;
+        high_footprint = high_footprint.max(w.footprint());
+        // One stalled reader fails itself: that touches nobody else.
+        stalled[0].set_error(5);
+        assert_eq!(
+            stalled[0].read(&mut buf),
+            Err(PipeError::Reader { errno: 5 })
+        );
+        // Dropping the stalled readers lets the stream flow again.
+        drop(stalled);
+        while written < total {
+            match write_some(&mut w, &mut written) {
+                Ok(_) => {}
+                Err(PipeError::Full { .. }) => {
+                    fulls += 1;
+                    thread::yield_now();
+                }
+                Err(e) => panic!("writer got {e:?} after the stall"),
+            }
+            high_footprint = high_footprint.max(w.footprint());
+        }
+        w.close();
+        for r in readers {
+            assert_eq!(r.join().unwrap(), total, "a live reader lost the tail");
+        }
+    }
+    let ns = probe.finish();
+    // Streaming memory: the limit, the segment being filled and the pool.
+    let bound = LIMIT as usize + 6 * SEG;
+    assert!(
+        high_footprint <= bound,
+        "footprint {high_footprint} > {bound}"
+    );
+    assert!(
+        mem.high_water() < 4 * bound + (1 << 20),
+        "high water {}",
+        mem.high_water()
+    );
+    eprintln!(
+        "stress stalled readers: pipe footprint high-water {high_footprint} B (limit {LIMIT}), \
+         {fulls} Full results"
+    );
+    report("stalled readers", rounds, 2 + THREADS / 2, ns, &mem);
 }
