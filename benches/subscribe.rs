@@ -1,7 +1,121 @@
-//! Placeholder: filled in by its issue.
-use criterion::{Criterion, criterion_group, criterion_main};
+//! notify fan-out to subscribers: this crate against its peers.
+//!
+//! One group per fan-out (1, 8 and 64 subscribers). In each, one thread sends
+//! batches of `BATCH` values; between batches (untimed) every receiver is
+//! drained, so no buffer is ever full and every send is a real delivery.
+//! The time is per send; criterion's throughput line (elements = fan-out)
+//! gives the time per delivery.
+//!
+//! Peers:
+//! - `notification-queue`: `notify` on a handle with N keep-newest
+//!   subscriptions of capacity `BATCH`.
+//! - `crossbeam-channel`: N `bounded(BATCH)` channels, `try_send` to each.
+//! - `tokio-broadcast`: one `broadcast::channel(BATCH)` with N receivers,
+//!   `send` once.
 
-fn placeholder(_c: &mut Criterion) {}
+mod common;
 
-criterion_group!(benches, placeholder);
+use common::CRATE;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use notification_queue::{Config, NotificationQueue, Subscription};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const BATCH: u64 = 256;
+const FANOUT: [usize; 3] = [1, 8, 64];
+
+/// Runs `iters` sends in batches of `BATCH`, timing only the sends.
+fn batched(iters: u64, mut send: impl FnMut(i32), mut drain: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(BATCH);
+        let start = Instant::now();
+        for i in 0..n {
+            send(black_box(i as i32));
+        }
+        total += start.elapsed();
+        drain();
+        left -= n;
+    }
+    total
+}
+
+fn fanout(c: &mut Criterion) {
+    for &n in &FANOUT {
+        let mut group = c.benchmark_group(format!("subscribe_fanout_{n}"));
+        group.throughput(Throughput::Elements(n as u64));
+
+        let queue = NotificationQueue::new(Config::default());
+        let h = queue.register("bench").unwrap();
+        let mut subs: Vec<Subscription> = (0..n)
+            .map(|_| queue.subscribe(h, BATCH as usize, "bench").unwrap())
+            .collect();
+        group.bench_function(CRATE, |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    iters,
+                    |v| {
+                        black_box(queue.notify(h, v).unwrap());
+                    },
+                    || {
+                        for s in subs.iter_mut() {
+                            while s.try_recv().is_ok() {}
+                        }
+                    },
+                )
+            })
+        });
+        assert_eq!(subs.iter().map(Subscription::dropped).sum::<u64>(), 0);
+        drop(subs);
+
+        let chans: Vec<_> = (0..n)
+            .map(|_| crossbeam_channel::bounded::<i32>(BATCH as usize))
+            .collect();
+        group.bench_function("crossbeam-channel", |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    iters,
+                    |v| {
+                        for (tx, _) in &chans {
+                            black_box(tx.try_send(v).is_ok());
+                        }
+                    },
+                    || {
+                        for (_, rx) in &chans {
+                            while rx.try_recv().is_ok() {}
+                        }
+                    },
+                )
+            })
+        });
+        drop(chans);
+
+        let (tx, rx0) = tokio::sync::broadcast::channel::<i32>(BATCH as usize);
+        let mut rxs: Vec<_> = (1..n).map(|_| tx.subscribe()).collect();
+        rxs.push(rx0);
+        group.bench_function("tokio-broadcast", |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    iters,
+                    |v| {
+                        black_box(tx.send(v).is_ok());
+                    },
+                    || {
+                        for rx in rxs.iter_mut() {
+                            while rx.try_recv().is_ok() {}
+                        }
+                    },
+                )
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = common::config();
+    targets = fanout
+}
 criterion_main!(benches);

@@ -71,11 +71,20 @@
 //!
 //! # Waking
 //!
-//! After writing (or closing) a producer wakes the receiver's `AtomicWaker`,
-//! outside any lock; a panicking waker is caught and counted. The receiver
-//! registers its waker and then looks at the ring again, so a write either
-//! is seen by that second look or happens before the wake that finds the
-//! registered waker (both sides are RMWs on the waker's state).
+//! A receiver about to sleep registers its waker in the ring's
+//! `AtomicWaker`, stores `waiting = true`, issues a `SeqCst` fence and looks
+//! at the ring again. A notify writes all its rings, issues one `SeqCst`
+//! fence, and then wakes (takes and calls the waker of) each ring whose
+//! `waiting` it sees set. Of the two fences one is first in the single
+//! `SeqCst` order: if the notify's, the receiver's second look sees the
+//! write; if the receiver's, the notify sees `waiting` set and the waker
+//! registered before it. So no wakeup is lost, and a notify to a receiver
+//! that is not sleeping costs a plain load instead of an RMW on the waker.
+//! Only the receiver writes `waiting` (it clears it once it has a result);
+//! a stale `true` costs a spurious wake. Wakers run outside any lock; a
+//! panicking waker is caught and counted. Closing always wakes (an RMW on
+//! the waker's state after the `CLOSED` CAS, against the receiver's
+//! register-then-look, as `AtomicWaker` documents).
 //!
 //! # The subscriber list
 //!
@@ -121,7 +130,9 @@ use crate::QueueError;
 use crate::eventcount::{self, SUBSCRIBED};
 use crate::handle::{Handle, Slot};
 use crate::queue::{Counters, Inner, NotificationQueue};
-use crate::sync::{Arc, AtomicU64, AtomicWaker, Collector, Guard, Hint, Ordering};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU64, AtomicWaker, Collector, Guard, Hint, Ordering, fence,
+};
 use crate::wait::park;
 use core::fmt;
 use core::future::Future;
@@ -180,8 +191,6 @@ pub enum Overflow {
 struct Pushed {
     stored: bool,
     dropped: u64,
-    /// The receiver's waker panicked (caught).
-    panicked: bool,
 }
 
 /// One subscriber's buffer. Shared by the [`Subscription`] (the only
@@ -203,6 +212,9 @@ pub(crate) struct Ring {
     /// offered after close).
     dropped: AtomicU64,
     waker: AtomicWaker,
+    /// Set by the receiver before it sleeps, cleared by it once it has a
+    /// result; producers skip the waker entirely while it is clear.
+    waiting: AtomicBool,
     hint: Hint,
 }
 
@@ -221,6 +233,7 @@ impl Ring {
             rejected: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             waker: AtomicWaker::new(),
+            waiting: AtomicBool::new(false),
             hint,
         }
     }
@@ -236,7 +249,8 @@ impl Ring {
         self.dropped.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Offers `value`; never blocks.
+    /// Offers `value`; never blocks. Does not wake the receiver: the caller
+    /// does, after a `SeqCst` fence (see "Waking").
     fn push(&self, value: i32) -> Pushed {
         let pos = match self.overflow {
             Overflow::KeepNewest => {
@@ -249,7 +263,6 @@ impl Ring {
                     return Pushed {
                         stored: false,
                         dropped: 1,
-                        panicked: false,
                     };
                 }
                 t
@@ -263,7 +276,6 @@ impl Ring {
                         return Pushed {
                             stored: false,
                             dropped: 1,
-                            panicked: false,
                         };
                     }
                     // Acquire pairs with the receiver's Release store of
@@ -272,13 +284,12 @@ impl Ring {
                     let h = self.head.load(Ordering::Acquire);
                     if t.wrapping_sub(h) >= self.cap {
                         // Relaxed: counters; the receiver swaps `rejected`
-                        // out, and the wake below tells it to look.
+                        // out, and the caller's wake tells it to look.
                         self.rejected.fetch_add(1, Ordering::Relaxed);
                         self.count_drop(1);
                         return Pushed {
                             stored: false,
                             dropped: 1,
-                            panicked: self.wake(),
                         };
                     }
                     // Relaxed: as for the `fetch_add` above.
@@ -298,7 +309,6 @@ impl Ring {
         Pushed {
             stored: true,
             dropped,
-            panicked: self.wake(),
         }
     }
 
@@ -486,7 +496,16 @@ pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, collector: &Collector) -
         let r = ring.push(arg);
         stored += r.stored as usize;
         dropped += r.dropped;
-        panicked += r.panicked as u64;
+    }
+    // SeqCst fence: orders our cell writes before the loads of `waiting`
+    // below, against the receiver's store of `waiting` and its fence before
+    // it looks at the ring again (see "Waking").
+    fence(Ordering::SeqCst);
+    for ring in list.rings.iter() {
+        // Relaxed: ordered by the fence above.
+        if ring.waiting.load(Ordering::Relaxed) {
+            panicked += ring.wake() as u64;
+        }
     }
     // SAFETY: `deliver` is only called by `Inner::notify_slow` with a slot of
     // that `Inner`'s table; the list hangs off that slot and was built with
@@ -938,10 +957,12 @@ impl Subscription {
         self.ring.tail.load(Ordering::Relaxed) & CLOSED != 0
     }
 
-    fn advance(&mut self, to: u64) {
-        self.head = to;
+    /// Moves the receiver to `to` (a free function so `try_recv` can borrow
+    /// the ring and the head separately).
+    fn advance(head: &mut u64, ring: &Ring, to: u64) {
+        *head = to;
         // Release pairs with KeepOldest producers' Acquire load of `head`.
-        self.ring.head.store(to, Ordering::Release);
+        ring.head.store(to, Ordering::Release);
     }
 
     /// Receives the next value without waiting.
@@ -964,7 +985,7 @@ impl Subscription {
         if self.closed {
             return Err(TryRecvError::Closed);
         }
-        let ring = Arc::clone(&self.ring);
+        let ring = &*self.ring;
         // Relaxed: only a cheap check; the swap is what takes the count.
         if ring.rejected.load(Ordering::Relaxed) != 0 {
             // Relaxed: a counter; the values themselves travel in the cells.
@@ -983,7 +1004,7 @@ impl Subscription {
             if d == 0 {
                 if cur & CONSUMED != 0 {
                     // Only we set CONSUMED and we advance right after; skip.
-                    self.advance(h + 1);
+                    Self::advance(&mut self.head, ring, h + 1);
                     continue;
                 }
                 // Relaxed: the word was Acquire-loaded; the CAS only decides
@@ -992,7 +1013,7 @@ impl Subscription {
                     .compare_exchange(cur, cur | CONSUMED, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
                 {
-                    self.advance(h + 1);
+                    Self::advance(&mut self.head, ring, h + 1);
                     return Ok(value_of(cur));
                 }
                 continue; // lapped right now: look again
@@ -1000,7 +1021,7 @@ impl Subscription {
             if d > 0 {
                 // Overwritten: jump to the oldest position still in the ring.
                 let next = ring.claimed().saturating_sub(ring.cap).max(h + 1);
-                self.advance(next);
+                Self::advance(&mut self.head, ring, next);
                 return Err(TryRecvError::Lagged(next - h));
             }
             // Not written yet. Closed and fully drained?
@@ -1016,20 +1037,30 @@ impl Subscription {
 
     /// One receive attempt that registers `waker` when nothing is there.
     fn poll_recv(&mut self, waker: &Waker) -> Poll<Result<i32, RecvError>> {
-        match self.try_recv() {
-            Ok(v) => return Poll::Ready(Ok(v)),
-            Err(TryRecvError::Lagged(n)) => return Poll::Ready(Err(RecvError::Lagged(n))),
-            Err(TryRecvError::Closed) => return Poll::Ready(Err(RecvError::Closed)),
-            Err(TryRecvError::Empty) => {}
+        let first = self.try_recv();
+        let got = if first == Err(TryRecvError::Empty) {
+            self.ring.waker.register(waker);
+            // Relaxed: ordered by the fence below.
+            self.ring.waiting.store(true, Ordering::Relaxed);
+            // SeqCst fence: pairs with the fence in `deliver` (see "Waking").
+            fence(Ordering::SeqCst);
+            // Look again after registering.
+            self.try_recv()
+        } else {
+            first
+        };
+        let out = match got {
+            Ok(v) => Ok(v),
+            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            Err(TryRecvError::Empty) => return Poll::Pending,
+        };
+        // Relaxed: only the receiver writes `waiting`; a producer that still
+        // sees it set only makes a spurious wake.
+        if self.ring.waiting.load(Ordering::Relaxed) {
+            self.ring.waiting.store(false, Ordering::Relaxed);
         }
-        self.ring.waker.register(waker);
-        // Look again after registering (see "Waking").
-        match self.try_recv() {
-            Ok(v) => Poll::Ready(Ok(v)),
-            Err(TryRecvError::Lagged(n)) => Poll::Ready(Err(RecvError::Lagged(n))),
-            Err(TryRecvError::Closed) => Poll::Ready(Err(RecvError::Closed)),
-            Err(TryRecvError::Empty) => Poll::Pending,
-        }
+        Poll::Ready(out)
     }
 
     fn block(&mut self, deadline: Option<Instant>) -> Result<i32, RecvTimeoutError> {

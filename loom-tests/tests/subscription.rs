@@ -31,6 +31,31 @@ fn notify_vs_subscribe() {
     });
 }
 
+/// No lost wakeup: a receiver going to sleep while a notify writes its ring
+/// (the `waiting` flag and the two `SeqCst` fences) always gets the value.
+#[test]
+fn notify_vs_blocked_receiver() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut sub = q.subscribe(h, 1, "s").unwrap();
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            q2.notify(h, 1).unwrap();
+            q2.notify(h, 2).unwrap();
+        });
+        let first = block_on(sub.recv());
+        // Either 1 was received, or it was overwritten by 2 (capacity 1).
+        match first {
+            Ok(1) => assert_eq!(block_on(sub.recv()), Ok(2)),
+            Err(RecvError::Lagged(1)) => assert_eq!(block_on(sub.recv()), Ok(2)),
+            Ok(2) => panic!("2 before 1"),
+            other => panic!("unexpected {other:?}"),
+        }
+        t.join().unwrap();
+    });
+}
+
 /// Concurrent notify, subscribe and drop of a subscription: an existing
 /// subscriber is never lost from the copy-on-write list, and once the
 /// transient subscriber is dropped the list holds exactly the survivor.
