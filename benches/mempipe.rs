@@ -1,7 +1,231 @@
-//! Placeholder: filled in by its issue.
-use criterion::{Criterion, criterion_group, criterion_main};
+//! MemPipe throughput: 1 writer, 1/3/8 readers, writes of 16 B, 4 KiB and
+//! 64 KiB, 1 MiB written per iteration.
+//!
+//! Contenders, all in one run, each reader copying out every byte:
+//! - `keep`: MemPipe keeping every byte (factory alive);
+//! - `stream`: MemPipe in streaming mode (factory dropped, 256 KiB byte
+//!   limit, segments recycled; the writer yields while the limit is full);
+//! - `tokio_broadcast`: `tokio::sync::broadcast` of `Bytes::copy_from_slice`
+//!   chunks (capacity large enough that nobody lags);
+//! - `mutex_condvar`: a `Mutex<Vec<u8>>` + `Condvar` pipe;
+//! - `vec_floor`: single-threaded append of the same writes into a `Vec`,
+//!   then one copy-out per reader (the floor: no concurrency at all).
+//!
+//! Throughput is bytes delivered to all readers (written bytes x readers).
+//! Threads are spawned per iteration; the clock starts at a barrier after
+//! they exist and stops when all have joined.
 
-fn placeholder(_c: &mut Criterion) {}
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use notification_queue::mempipe::{Limits, PipeError, pipe};
+use notification_queue::{Config, NotificationQueue};
+use std::hint::black_box;
+use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
-criterion_group!(benches, placeholder);
+const TOTAL: usize = 1 << 20;
+const READ_BUF: usize = 64 << 10;
+
+fn data() -> Vec<u8> {
+    (0..TOTAL).map(|i| (i % 251) as u8).collect()
+}
+
+/// Runs `readers` reader closures and a writer closure on threads, timing
+/// from a common barrier to the last join.
+fn timed<R, W>(readers: usize, reader: R, writer: W) -> Duration
+where
+    R: Fn(usize) -> Box<dyn FnOnce() + Send>,
+    W: FnOnce() + Send,
+{
+    let go = Arc::new(Barrier::new(readers + 1));
+    thread::scope(|s| {
+        let hs: Vec<_> = (0..readers)
+            .map(|i| {
+                let f = reader(i);
+                let go = go.clone();
+                s.spawn(move || {
+                    go.wait();
+                    f();
+                })
+            })
+            .collect();
+        go.wait();
+        let t0 = Instant::now();
+        writer();
+        for h in hs {
+            h.join().unwrap();
+        }
+        t0.elapsed()
+    })
+}
+
+fn mempipe_once(src: &[u8], write: usize, readers: usize, streaming: bool) -> Duration {
+    let q = NotificationQueue::new(Config::default());
+    let limit = if streaming { 256 << 10 } else { TOTAL as u64 };
+    let limits = Limits::default().max_bytes(limit).segment_size(16 << 10);
+    let (mut w, f) = pipe(&q, "bench", limits).unwrap();
+    let rs: Vec<_> = (0..readers).map(|_| f.reader().unwrap()).collect();
+    let keep_factory = if streaming {
+        drop(f);
+        None
+    } else {
+        Some(f)
+    };
+    let rs = Mutex::new(rs.into_iter().map(Some).collect::<Vec<_>>());
+    let d = timed(
+        readers,
+        |i| {
+            let mut r = rs.lock().unwrap()[i].take().unwrap();
+            Box::new(move || {
+                let mut buf = vec![0u8; READ_BUF];
+                let mut n = 0;
+                loop {
+                    match r.read(&mut buf).unwrap() {
+                        0 => break,
+                        k => n += k,
+                    }
+                    black_box(&buf);
+                }
+                assert_eq!(n, TOTAL);
+            })
+        },
+        move || {
+            for chunk in src.chunks(write) {
+                let mut c = chunk;
+                while !c.is_empty() {
+                    match w.write(c) {
+                        Ok(k) => c = &c[k..],
+                        Err(PipeError::Full { .. }) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            w.close();
+        },
+    );
+    drop(keep_factory);
+    d
+}
+
+fn broadcast_once(src: &[u8], write: usize, readers: usize) -> Duration {
+    let msgs = TOTAL.div_ceil(write);
+    let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(msgs.next_power_of_two());
+    let rxs = Mutex::new((0..readers).map(|_| Some(tx.subscribe())).collect::<Vec<_>>());
+    timed(
+        readers,
+        |i| {
+            let mut rx = rxs.lock().unwrap()[i].take().unwrap();
+            Box::new(move || {
+                let mut buf = vec![0u8; READ_BUF];
+                let mut n = 0;
+                while let Ok(b) = rx.blocking_recv() {
+                    buf[..b.len()].copy_from_slice(&b);
+                    black_box(&buf);
+                    n += b.len();
+                }
+                assert_eq!(n, TOTAL);
+            })
+        },
+        move || {
+            for chunk in src.chunks(write) {
+                tx.send(Bytes::copy_from_slice(chunk)).unwrap();
+            }
+            drop(tx);
+        },
+    )
+}
+
+#[derive(Default)]
+struct LockedPipe {
+    state: Mutex<(Vec<u8>, bool)>,
+    cv: Condvar,
+}
+
+fn condvar_once(src: &[u8], write: usize, readers: usize) -> Duration {
+    let p = Arc::new(LockedPipe::default());
+    let writer_pipe = p.clone();
+    timed(
+        readers,
+        |_| {
+            let p = p.clone();
+            Box::new(move || {
+                let mut buf = vec![0u8; READ_BUF];
+                let mut pos = 0;
+                loop {
+                    let mut g = p.state.lock().unwrap();
+                    while g.0.len() == pos && !g.1 {
+                        g = p.cv.wait(g).unwrap();
+                    }
+                    if g.0.len() == pos {
+                        break;
+                    }
+                    let k = (g.0.len() - pos).min(READ_BUF);
+                    buf[..k].copy_from_slice(&g.0[pos..pos + k]);
+                    drop(g);
+                    black_box(&buf);
+                    pos += k;
+                }
+                assert_eq!(pos, TOTAL);
+            })
+        },
+        move || {
+            for chunk in src.chunks(write) {
+                writer_pipe.state.lock().unwrap().0.extend_from_slice(chunk);
+                writer_pipe.cv.notify_all();
+            }
+            writer_pipe.state.lock().unwrap().1 = true;
+            writer_pipe.cv.notify_all();
+        },
+    )
+}
+
+fn floor_once(src: &[u8], write: usize, readers: usize) -> Duration {
+    let t0 = Instant::now();
+    let mut v = Vec::new();
+    for chunk in src.chunks(write) {
+        v.extend_from_slice(chunk);
+    }
+    let mut buf = vec![0u8; READ_BUF];
+    for _ in 0..readers {
+        for c in v.chunks(READ_BUF) {
+            buf[..c.len()].copy_from_slice(c);
+            black_box(&buf);
+        }
+    }
+    black_box(&v);
+    t0.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let src = data();
+    for readers in [1usize, 3, 8] {
+        let mut g = c.benchmark_group(format!("mempipe/{readers}r"));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_millis(1500))
+            .throughput(Throughput::Bytes((TOTAL * readers) as u64));
+        for write in [16usize, 4 << 10, 64 << 10] {
+            let src = &src[..];
+            g.bench_function(BenchmarkId::new("keep", write), |b| {
+                b.iter_custom(|n| (0..n).map(|_| mempipe_once(src, write, readers, false)).sum())
+            });
+            g.bench_function(BenchmarkId::new("stream", write), |b| {
+                b.iter_custom(|n| (0..n).map(|_| mempipe_once(src, write, readers, true)).sum())
+            });
+            g.bench_function(BenchmarkId::new("tokio_broadcast", write), |b| {
+                b.iter_custom(|n| (0..n).map(|_| broadcast_once(src, write, readers)).sum())
+            });
+            g.bench_function(BenchmarkId::new("mutex_condvar", write), |b| {
+                b.iter_custom(|n| (0..n).map(|_| condvar_once(src, write, readers)).sum())
+            });
+            g.bench_function(BenchmarkId::new("vec_floor", write), |b| {
+                b.iter_custom(|n| (0..n).map(|_| floor_once(src, write, readers)).sum())
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
 criterion_main!(benches);
