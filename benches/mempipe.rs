@@ -111,7 +111,11 @@ fn mempipe_once(src: &[u8], write: usize, readers: usize, streaming: bool) -> Du
 fn broadcast_once(src: &[u8], write: usize, readers: usize) -> Duration {
     let msgs = TOTAL.div_ceil(write);
     let (tx, _) = tokio::sync::broadcast::channel::<Bytes>(msgs.next_power_of_two());
-    let rxs = Mutex::new((0..readers).map(|_| Some(tx.subscribe())).collect::<Vec<_>>());
+    let rxs = Mutex::new(
+        (0..readers)
+            .map(|_| Some(tx.subscribe()))
+            .collect::<Vec<_>>(),
+    );
     timed(
         readers,
         |i| {
@@ -208,10 +212,18 @@ fn bench(c: &mut Criterion) {
         for write in [16usize, 4 << 10, 64 << 10] {
             let src = &src[..];
             g.bench_function(BenchmarkId::new("keep", write), |b| {
-                b.iter_custom(|n| (0..n).map(|_| mempipe_once(src, write, readers, false)).sum())
+                b.iter_custom(|n| {
+                    (0..n)
+                        .map(|_| mempipe_once(src, write, readers, false))
+                        .sum()
+                })
             });
             g.bench_function(BenchmarkId::new("stream", write), |b| {
-                b.iter_custom(|n| (0..n).map(|_| mempipe_once(src, write, readers, true)).sum())
+                b.iter_custom(|n| {
+                    (0..n)
+                        .map(|_| mempipe_once(src, write, readers, true))
+                        .sum()
+                })
             });
             g.bench_function(BenchmarkId::new("tokio_broadcast", write), |b| {
                 b.iter_custom(|n| (0..n).map(|_| broadcast_once(src, write, readers)).sum())

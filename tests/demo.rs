@@ -44,7 +44,11 @@ fn hello_world_exact_output() {
 (r3): d
 ";
     assert_eq!(stdout(&o), expected);
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]

@@ -98,11 +98,10 @@ fn many_readers_see_identical_bytes_keep_and_streaming() {
     for streaming in [false, true] {
         let q = queue();
         let data = stream(200_000);
-        let limits = Limits::default().segment_size(64).max_bytes(if streaming {
-            4096
-        } else {
-            1 << 20
-        });
+        let limits =
+            Limits::default()
+                .segment_size(64)
+                .max_bytes(if streaming { 4096 } else { 1 << 20 });
         let (mut w, f) = pipe(&q, "many", limits).unwrap();
         let readers: Vec<Reader> = (0..8).map(|_| f.reader().unwrap()).collect();
         if streaming {
@@ -446,7 +445,9 @@ fn streaming_mode_memory_stays_bounded() {
                     match r.read(&mut buf).unwrap() {
                         0 => return (n, sum),
                         k => {
-                            sum = buf[..k].iter().fold(sum, |s, &b| s.wrapping_mul(31).wrapping_add(b as u64));
+                            sum = buf[..k]
+                                .iter()
+                                .fold(sum, |s, &b| s.wrapping_mul(31).wrapping_add(b as u64));
                             n += k;
                         }
                     }
@@ -460,7 +461,9 @@ fn streaming_mode_memory_stays_bounded() {
     let mut written = 0;
     while written < total {
         write_all(&mut w, &chunk);
-        expect = chunk.iter().fold(expect, |s, &b| s.wrapping_mul(31).wrapping_add(b as u64));
+        expect = chunk
+            .iter()
+            .fold(expect, |s, &b| s.wrapping_mul(31).wrapping_add(b as u64));
         written += chunk.len();
         max_footprint = max_footprint.max(w.footprint());
     }
@@ -484,7 +487,10 @@ fn keep_everything_footprint_grows_with_the_stream() {
     let mut r = f.reader().unwrap();
     write_all(&mut w, &stream(64 * 1024));
     read_to_end_nonblocking(&mut r);
-    assert!(w.footprint() >= 64 * 1024, "every byte kept for late readers");
+    assert!(
+        w.footprint() >= 64 * 1024,
+        "every byte kept for late readers"
+    );
 }
 
 fn read_to_end_nonblocking(r: &mut Reader) -> usize {

@@ -209,9 +209,9 @@ fn lines(o: &Opts) -> Result<(), String> {
         out.flush().map_err(|e| e.to_string())
     };
     let recv_until = |target: u64,
-                          got: &mut Vec<u64>,
-                          ended: &mut Vec<Option<Result<(), PipeError>>>,
-                          pending: &mut Vec<Vec<Vec<u8>>>| {
+                      got: &mut Vec<u64>,
+                      ended: &mut Vec<Option<Result<(), PipeError>>>,
+                      pending: &mut Vec<Vec<Vec<u8>>>| {
         while (0..got.len()).any(|i| ended[i].is_none() && got[i] < target) {
             match rx.recv() {
                 Ok(Msg::Chunk(i, c)) => {
@@ -228,7 +228,9 @@ fn lines(o: &Opts) -> Result<(), String> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = input.read_until(b'\n', &mut line).map_err(|e| e.to_string())?;
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| e.to_string())?;
         let text = line.trim_ascii();
         if n == 0 || text.is_empty() {
             break;

@@ -135,7 +135,10 @@ impl Limits {
             return bad("initial_capacity", self.initial_capacity as u64);
         }
         let waiters = queue.config().max_waiters_per_handle;
-        if self.max_readers == 0 || self.max_readers > waiters || self.max_readers as u64 > LIVE_MASK {
+        if self.max_readers == 0
+            || self.max_readers > waiters
+            || self.max_readers as u64 > LIVE_MASK
+        {
             return bad("max_readers", self.max_readers as u64);
         }
         Ok(())
