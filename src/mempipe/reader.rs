@@ -11,7 +11,7 @@
 //!
 //! # Waiting
 //!
-//! When `try_read` finds nothing: take a queue snapshot of the writer's
+//! When `try_read` finds nothing: poll a little (bounded backoff), then take a queue snapshot of the writer's
 //! handle, `try_read` again, then wait for anything after the snapshot. A
 //! commit or close that the second check missed happened after the snapshot,
 //! so its notify (or the unregister that follows close) ends the wait.
@@ -161,6 +161,36 @@ impl Cursor {
     }
 }
 
+/// Polls briefly before sleeping: a writer streaming small writes would
+/// otherwise pay a park/unpark round trip per write. Spins with exponential
+/// backoff (a few hundred cycles), then, for blocking reads only, yields a
+/// few times. Skipped under loom (it adds states, not behaviour).
+#[inline]
+fn spin(
+    cur: &mut Cursor,
+    published: &Published,
+    buf: &mut [u8],
+    may_yield: bool,
+) -> Result<Option<usize>, PipeError> {
+    #[cfg(not(notification_queue_loom))]
+    {
+        let backoff = crossbeam_utils::Backoff::new();
+        for _ in 0..if may_yield { 10 } else { 6 } {
+            if may_yield {
+                backoff.snooze();
+            } else {
+                backoff.spin();
+            }
+            if let Some(n) = cur.try_read(published, buf)? {
+                return Ok(Some(n));
+            }
+        }
+    }
+    #[cfg(notification_queue_loom)]
+    let _ = (cur, published, buf, may_yield);
+    Ok(None)
+}
+
 impl Reader {
     pub(super) fn new(shared: Arc<Shared>, head: *const Segment, slot: Arc<ReaderSlot>) -> Self {
         let seg_size = shared.segment_size;
@@ -213,6 +243,9 @@ impl Reader {
             if let Some(n) = cur.try_read(&shared.published, buf)? {
                 return Ok(n);
             }
+            if let Some(n) = spin(cur, &shared.published, buf, true)? {
+                return Ok(n);
+            }
             let snap = shared.queue.snapshot(shared.handle);
             if let Some(n) = cur.try_read(&shared.published, buf)? {
                 return Ok(n);
@@ -240,6 +273,9 @@ impl Reader {
         let Reader { shared, cur } = self;
         loop {
             if let Some(n) = cur.try_read(&shared.published, buf)? {
+                return Ok(n);
+            }
+            if let Some(n) = spin(cur, &shared.published, buf, false)? {
                 return Ok(n);
             }
             let snap = shared.queue.snapshot(shared.handle);
