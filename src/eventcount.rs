@@ -82,7 +82,7 @@
 //! notifiers read the slot's pointer under an epoch pin without taking a
 //! reference.
 
-use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering};
 use core::ptr;
 
 /// A waiter has registered since the last notify (bit 0).
@@ -144,65 +144,71 @@ pub(crate) const fn distance(from: u64, to: u64) -> u64 {
     to.wrapping_sub(from) & SEQ_VALUE_MASK
 }
 
-const CHUNK: usize = 8;
-const FREE: u8 = 0;
-const CLAIMED: u8 = 1;
+/// Entries in a list's first chunk; each further chunk doubles.
+const FIRST: usize = 4;
+const FREE: usize = 0;
+const CLAIMED: usize = 1;
 
-/// One pending waiter: its waker cell and debug hint.
+/// One pending waiter's waker cell. Hints live beside, in
+/// `WaiterList::hints`, so an unhinted wait never touches a lock.
 #[derive(Debug)]
 pub(crate) struct Entry {
     /// `FREE` or `CLAIMED`; the claimer owns the entry until it stores `FREE`.
-    state: AtomicU8,
+    state: AtomicUsize,
     pub(crate) waker: AtomicWaker,
-    /// Debug hint; written by the owner, read by dumps. Never held while
-    /// running client code.
-    hint: Mutex<Option<Hint>>,
 }
 
 impl Entry {
     fn new() -> Self {
         Self {
-            state: AtomicU8::new(FREE),
+            state: AtomicUsize::new(FREE),
             waker: AtomicWaker::new(),
-            hint: Mutex::new(None),
         }
-    }
-
-    pub(crate) fn set_hint(&self, hint: Option<Hint>) {
-        *self.hint.lock().unwrap_or_else(|e| e.into_inner()) = hint;
-    }
-
-    fn hint(&self) -> Option<Hint> {
-        self.hint.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 #[derive(Debug)]
 struct Chunk {
-    entries: [Entry; CHUNK],
-    /// Next chunk; set once (null -> chunk) and never changed again.
+    /// Index of `entries[0]` in the whole list.
+    base: usize,
+    entries: Box<[Entry]>,
+    /// Next chunk (twice as large); set once (null -> chunk), never changed.
     next: AtomicPtr<Chunk>,
 }
 
 impl Chunk {
-    fn new() -> Self {
+    fn new(base: usize, len: usize) -> Self {
         Self {
-            entries: core::array::from_fn(|_| Entry::new()),
+            base,
+            entries: (0..len).map(|_| Entry::new()).collect(),
             next: AtomicPtr::new(ptr::null_mut()),
         }
     }
 }
 
 /// The waiters of one generation of one slot.
+///
+/// Entries sit in a chain of chunks of doubling size (4, 8, 16, ...), capped
+/// in total at the waiter limit, so an entry never moves and a claim walks
+/// O(log n) chunks. `next_free` remembers where the last release or claim
+/// left a free entry, so claiming is O(1) in the common case; `high` bounds
+/// how far a wake scan has to look.
 #[derive(Debug)]
 pub(crate) struct WaiterList {
     /// The slot generation this list serves.
     pub(crate) generation: u32,
-    /// Entries currently claimed (the limit is checked against this).
-    claimed: AtomicUsize,
-    /// Chunks allocated (the first is inline).
-    chunks: AtomicUsize,
+    /// Most entries this list may ever hold (`max_waiters_per_handle`).
+    limit: usize,
+    /// One past the highest entry index ever claimed.
+    high: AtomicUsize,
+    /// Where to start looking for a free entry (a hint; any value is safe).
+    next_free: AtomicUsize,
+    /// Entries allocated so far (sum of chunk lengths).
+    allocated: AtomicUsize,
     head: Chunk,
+    /// Debug hints of hinted waiters, by entry index. Cold: only waits that
+    /// carry a hint and the debug dump lock it; never held over client code.
+    hints: Mutex<Vec<(usize, Hint)>>,
 }
 
 /// Outcome of waking a list.
@@ -213,12 +219,16 @@ pub(crate) struct WakeCount {
 }
 
 impl WaiterList {
-    pub(crate) fn new(generation: u32) -> Self {
+    pub(crate) fn new(generation: u32, limit: usize) -> Self {
+        let first = FIRST.min(limit);
         Self {
             generation,
-            claimed: AtomicUsize::new(0),
-            chunks: AtomicUsize::new(1),
-            head: Chunk::new(),
+            limit,
+            high: AtomicUsize::new(0),
+            next_free: AtomicUsize::new(0),
+            allocated: AtomicUsize::new(first),
+            head: Chunk::new(0, first),
+            hints: Mutex::new(Vec::new()),
         }
     }
 
@@ -226,7 +236,7 @@ impl WaiterList {
         let mut next: *const Chunk = &self.head;
         core::iter::from_fn(move || {
             // SAFETY: `next` is the inline head or a chunk published by a
-            // successful CAS in `claim`; chunks are freed only in `Drop`,
+            // successful CAS in `grow`; chunks are freed only in `Drop`,
             // which needs `&mut self`, so they outlive this `&self` borrow.
             let chunk = unsafe { next.as_ref() }?;
             // Acquire pairs with the Release CAS that published the chunk.
@@ -235,117 +245,164 @@ impl WaiterList {
         })
     }
 
-    /// Claims a free entry, or `None` when `limit` entries are claimed.
-    pub(crate) fn claim(&self, limit: usize) -> Option<&Entry> {
-        // Relaxed: a counter for the limit only; entry ownership is decided
-        // by the CAS on each entry's state.
-        if self.claimed.fetch_add(1, Ordering::Relaxed) >= limit {
-            self.claimed.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        let max_chunks = limit.div_ceil(CHUNK).max(1);
+    /// Entries with their list index, starting at the chunk holding `from`.
+    fn entries_from(&self, from: usize) -> impl Iterator<Item = (usize, &Entry)> {
+        self.chunks()
+            .skip_while(move |c| c.base + c.entries.len() <= from)
+            .flat_map(|c| {
+                c.entries
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, e)| (c.base + i, e))
+            })
+    }
+
+    fn try_take(entry: &Entry) -> bool {
+        // Relaxed pre-check keeps the claim from bouncing claimed entries'
+        // cache lines; Acquire on the CAS takes over an entry the previous
+        // owner released with Release, so its waker cell is quiescent.
+        entry.state.load(Ordering::Relaxed) == FREE
+            && entry
+                .state
+                .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Claims a free entry: its index and the entry. `None` when `limit`
+    /// entries are allocated and none was free during the scan.
+    pub(crate) fn claim(&self) -> Option<(usize, &Entry)> {
         loop {
-            let mut last = &self.head;
-            for chunk in self.chunks() {
-                for entry in &chunk.entries {
-                    // Acquire: we take over an entry the previous owner
-                    // released with Release; its waker cell is quiescent.
-                    if entry
-                        .state
-                        .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        return Some(entry);
-                    }
+            // Relaxed: a hint only; correctness rests on the CAS per entry.
+            let start = self.next_free.load(Ordering::Relaxed);
+            let found = self
+                .entries_from(start)
+                .filter(|&(i, _)| i >= start)
+                .chain(self.entries_from(0).take_while(|&(i, _)| i < start))
+                .find(|&(_, e)| Self::try_take(e));
+            if let Some((index, entry)) = found {
+                // Relaxed: hint.
+                self.next_free.store(index + 1, Ordering::Relaxed);
+                // Relaxed suffices: the claimer publishes its entry (and so
+                // this bound) with its Release `fetch_or(WAITERS)`, which
+                // the waking notifier reads with Acquire.
+                if index >= self.high.load(Ordering::Relaxed) {
+                    self.high.fetch_max(index + 1, Ordering::Relaxed);
                 }
-                last = chunk;
+                return Some((index, entry));
             }
-            // Every entry we saw was claimed. Our `claimed` increment reserved
-            // one, so either append a chunk or rescan (one was just released).
-            if self.chunks.load(Ordering::Relaxed) < max_chunks {
-                let fresh = Box::into_raw(Box::new(Chunk::new()));
-                // Release publishes the chunk's initialised entries to
-                // `chunks()` readers; Acquire on failure reads the winner's.
-                match last.next.compare_exchange(
-                    ptr::null_mut(),
-                    fresh,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        // Relaxed: only bounds future appends.
-                        self.chunks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        // SAFETY: `fresh` came from `Box::into_raw` above and
-                        // was never published, so we still own it.
-                        drop(unsafe { Box::from_raw(fresh) });
-                    }
-                }
-            } else {
-                crate::sync::spin_loop();
+            if !self.grow() {
+                return None;
             }
         }
     }
 
-    /// Gives an entry back. The caller must own it (got it from `claim`).
-    pub(crate) fn release(&self, entry: &Entry) {
+    /// Appends a chunk unless `limit` entries exist. Returns whether there
+    /// may now be room (ours or a racing thread's chunk was linked).
+    fn grow(&self) -> bool {
+        let Some(last) = self.chunks().last() else {
+            return false;
+        };
+        let base = last.base + last.entries.len();
+        let len = (last.entries.len() * 2).min(self.limit.saturating_sub(base));
+        if len == 0 {
+            return false;
+        }
+        let fresh = Box::into_raw(Box::new(Chunk::new(base, len)));
+        // Release publishes the chunk's initialised entries to `chunks()`
+        // readers; Acquire on failure is for reading the winner's chunk.
+        match last.next.compare_exchange(
+            ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                // Relaxed: a statistic for `footprint`.
+                self.allocated.fetch_add(len, Ordering::Relaxed);
+            }
+            Err(_) => {
+                // SAFETY: `fresh` came from `Box::into_raw` above and was
+                // never published, so we still own it.
+                drop(unsafe { Box::from_raw(fresh) });
+            }
+        }
+        true
+    }
+
+    /// Gives entry `index` back. The caller must own it (from `claim`).
+    pub(crate) fn release(&self, index: usize, entry: &Entry, hinted: bool) {
         drop(entry.waker.take());
-        entry.set_hint(None);
+        if hinted {
+            self.set_hint(index, None);
+        }
         // Release: the next claimer (Acquire CAS) sees the cell cleared.
         entry.state.store(FREE, Ordering::Release);
-        // Relaxed: limit counter only.
-        self.claimed.fetch_sub(1, Ordering::Relaxed);
+        // Relaxed: hint.
+        self.next_free.store(index, Ordering::Relaxed);
+    }
+
+    /// Sets or clears the debug hint of entry `index` (owned by the caller).
+    pub(crate) fn set_hint(&self, index: usize, hint: Option<Hint>) {
+        let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
+        hints.retain(|(i, _)| *i != index);
+        if let Some(h) = hint {
+            hints.push((index, h));
+        }
     }
 
     /// Wakes every claimed entry's waker, outside any lock. A waker that
     /// panics is counted and the scan goes on.
     pub(crate) fn wake_all(&self) -> WakeCount {
         let mut count = WakeCount::default();
-        for chunk in self.chunks() {
-            for entry in &chunk.entries {
-                // Acquire pairs with the claimer's CAS; a racing release only
-                // makes us see FREE (nothing to wake) or a spurious wake.
-                if entry.state.load(Ordering::Acquire) != CLAIMED {
-                    continue;
-                }
-                if let Some(waker) = entry.waker.take() {
-                    count.woken += 1;
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()))
-                        .is_err()
-                    {
-                        count.panicked += 1;
-                    }
+        // Relaxed: ordered by the Acquire on the state word (see `claim`).
+        let high = self.high.load(Ordering::Relaxed);
+        for (_, entry) in self.entries_from(0).take_while(|&(i, _)| i < high) {
+            // Relaxed: the waker cell itself synchronises the hand-over of
+            // the waker; a racing release only makes us see FREE (nothing to
+            // wake) or cause a spurious wake of the next owner.
+            if entry.state.load(Ordering::Relaxed) != CLAIMED {
+                continue;
+            }
+            if let Some(waker) = entry.waker.take() {
+                count.woken += 1;
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err()
+                {
+                    count.panicked += 1;
                 }
             }
         }
         count
     }
 
-    /// Hints of the claimed entries (debug dump).
+    /// Hints of the claimed entries (debug dump); `None` for unhinted ones.
     pub(crate) fn hints(&self) -> Vec<Option<Hint>> {
-        let mut out = Vec::new();
-        for chunk in self.chunks() {
-            for entry in &chunk.entries {
-                // Acquire: see the hint the claimer stored after claiming.
-                if entry.state.load(Ordering::Acquire) == CLAIMED {
-                    out.push(entry.hint());
-                }
-            }
-        }
-        out
+        let hints = self.hints.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let high = self.high.load(Ordering::Acquire);
+        self.entries_from(0)
+            .take_while(|&(i, _)| i < high)
+            // Acquire: a statistic, but see a claim that finished.
+            .filter(|(_, e)| e.state.load(Ordering::Acquire) == CLAIMED)
+            .map(|(i, _)| hints.iter().find(|(j, _)| *j == i).map(|(_, h)| h.clone()))
+            .collect()
     }
 
-    /// Entries claimed right now.
+    /// Entries claimed right now (a scan; for statistics).
     pub(crate) fn len(&self) -> usize {
-        // Relaxed: a statistic.
-        self.claimed.load(Ordering::Relaxed)
+        let high = self.high.load(Ordering::Acquire);
+        self.entries_from(0)
+            .take_while(|&(i, _)| i < high)
+            // Acquire: as in `hints`.
+            .filter(|(_, e)| e.state.load(Ordering::Acquire) == CLAIMED)
+            .count()
     }
 
     /// Bytes this list occupies (for memory accounting).
     pub(crate) fn footprint(&self) -> usize {
+        let chunks = self.chunks().count();
         core::mem::size_of::<Self>()
-            + (self.chunks.load(Ordering::Relaxed) - 1) * core::mem::size_of::<Chunk>()
+            + (chunks - 1) * core::mem::size_of::<Chunk>()
+            // Relaxed: a statistic.
+            + self.allocated.load(Ordering::Relaxed) * core::mem::size_of::<Entry>()
     }
 }
 
@@ -354,7 +411,7 @@ impl Drop for WaiterList {
         let mut next = self.head.next.load(Ordering::Acquire);
         while !next.is_null() {
             // SAFETY: every non-null `next` was created by `Box::into_raw` in
-            // `claim` and linked exactly once; we have `&mut self`, so no
+            // `grow` and linked exactly once; we have `&mut self`, so no
             // reader remains, and each chunk is freed once as we walk on.
             let chunk = unsafe { Box::from_raw(next) };
             next = chunk.next.load(Ordering::Acquire);
@@ -395,13 +452,40 @@ mod tests {
 
     #[test]
     fn claim_respects_limit_and_reuses() {
-        let list = WaiterList::new(1);
-        let got: Vec<_> = (0..20).map(|_| list.claim(20)).collect();
-        assert!(got.iter().all(Option::is_some));
-        assert!(list.claim(20).is_none());
+        let list = WaiterList::new(1, 20);
+        let got: Vec<_> = (0..20).map(|_| list.claim().unwrap()).collect();
+        let mut indices: Vec<_> = got.iter().map(|(i, _)| *i).collect();
+        indices.sort();
+        assert_eq!(indices, (0..20).collect::<Vec<_>>());
+        assert!(list.claim().is_none());
         assert_eq!(list.len(), 20);
-        list.release(got[3].unwrap_or_else(|| unreachable!()));
-        assert!(list.claim(20).is_some());
-        assert_eq!(list.chunks.load(Ordering::Relaxed), 3);
+        // 4 + 8 + 8 (the last chunk is cut at the limit).
+        assert_eq!(
+            list.chunks().map(|c| c.entries.len()).collect::<Vec<_>>(),
+            [4, 8, 8]
+        );
+        let (i, e) = got[3];
+        list.release(i, e, false);
+        assert_eq!(list.claim().map(|(j, _)| j), Some(i));
+        assert_eq!(list.high.load(Ordering::Relaxed), 20);
+    }
+
+    #[test]
+    fn hints_follow_their_entries() {
+        let list = WaiterList::new(1, 8);
+        let (a, ea) = list.claim().unwrap();
+        let (b, _) = list.claim().unwrap();
+        list.set_hint(a, Some("a".into()));
+        assert_eq!(list.hints(), [Some("a".into()), None]);
+        list.release(a, ea, true);
+        assert_eq!(list.hints(), [None]);
+        assert_eq!(b, 1);
+    }
+
+    #[test]
+    fn zero_limit_list_never_claims() {
+        let list = WaiterList::new(1, 0);
+        assert!(list.claim().is_none());
+        assert_eq!(list.len(), 0);
     }
 }

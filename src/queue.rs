@@ -582,7 +582,10 @@ impl Inner {
                     return unsafe { Arc::from_raw(cur) };
                 }
             }
-            let fresh = Arc::new(WaiterList::new(generation));
+            let fresh = Arc::new(WaiterList::new(
+                generation,
+                self.config.max_waiters_per_handle,
+            ));
             let raw = Arc::into_raw(fresh.clone()).cast_mut();
             // AcqRel: Release publishes the list's initialisation; Acquire on
             // failure reads the winner's.

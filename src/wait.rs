@@ -82,7 +82,7 @@ pub struct Wait<'a> {
     start: Result<u64, QueueError>,
     hint: Option<Hint>,
     /// Our claimed entry and the list that owns it.
-    entry: Option<(Arc<WaiterList>, *const Entry)>,
+    entry: Option<(Arc<WaiterList>, usize, *const Entry)>,
 }
 
 // SAFETY: the raw entry pointer points into the `Arc<WaiterList>` held beside
@@ -109,9 +109,8 @@ impl<'a> Wait<'a> {
     /// while this wait is pending.
     pub fn with_hint(mut self, hint: impl Into<Hint>) -> Self {
         let hint = hint.into();
-        if let Some((_, entry)) = &self.entry {
-            // SAFETY: see `entry_ref`.
-            unsafe { &**entry }.set_hint(Some(hint.clone()));
+        if let Some((list, index, _)) = &self.entry {
+            list.set_hint(*index, Some(hint.clone()));
         }
         self.hint = Some(hint);
         self
@@ -144,9 +143,9 @@ impl<'a> Wait<'a> {
     }
 
     fn release(&mut self) {
-        if let Some((list, entry)) = self.entry.take() {
+        if let Some((list, index, entry)) = self.entry.take() {
             // SAFETY: `entry` was claimed from `list`, which we still hold.
-            list.release(unsafe { &*entry });
+            list.release(index, unsafe { &*entry }, self.hint.is_some());
         }
     }
 
@@ -165,15 +164,17 @@ impl<'a> Wait<'a> {
         }
         if self.entry.is_none() {
             let list = self.inner.waiter_list(slot, self.handle.generation);
-            let limit = self.inner.config.max_waiters_per_handle;
-            let Some(entry) = list.claim(limit) else {
+            let Some((index, entry)) = list.claim() else {
+                let limit = self.inner.config.max_waiters_per_handle;
                 return Poll::Ready(Err(QueueError::WaiterLimit { limit }));
             };
-            entry.set_hint(self.hint.clone());
+            if let Some(hint) = &self.hint {
+                list.set_hint(index, Some(hint.clone()));
+            }
             let entry: *const Entry = entry;
-            self.entry = Some((list, entry));
+            self.entry = Some((list, index, entry));
         }
-        if let Some((_, entry)) = &self.entry {
+        if let Some((_, _, entry)) = &self.entry {
             // SAFETY: the entry lives in the list whose `Arc` we hold and we
             // own it (claimed, not yet released).
             unsafe { &**entry }.waker.register(waker);
