@@ -16,6 +16,15 @@
 //!    lands: every one of them must complete with that notify (a lost wakeup
 //!    shows as a 10 s timeout, never a hang).
 //!
+//! The clients: wait futures polled once and leaked (`mem::forget`), wait
+//! futures dropped mid-wait, wakers that panic, wakers that block inside
+//! `wake` (in a wait and in a subscription), handles unregistered while
+//! waited on and notified from several threads, limit exhaustion and
+//! recovery, subscribers that never read, and pipe readers that stop
+//! mid-stream. The two blocking-waker tests are the regression tests for
+//! wakers once run under the epoch pin (a blocked waker then held back the
+//! reclamation of every retired list of the queue).
+//!
 //! `NQ_STRESS_SCALE` (default 1) multiplies the rounds; `scripts/stress.sh`
 //! runs it in release at a larger scale. The default keeps the whole file to
 //! a few seconds in a debug build.

@@ -209,11 +209,11 @@ impl Model {
     fn wake_list(&mut self, list: usize) -> usize {
         let mut n = 0;
         for w in &mut self.waits {
-            if w.entry == Some(list) {
-                if let Some(k) = w.armed.take() {
-                    self.wakes_per_waker[k] += 1;
-                    n += 1;
-                }
+            if w.entry == Some(list)
+                && let Some(k) = w.armed.take()
+            {
+                self.wakes_per_waker[k] += 1;
+                n += 1;
             }
         }
         self.wakes += n as u64;
@@ -428,10 +428,8 @@ fn run(input: Input) {
                 if flag || !subscribed.is_empty() {
                     m.slow += 1;
                 }
-                if flag {
-                    if let Some(list) = list {
-                        n += m.wake_list(list);
-                    }
+                if flag && let Some(list) = list {
+                    n += m.wake_list(list);
                 }
                 for sub in subscribed {
                     n += m.deliver(sub, arg) as usize;
