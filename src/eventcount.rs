@@ -83,7 +83,9 @@
 //! reference.
 
 use crate::sync::{AtomicPtr, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering};
+use core::mem::MaybeUninit;
 use core::ptr;
+use core::task::Waker;
 
 /// A waiter has registered since the last notify (bit 0).
 pub(crate) const WAITERS: u64 = 1;
@@ -218,6 +220,80 @@ pub(crate) struct WakeCount {
     pub(crate) panicked: usize,
 }
 
+impl WakeCount {
+    pub(crate) fn add(&mut self, other: WakeCount) {
+        self.woken += other.woken;
+        self.panicked += other.panicked;
+    }
+}
+
+/// Wakers taken out of a list, woken after the epoch pin is released (a
+/// waker that blocks must not hold back reclamation), like tokio's
+/// `WakeList`. Fixed size: collecting them never allocates.
+pub(crate) struct WakeBatch {
+    /// `wakers[..len]` are initialised.
+    wakers: [MaybeUninit<Waker>; WakeBatch::CAPACITY],
+    len: usize,
+}
+
+impl WakeBatch {
+    const CAPACITY: usize = 32;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            wakers: [const { MaybeUninit::uninit() }; Self::CAPACITY],
+            len: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == Self::CAPACITY
+    }
+
+    fn push(&mut self, waker: Waker) {
+        match self.wakers.get_mut(self.len) {
+            Some(cell) => {
+                cell.write(waker);
+                self.len += 1;
+            }
+            // Callers check `is_full` first; never drop a waker silently.
+            None => waker.wake(),
+        }
+    }
+
+    /// Takes out the next waker, last in first out.
+    fn pop(&mut self) -> Option<Waker> {
+        let last = self.len.checked_sub(1)?;
+        self.len = last;
+        let cell = self.wakers.get(last)?;
+        // SAFETY: `cell` is below the old `len`, so it was initialised by
+        // `push`; lowering `len` first means it is read out exactly once.
+        Some(unsafe { cell.assume_init_read() })
+    }
+
+    /// Wakes every collected waker; a panicking one is counted and the
+    /// others still wake.
+    pub(crate) fn wake(&mut self) -> WakeCount {
+        let mut count = WakeCount::default();
+        while let Some(waker) = self.pop() {
+            count.woken += 1;
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err() {
+                count.panicked += 1;
+            }
+        }
+        count
+    }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        // Unwoken wakers (only if a caller bailed out early) are dropped.
+        while let Some(waker) = self.pop() {
+            drop(waker);
+        }
+    }
+}
+
 impl WaiterList {
     pub(crate) fn new(generation: u32, limit: usize) -> Self {
         let first = FIRST.min(limit);
@@ -229,6 +305,48 @@ impl WaiterList {
             allocated: AtomicUsize::new(first),
             head: Chunk::new(0, first),
             hints: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The chunk after `chunk`, if one was linked.
+    #[inline]
+    fn next_chunk(chunk: &Chunk) -> Option<&Chunk> {
+        // Acquire pairs with the Release CAS in `grow` that published it.
+        let next = chunk.next.load(Ordering::Acquire);
+        // SAFETY: a non-null `next` was published by `grow` and is freed only
+        // in `Drop` (which needs `&mut self`), so it outlives `chunk`'s borrow.
+        unsafe { next.as_ref() }
+    }
+
+    /// The chunk holding entry `index`, if allocated.
+    #[inline]
+    fn chunk_of(&self, index: usize) -> Option<&Chunk> {
+        let mut chunk = &self.head;
+        while index >= chunk.base + chunk.entries.len() {
+            chunk = Self::next_chunk(chunk)?;
+        }
+        Some(chunk)
+    }
+
+    /// Finds and claims a free entry with index in `from..to`.
+    #[inline]
+    fn claim_in(&self, from: usize, to: usize) -> Option<(usize, &Entry)> {
+        let mut chunk = self.chunk_of(from)?;
+        let mut index = from;
+        loop {
+            let end = (chunk.base + chunk.entries.len()).min(to);
+            while index < end {
+                if let Some(entry) = chunk.entries.get(index - chunk.base) {
+                    if Self::try_take(entry) {
+                        return Some((index, entry));
+                    }
+                }
+                index += 1;
+            }
+            if index >= to {
+                return None;
+            }
+            chunk = Self::next_chunk(chunk)?;
         }
     }
 
@@ -275,10 +393,8 @@ impl WaiterList {
             // Relaxed: a hint only; correctness rests on the CAS per entry.
             let start = self.next_free.load(Ordering::Relaxed);
             let found = self
-                .entries_from(start)
-                .filter(|&(i, _)| i >= start)
-                .chain(self.entries_from(0).take_while(|&(i, _)| i < start))
-                .find(|&(_, e)| Self::try_take(e));
+                .claim_in(start, usize::MAX)
+                .or_else(|| self.claim_in(0, start));
             if let Some((index, entry)) = found {
                 // Relaxed: hint.
                 self.next_free.store(index + 1, Ordering::Relaxed);
@@ -350,28 +466,52 @@ impl WaiterList {
         }
     }
 
-    /// Wakes every claimed entry's waker, outside any lock. A waker that
-    /// panics is counted and the scan goes on.
-    pub(crate) fn wake_all(&self) -> WakeCount {
-        let mut count = WakeCount::default();
+    /// Moves the wakers of claimed entries with index `>= from` into
+    /// `batch` until it is full. Returns the index to go on from, or `None`
+    /// once the scan reached the end. Runs no client code.
+    pub(crate) fn take_wakers(&self, from: usize, batch: &mut WakeBatch) -> Option<usize> {
         // Relaxed: ordered by the Acquire on the state word (see `claim`).
         let high = self.high.load(Ordering::Relaxed);
-        for (_, entry) in self.entries_from(0).take_while(|&(i, _)| i < high) {
-            // Relaxed: the waker cell itself synchronises the hand-over of
-            // the waker; a racing release only makes us see FREE (nothing to
-            // wake) or cause a spurious wake of the next owner.
-            if entry.state.load(Ordering::Relaxed) != CLAIMED {
-                continue;
-            }
-            if let Some(waker) = entry.waker.take() {
-                count.woken += 1;
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err()
-                {
-                    count.panicked += 1;
+        let mut chunk = self.chunk_of(from)?;
+        let mut index = from;
+        while index < high {
+            let end = (chunk.base + chunk.entries.len()).min(high);
+            while index < end {
+                if batch.is_full() {
+                    return Some(index);
                 }
+                if let Some(entry) = chunk.entries.get(index - chunk.base) {
+                    // Relaxed: the waker cell itself synchronises the
+                    // hand-over of the waker; a racing release only makes us
+                    // see FREE (nothing to wake) or cause a spurious wake of
+                    // the next owner.
+                    if entry.state.load(Ordering::Relaxed) == CLAIMED {
+                        if let Some(waker) = entry.waker.take() {
+                            batch.push(waker);
+                        }
+                    }
+                }
+                index += 1;
+            }
+            chunk = Self::next_chunk(chunk)?;
+        }
+        None
+    }
+
+    /// Wakes every claimed entry's waker (the caller owns a reference to the
+    /// list and holds no epoch pin or lock).
+    pub(crate) fn wake_all(&self) -> WakeCount {
+        let mut count = WakeCount::default();
+        let mut from = 0;
+        loop {
+            let mut batch = WakeBatch::new();
+            let next = self.take_wakers(from, &mut batch);
+            count.add(batch.wake());
+            match next {
+                Some(i) => from = i,
+                None => return count,
             }
         }
-        count
     }
 
     /// Hints of the claimed entries (debug dump); `None` for unhinted ones.

@@ -502,29 +502,36 @@ impl Inner {
         self.counters.slow_notifies.fetch_add(1, Ordering::Relaxed);
         let mut n = 0;
         if prev & eventcount::WAITERS != 0 {
-            // Wake outside the epoch pin: a waker that blocks must not hold
-            // back the reclamation of every other handle's retired lists.
-            // So take a reference under the pin and wake after unpinning.
-            let list = {
-                let _guard = crate::sync::pin(&self.collector);
-                // Acquire pairs with the Release CAS that installed the list.
-                let list = slot.waiters.load(Ordering::Acquire);
-                if list.is_null() {
-                    None
-                } else {
-                    // SAFETY: pinned, and the slot's strong count is only
-                    // released through `retire`, so the allocation is alive
-                    // and adding a count is sound.
-                    unsafe { Arc::increment_strong_count(list) };
-                    // SAFETY: the count just added is owned by this `Arc`.
-                    Some(unsafe { Arc::from_raw(list) })
+            // Wakers are taken out under a short epoch pin and woken after
+            // it ends, in batches: a waker that blocks must not hold back the
+            // reclamation of every other handle's retired lists.
+            let mut count = eventcount::WakeCount::default();
+            let mut batch = eventcount::WakeBatch::new();
+            let mut from = 0;
+            let mut first: *const WaiterList = core::ptr::null();
+            loop {
+                let next = {
+                    let _guard = crate::sync::pin(&self.collector);
+                    // Acquire pairs with the Release CAS that installed the list.
+                    let list = slot.waiters.load(Ordering::Acquire);
+                    if list.is_null() || (!first.is_null() && !core::ptr::eq(list, first)) {
+                        // Gone or replaced since the last batch: unregister
+                        // (or the next generation) has woken its waiters.
+                        break;
+                    }
+                    first = list;
+                    // SAFETY: pinned; the slot's reference is only released
+                    // through `retire`, after this pin ends.
+                    unsafe { &*list }.take_wakers(from, &mut batch)
+                };
+                count.add(batch.wake());
+                match next {
+                    Some(i) => from = i,
+                    None => break,
                 }
-            };
-            if let Some(list) = list {
-                let count = list.wake_all();
-                self.note_wakes(count);
-                n += count.woken;
             }
+            self.note_wakes(count);
+            n += count.woken;
         }
         if prev & eventcount::SUBSCRIBED != 0 {
             n += crate::subscription::deliver(slot, prev, arg, &self.collector);

@@ -466,3 +466,20 @@ fn unregister_racing_waiters_and_notifiers_never_strands_a_waiter() {
         notifier.join().unwrap();
     }
 }
+
+#[test]
+fn notify_wakes_more_waiters_than_one_wake_batch() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let wakers: Vec<_> = (0..100).map(|_| CountingWaker::new()).collect();
+    let mut waits: Vec<_> = (0..100).map(|_| q.wait(h)).collect();
+    for (w, (_, waker)) in waits.iter_mut().zip(&wakers) {
+        assert!(poll_once(w, waker).is_pending());
+    }
+    assert_eq!(q.notify(h, 8), Ok(100));
+    for (w, (count, waker)) in waits.iter_mut().zip(&wakers) {
+        assert_eq!(count.count(), 1);
+        assert!(matches!(poll_once(w, waker), Poll::Ready(Ok(n)) if n.arg == 8));
+    }
+    assert_eq!(q.stats().wakes, 100);
+}
