@@ -246,11 +246,11 @@ impl WakeBatch {
         }
     }
 
-    fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.len == Self::CAPACITY
     }
 
-    fn push(&mut self, waker: Waker) {
+    pub(crate) fn push(&mut self, waker: Waker) {
         match self.wakers.get_mut(self.len) {
             Some(cell) => {
                 cell.write(waker);

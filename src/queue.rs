@@ -534,7 +534,7 @@ impl Inner {
             n += count.woken;
         }
         if prev & eventcount::SUBSCRIBED != 0 {
-            n += crate::subscription::deliver(slot, prev, arg, &self.collector);
+            n += crate::subscription::deliver(slot, prev, arg, self);
         }
         n
     }

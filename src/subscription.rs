@@ -127,9 +127,9 @@
 //! and then its return value says it delivered to nobody.)
 
 use crate::QueueError;
-use crate::eventcount::{self, SUBSCRIBED};
+use crate::eventcount::{self, SUBSCRIBED, WakeBatch};
 use crate::handle::{Handle, Slot};
-use crate::queue::{Counters, Inner, NotificationQueue};
+use crate::queue::{Inner, NotificationQueue};
 use crate::sync::{
     Arc, AtomicBool, AtomicU64, AtomicWaker, Collector, Guard, Hint, Ordering, fence,
 };
@@ -412,16 +412,7 @@ impl Ring {
 pub(crate) struct SubscriberList {
     generation: u32,
     rings: Box<[Arc<Ring>]>,
-    /// The queue's counters; see `deliver` for why this pointer is valid.
-    counters: *const Counters,
 }
-
-// SAFETY: the rings are `Send + Sync`, and `counters` points at atomics in
-// the queue's `Inner`, dereferenced only in `deliver` while that `Inner` is
-// alive; notifiers on any thread already share a list through the slot.
-unsafe impl Send for SubscriberList {}
-// SAFETY: as for `Send`: every field is read-only or atomic.
-unsafe impl Sync for SubscriberList {}
 
 /// A raw list pointer (`Arc::into_raw`) handed to the epoch collector.
 struct Retired(*mut SubscriberList);
@@ -449,14 +440,13 @@ fn retire(list: *mut SubscriberList, guard: &Guard) {
 
 /// Publishes `rings` as the slot's list (null if empty) and retires the old
 /// one. Caller holds the registry lock and is pinned.
-fn replace_list(slot: &Slot, inner: &Inner, generation: u32, rings: Vec<Arc<Ring>>, g: &Guard) {
+fn replace_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>, g: &Guard) {
     let fresh = if rings.is_empty() {
         core::ptr::null_mut()
     } else {
         Arc::into_raw(Arc::new(SubscriberList {
             generation,
             rings: rings.into_boxed_slice(),
-            counters: &inner.counters,
         }))
         .cast_mut()
     };
@@ -481,47 +471,80 @@ fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
 /// Delivers `arg` to every subscriber of the generation in `prev` (the word
 /// the notify replaced); returns how many buffers took it.
 ///
-/// The receivers' wakers run after unpinning (we hold a reference to the
-/// list instead), so a waker that blocks does not hold back the reclamation
-/// of every other handle's retired lists.
-pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, collector: &Collector) -> usize {
-    let Some(list) = current_list(slot, collector) else {
-        return 0;
+/// The rings are filled under a short epoch pin and the receivers' wakers
+/// taken out into a fixed batch; they are woken after unpinning, so a waker
+/// that blocks does not hold back the reclamation of every other handle's
+/// retired lists. Only past `WakeBatch` capacity sleeping receivers is a
+/// reference to the list taken (two RMWs) to wake the rest unpinned.
+pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, inner: &Inner) -> usize {
+    let mut batch = WakeBatch::new();
+    let (stored, rest) = {
+        let _guard = crate::sync::pin(&inner.collector);
+        // Acquire pairs with the Release swap in `replace_list`.
+        let p = slot.subscribers.load(Ordering::Acquire);
+        // SAFETY: pinned, and lists are freed only through `retire` after
+        // every pin that could see `p` has ended.
+        let Some(list) = (unsafe { p.as_ref() }) else {
+            return 0;
+        };
+        if list.generation != eventcount::generation(prev) {
+            return 0;
+        }
+        let (mut stored, mut dropped) = (0usize, 0u64);
+        for ring in list.rings.iter() {
+            let r = ring.push(arg);
+            stored += r.stored as usize;
+            dropped += r.dropped;
+        }
+        // SeqCst fence: orders our cell writes before the loads of `waiting`
+        // below, against the receiver's store of `waiting` and its fence
+        // before it looks at the ring again (see "Waking").
+        fence(Ordering::SeqCst);
+        let mut rest = None;
+        for (i, ring) in list.rings.iter().enumerate() {
+            // Relaxed: ordered by the fence above.
+            if !ring.waiting.load(Ordering::Relaxed) {
+                continue;
+            }
+            if batch.is_full() {
+                // SAFETY: pinned (see above), so the slot's strong count
+                // keeps the allocation alive and adding one is sound.
+                unsafe { Arc::increment_strong_count(p) };
+                // SAFETY: the count just added is owned by this `Arc`.
+                rest = Some((unsafe { Arc::from_raw(p) }, i));
+                break;
+            }
+            if let Some(w) = ring.waker.take() {
+                batch.push(w);
+            }
+        }
+        // Relaxed: statistics.
+        if stored > 0 {
+            inner
+                .counters
+                .delivered
+                .fetch_add(stored as u64, Ordering::Relaxed);
+        }
+        if dropped > 0 {
+            inner.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        (stored, rest)
     };
-    if list.generation != eventcount::generation(prev) {
-        return 0;
-    }
-    let (mut stored, mut dropped, mut panicked) = (0usize, 0u64, 0u64);
-    for ring in list.rings.iter() {
-        let r = ring.push(arg);
-        stored += r.stored as usize;
-        dropped += r.dropped;
-    }
-    // SeqCst fence: orders our cell writes before the loads of `waiting`
-    // below, against the receiver's store of `waiting` and its fence before
-    // it looks at the ring again (see "Waking").
-    fence(Ordering::SeqCst);
-    for ring in list.rings.iter() {
-        // Relaxed: ordered by the fence above.
-        if ring.waiting.load(Ordering::Relaxed) {
-            panicked += ring.wake() as u64;
+    let mut panicked = batch.wake().panicked as u64;
+    if let Some((list, from)) = rest {
+        for ring in list.rings.iter().skip(from) {
+            // Relaxed: ordered by the fence in the pinned section.
+            if ring.waiting.load(Ordering::Relaxed) {
+                panicked += ring.wake() as u64;
+            }
         }
     }
-    // SAFETY: `deliver` is only called by `Inner::notify_slow` with a slot of
-    // that `Inner`'s table; the list hangs off that slot and was built with
-    // `&inner.counters`, and the `Inner` is alive for the whole call.
-    let counters = unsafe { &*list.counters };
-    // Relaxed: statistics.
-    if stored > 0 {
-        counters
-            .delivered
-            .fetch_add(stored as u64, Ordering::Relaxed);
-    }
-    if dropped > 0 {
-        counters.dropped.fetch_add(dropped, Ordering::Relaxed);
-    }
     if panicked > 0 {
-        counters.waker_panics.fetch_add(panicked, Ordering::Relaxed);
+        // Relaxed: a statistic.
+        inner
+            .counters
+            .waker_panics
+            .fetch_add(panicked, Ordering::Relaxed);
     }
     stored
 }
@@ -741,7 +764,7 @@ impl NotificationQueue {
             return Err(QueueError::SubscriberLimit { limit });
         }
         rings.push(ring.clone());
-        replace_list(slot, inner, handle.generation, rings, &guard);
+        replace_list(slot, handle.generation, rings, &guard);
         // The linearisation point (see "Subscribing versus notify").
         // Relaxed: validated by the CAS.
         let mut cur = slot.state.load(Ordering::Relaxed);
@@ -751,7 +774,7 @@ impl NotificationQueue {
                 // receiver will ever read it).
                 let mut rings = current_rings(slot, handle.generation);
                 rings.retain(|r| !Arc::ptr_eq(r, &ring));
-                replace_list(slot, inner, handle.generation, rings, &guard);
+                replace_list(slot, handle.generation, rings, &guard);
                 drop(reg);
                 return Err(QueueError::StaleHandle);
             }
@@ -1162,7 +1185,7 @@ impl Subscription {
         rings.retain(|r| !Arc::ptr_eq(r, &self.ring));
         if rings.len() != before {
             let empty = rings.is_empty();
-            replace_list(slot, inner, self.handle.generation, rings, &guard);
+            replace_list(slot, self.handle.generation, rings, &guard);
             if empty {
                 // Last subscriber of this generation: clear SUBSCRIBED (see
                 // the module docs for why a concurrent subscriber loses

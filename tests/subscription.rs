@@ -464,3 +464,20 @@ fn stream_yields_values_lag_and_ends_after_close() {
     use notification_queue::Lagged;
     assert_eq!(items, vec![Err(Lagged(2)), Ok(2), Ok(3)]);
 }
+
+#[test]
+fn notify_wakes_more_sleeping_receivers_than_one_wake_batch() {
+    let q = NotificationQueue::new(Config::default().max_subscribers_per_handle(100));
+    let h = q.register("h").unwrap();
+    let mut subs: Vec<_> = (0..70).map(|_| q.subscribe(h, 4, "s").unwrap()).collect();
+    let wakers: Vec<_> = (0..70).map(|_| CountingWaker::new()).collect();
+    let mut recvs: Vec<_> = subs.iter_mut().map(|s| s.recv()).collect();
+    for (r, (_, waker)) in recvs.iter_mut().zip(&wakers) {
+        assert!(poll_once(r, waker).is_pending());
+    }
+    assert_eq!(q.notify(h, 5), Ok(70));
+    for (r, (count, waker)) in recvs.iter_mut().zip(&wakers) {
+        assert_eq!(count.count(), 1);
+        assert_eq!(poll_once(r, waker), Poll::Ready(Ok(5)));
+    }
+}
