@@ -2,7 +2,7 @@
 //!
 //! A [`NotificationQueue`] hands out checked [`Handle`]s. Worker threads
 //! [`notify`](NotificationQueue::notify) a handle with an `i32` argument;
-//! clients wait for it (as a [`Future`](core::future::Future) on any executor
+//! clients wait for it (as a [`Future`] on any executor
 //! or blocking a thread), or subscribe with a bounded buffer. A broadcast
 //! in-memory pipe ([`mempipe`]) is built on top.
 //!

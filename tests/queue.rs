@@ -50,15 +50,17 @@ fn async_wait_is_woken_by_notify_from_another_thread() {
     let snap = q.snapshot(h).unwrap();
     let q2 = q.clone();
     let t = thread::spawn(move || {
-        // Notify only once the waiter is really registered.
+        // Notify once the waiter has claimed its entry. Its waker may not be
+        // published yet (the dump lists claimed entries), so the notify may
+        // wake 0 or 1: either way the wait below must complete.
         while q2.waiters(h).unwrap().is_empty() {
             thread::yield_now();
         }
         q2.notify(h, 77).unwrap()
     });
     let got = futures::executor::block_on(q.wait_after(snap)).unwrap();
-    assert_eq!(got.arg, 77);
-    assert_eq!(t.join().unwrap(), 1);
+    assert_eq!((got.arg, got.coalesced), (77, 1));
+    assert!(t.join().unwrap() <= 1);
 }
 
 /// The lost-wakeup stress test: 10^6 ping-pong rounds between two threads,

@@ -284,7 +284,10 @@ fn leaked_wait_futures_are_capped_by_the_waiter_limit() {
             Poll::Ready(Err(QueueError::WaiterLimit { limit: LIMIT }))
         );
         q.unregister(h).unwrap();
-        assert!(q.stats().waiters == 0);
+        // The leaked entries no longer count (their list left the slot);
+        // the probe thread may hold its one transient wait right now.
+        assert!(q.waiters(h).is_err());
+        assert!(q.stats().waiters <= 1, "{:?}", q.stats());
         per_round.push(mem.live().saturating_sub(at_start));
         // The next generation (same slot, FIFO reuse) has its capacity back.
         let h2 = q.register("next").unwrap();
