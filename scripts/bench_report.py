@@ -488,7 +488,7 @@ def plots(by_group, docs, out_md):
         ylabel = {"scaling_notify_spread": "time per notify",
                   "wake_waiters": "time per waiter"}.get(
             g, "time per element" if per_elem else "median time")
-        path = docs / f"bench_{g}.svg"
+        path = docs / f"bench_{g.replace('/', '_')}.svg"
         if line_plot(f"{g}", xlabel, ylabel + " (ns)", series, path):
             made.append((g, path))
     idle = {g: [(b.function, b.median, b.is_crate)
