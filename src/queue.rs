@@ -120,9 +120,13 @@ pub struct Stats {
     pub waiters: usize,
     /// Values delivered into subscription buffers.
     pub delivered: u64,
-    /// Values overwritten in full subscription buffers (reported as lag).
+    /// Values subscribers lost: overwritten in a full keep-newest buffer,
+    /// rejected by a full keep-oldest buffer, or arriving after a close.
+    /// Each is reported to its subscriber as lag.
     pub dropped: u64,
-    /// Bytes held by slots and waiter lists (not counting hints).
+    /// Bytes held by slots and waiter lists (not counting hints, subscriber
+    /// rings or pipe buffers; see `Subscription::capacity` and
+    /// `mempipe::Writer::footprint`).
     pub memory_bytes: usize,
 }
 
@@ -168,13 +172,17 @@ pub(crate) fn release_slot_lists(slot: &Slot) {
 }
 
 /// A raw `Arc` pointer handed to the epoch collector.
-struct Retired(*const WaiterList);
-// SAFETY: `WaiterList` is `Send + Sync`; the pointer is only turned back into
-// an `Arc` (and dropped) once, by the collector, on some thread.
-unsafe impl Send for Retired {}
+struct Retired<T>(*const T);
+// SAFETY: `T: Send + Sync`, so the `Arc<T>` the pointer stands for may be
+// dropped on any thread; it is turned back into an `Arc` exactly once.
+unsafe impl<T: Send + Sync> Send for Retired<T> {}
 
-/// Drops the slot's reference to `list` once no pinned reader can hold it.
-pub(crate) fn retire(list: *const WaiterList, guard: &Guard) {
+/// Drops a slot's reference to a list (`Arc::into_raw`; null is ignored)
+/// once no pinned reader can hold it. Used for waiter and subscriber lists.
+pub(crate) fn retire<T: Send + Sync + 'static>(list: *const T, guard: &Guard) {
+    if list.is_null() {
+        return;
+    }
     let retired = Retired(list);
     // SAFETY: `list` was unlinked from its slot by the caller's swap/CAS, so
     // readers that can still see it are pinned now; the deferred drop runs
@@ -546,10 +554,16 @@ impl Inner {
                 .wakes
                 .fetch_add(count.woken as u64, Ordering::Relaxed);
         }
-        if count.panicked > 0 {
+        self.note_panics(count.panicked as u64);
+    }
+
+    /// Counts wakers that panicked (caught; the others still woke).
+    pub(crate) fn note_panics(&self, panicked: u64) {
+        if panicked > 0 {
+            // Relaxed: a statistic.
             self.counters
                 .waker_panics
-                .fetch_add(count.panicked as u64, Ordering::Relaxed);
+                .fetch_add(panicked, Ordering::Relaxed);
         }
     }
 
@@ -601,9 +615,7 @@ impl Inner {
                 .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    if !cur.is_null() {
-                        retire(cur, &guard);
-                    }
+                    retire(cur, &guard);
                     return fresh;
                 }
                 Err(_) => {

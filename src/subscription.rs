@@ -414,30 +414,6 @@ pub(crate) struct SubscriberList {
     rings: Box<[Arc<Ring>]>,
 }
 
-/// A raw list pointer (`Arc::into_raw`) handed to the epoch collector.
-struct Retired(*mut SubscriberList);
-// SAFETY: the list holds `Arc<Ring>`s (Send + Sync) and a pointer it never
-// dereferences when dropped; it is dropped once, on some thread.
-unsafe impl Send for Retired {}
-
-/// Frees `list` once no pinned notifier can still be reading it.
-fn retire(list: *mut SubscriberList, guard: &Guard) {
-    if list.is_null() {
-        return;
-    }
-    let retired = Retired(list);
-    // SAFETY: the caller unlinked `list` from its slot (under the registry
-    // lock), so only readers pinned now can see it; the deferred drop runs
-    // after they unpin, exactly once. The rings' wakers were taken by their
-    // receivers, so dropping them runs no client code.
-    unsafe {
-        guard.defer_unchecked(move || {
-            let r = retired;
-            drop(Arc::from_raw(r.0));
-        });
-    }
-}
-
 /// Publishes `rings` as the slot's list (null if empty) and retires the old
 /// one. Caller holds the registry lock and is pinned.
 fn replace_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>, g: &Guard) {
@@ -453,7 +429,7 @@ fn replace_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>, g: &Guard) 
     // AcqRel: Release publishes the new list to notifiers (Acquire load in
     // `deliver`); Acquire takes over the old one for retiring.
     let old = slot.subscribers.swap(fresh, Ordering::AcqRel);
-    retire(old, g);
+    crate::queue::retire(old.cast_const(), g);
 }
 
 /// The rings listed for `generation` now (caller holds the registry lock and
@@ -539,13 +515,7 @@ pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, inner: &Inner) -> usize 
             }
         }
     }
-    if panicked > 0 {
-        // Relaxed: a statistic.
-        inner
-            .counters
-            .waker_panics
-            .fetch_add(panicked, Ordering::Relaxed);
-    }
+    inner.note_panics(panicked);
     stored
 }
 
@@ -587,13 +557,7 @@ pub(crate) fn close_all(slot: &Slot, inner: &Inner) {
     for ring in l.rings.iter() {
         panicked += ring.close() as u64;
     }
-    if panicked > 0 {
-        // Relaxed: a statistic.
-        inner
-            .counters
-            .waker_panics
-            .fetch_add(panicked, Ordering::Relaxed);
-    }
+    inner.note_panics(panicked);
 }
 
 /// Frees the slot's subscriber list when the queue itself is dropped.
