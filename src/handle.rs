@@ -112,6 +112,13 @@ impl SlotTable {
         }
     }
 
+    /// The registration bookkeeping. A poisoned lock is taken over: the
+    /// registry is updated in whole steps that cannot panic half-way, and no
+    /// client code ever runs under it.
+    pub(crate) fn lock_registry(&self) -> crate::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The slot a handle points at, if this queue issued a slot there.
     /// Does not check the generation (callers compare it with the word).
     #[inline(always)]

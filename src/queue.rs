@@ -220,11 +220,7 @@ impl NotificationQueue {
         let inner = &*self.inner;
         let limit = inner.config.max_handles.min(u32::MAX as usize);
         let hint = hint.into();
-        let mut reg = inner
-            .table
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut reg = inner.table.lock_registry();
         if reg.live >= limit {
             return Err(QueueError::HandleLimit {
                 limit: inner.config.max_handles,
@@ -313,11 +309,7 @@ impl NotificationQueue {
         crate::subscription::close_all(slot, inner);
         // Relaxed: a statistic.
         inner.counters.closes.fetch_add(1, Ordering::Relaxed);
-        let mut reg = inner
-            .table
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut reg = inner.table.lock_registry();
         reg.live = reg.live.saturating_sub(1);
         reg.retired_notifications = reg
             .retired_notifications
@@ -416,11 +408,7 @@ impl NotificationQueue {
     pub fn dump(&self) -> Vec<HandleInfo> {
         let inner = &*self.inner;
         let hints: Vec<(u32, Hint)> = {
-            let reg = inner
-                .table
-                .registry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let reg = inner.table.lock_registry();
             reg.hints
                 .iter()
                 .enumerate()
@@ -459,11 +447,7 @@ impl NotificationQueue {
     pub fn stats(&self) -> Stats {
         let inner = &*self.inner;
         let (handles, retired) = {
-            let reg = inner
-                .table
-                .registry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let reg = inner.table.lock_registry();
             (reg.live, reg.retired_notifications)
         };
         let mut notifications = retired;

@@ -713,11 +713,7 @@ impl NotificationQueue {
         // Pin before locking: pinning may run deferred drops, none of which
         // should run under the lock.
         let guard = crate::sync::pin(&inner.collector);
-        let reg = inner
-            .table
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let reg = inner.table.lock_registry();
         // Relaxed: validated by the generation-checking CAS below.
         if eventcount::generation(slot.state.load(Ordering::Relaxed)) != handle.generation {
             return Err(QueueError::StaleHandle);
@@ -1139,11 +1135,7 @@ impl Subscription {
             return;
         };
         let guard = crate::sync::pin(&inner.collector);
-        let reg = inner
-            .table
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let reg = inner.table.lock_registry();
         let mut rings = current_rings(slot, self.handle.generation);
         let before = rings.len();
         rings.retain(|r| !Arc::ptr_eq(r, &self.ring));
