@@ -15,7 +15,11 @@ use crossbeam_utils::CachePadded;
 /// error, never a panic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
-    /// Handles registered at once (default 1 << 20).
+    /// Handles registered at once (default 1 << 20). This also bounds the
+    /// slot table: each slot is 128 bytes (two cache lines, so handles
+    /// notified from different threads never share one) and slots come in
+    /// doubling buckets, so the table holds at most about
+    /// `256 * max_handles` bytes (128 MiB to 256 MiB at the default).
     pub max_handles: usize,
     /// Pending waits per handle (default 1024).
     pub max_waiters_per_handle: usize,
