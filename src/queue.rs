@@ -16,7 +16,8 @@ use crossbeam_utils::CachePadded;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Handles registered at once (default 1 << 20). This also bounds the
-    /// slot table: each slot is 128 bytes (two cache lines, so handles
+    /// slot table: each slot is a `CachePadded` (128 bytes on x86_64 and
+    /// aarch64: two cache lines, so handles
     /// notified from different threads never share one) and slots come in
     /// doubling buckets, so the table holds at most about
     /// `256 * max_handles` bytes (128 MiB to 256 MiB at the default).
