@@ -198,6 +198,11 @@ pub(crate) fn retire<T: Send + Sync + 'static>(list: *const T, guard: &Guard) {
             drop(Arc::from_raw(r.0));
         });
     }
+    // Retiring is cold (unregister, list replacement): hand the thread's
+    // deferred drops to the global queue now rather than when its local bag
+    // fills, so retired lists are freed promptly instead of up to a bag (64
+    // lists) late per thread.
+    guard.flush();
 }
 
 impl NotificationQueue {
