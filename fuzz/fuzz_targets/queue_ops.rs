@@ -206,6 +206,29 @@ impl Model {
             .is_some_and(|s| s.generation == h.generation())
     }
 
+    /// The sequence a new wait on `h` starts from (what `queue.wait` takes).
+    fn wait_start(&self, h: &Handle, foreign: bool) -> Result<u64, QueueError> {
+        if self.live(h, foreign) {
+            Ok(self.slots[h.index() as usize].seq)
+        } else {
+            Err(QueueError::StaleHandle)
+        }
+    }
+
+    /// Records a new, not yet polled wait; returns its index.
+    fn new_wait(&mut self, handle: Handle, foreign: bool, start: Result<u64, QueueError>) -> usize {
+        self.waits.push(MWait {
+            handle,
+            foreign,
+            start,
+            entry: None,
+            armed: None,
+            hint: None,
+            leaked: false,
+        });
+        self.waits.len() - 1
+    }
+
     fn wake_list(&mut self, list: usize) -> usize {
         let mut n = 0;
         for w in &mut self.waits {
@@ -462,23 +485,11 @@ fn run(input: Input) {
                     continue;
                 }
                 let (h, foreign) = handles[i];
-                let start = if m.live(&h, foreign) {
-                    Ok(m.slots[h.index() as usize].seq)
-                } else {
-                    Err(QueueError::StaleHandle)
-                };
+                let start = m.wait_start(&h, foreign);
                 let w = q.wait(h);
                 assert_eq!(w.snapshot().map(|s| s.sequence()), start);
                 waits.push(Some(w));
-                m.waits.push(MWait {
-                    handle: h,
-                    foreign,
-                    start,
-                    entry: None,
-                    armed: None,
-                    hint: None,
-                    leaked: false,
-                });
+                m.new_wait(h, foreign, start);
             }
             Op::WaitAfter(i) => {
                 let Some(i) = pick(&snapshots, i) else {
@@ -491,15 +502,7 @@ fn run(input: Input) {
                 let w = q.wait_after(snap);
                 assert_eq!(w.snapshot(), Ok(snap));
                 waits.push(Some(w));
-                m.waits.push(MWait {
-                    handle: snap.handle(),
-                    foreign,
-                    start: Ok(snap.sequence()),
-                    entry: None,
-                    armed: None,
-                    hint: None,
-                    leaked: false,
-                });
+                m.new_wait(snap.handle(), foreign, Ok(snap.sequence()));
             }
             Op::WithHint(i) => {
                 let Some(i) = pick(&waits, i) else { continue };
@@ -534,21 +537,8 @@ fn run(input: Input) {
                 let (h, foreign) = handles[i];
                 let got = q.wait(h).wait_timeout(Duration::ZERO);
                 // Model it as a temporary wait: created, polled, dropped.
-                let start = if m.live(&h, foreign) {
-                    Ok(m.slots[h.index() as usize].seq)
-                } else {
-                    Err(QueueError::StaleHandle)
-                };
-                m.waits.push(MWait {
-                    handle: h,
-                    foreign,
-                    start,
-                    entry: None,
-                    armed: None,
-                    hint: None,
-                    leaked: false,
-                });
-                let t = m.waits.len() - 1;
+                let start = m.wait_start(&h, foreign);
+                let t = m.new_wait(h, foreign, start);
                 let want = match m.poll(t, 0, max_waiters) {
                     Poll::Ready(r) => r,
                     Poll::Pending => Err(QueueError::Timeout),
