@@ -109,3 +109,66 @@ fn throughput_mode_reports_every_reader() {
         );
     }
 }
+
+/// A person typing sees each line's chunks before typing the next line:
+/// the demo answers one line while stdin is still open, and the next line
+/// is only sent once that answer has been read back.
+#[test]
+fn each_line_is_echoed_before_the_next_is_typed() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mempipe_demo"))
+        .args(["--readers", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    for (typed, expected) in [
+        (
+            "hello\n",
+            ["(r1): hell", "(r1): o", "(r2): hell", "(r2): o"],
+        ),
+        (
+            "world\n",
+            ["(r1): worl", "(r1): d", "(r2): worl", "(r2): d"],
+        ),
+    ] {
+        stdin.write_all(typed.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        for want in expected {
+            line.clear();
+            // Blocks until the demo prints: stdin stays open meanwhile.
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim_end(), want);
+        }
+    }
+    drop(stdin);
+    line.clear();
+    assert_eq!(out.read_line(&mut line).unwrap(), 0, "{line:?}");
+    assert!(child.wait().unwrap().success());
+}
+
+/// Many lines piped at once (read in large batches) print exactly what
+/// line-by-line lockstep printed: every line's chunks, reader by reader.
+#[test]
+fn a_large_piped_input_prints_every_line_in_lockstep_order() {
+    let words = ["hello", "  spaced out ", "x", "abcdefghijklm", "caf\u{e9}"];
+    let mut input = String::new();
+    let mut expected = String::new();
+    for i in 0..5000 {
+        let w = words[i % words.len()];
+        input.push_str(w);
+        input.push('\n');
+        let t = w.trim().as_bytes();
+        for r in 1..=3 {
+            for piece in t.chunks(4) {
+                expected.push_str(&format!("(r{r}): {}\n", String::from_utf8_lossy(piece)));
+            }
+        }
+    }
+    let o = run(&[], &input);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), expected);
+}

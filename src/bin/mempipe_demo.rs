@@ -3,10 +3,12 @@
 //! Line mode (default): each stdin line, stripped of surrounding whitespace,
 //! is written to the pipe until an empty line or EOF; then the writer
 //! closes. Readers `r1`, `r2`, ... each read in chunks of `--chunk` bytes
-//! and print every chunk as `(r1): hell`. The output is deterministic: after
-//! each line the writer waits until every reader has consumed it (so chunks
-//! follow line boundaries, as in the old demo where readers kept up), then
-//! prints that line's chunks reader by reader (`r1`'s, then `r2`'s, ...).
+//! and print every chunk as `(r1): hell`. The output is deterministic and is
+//! what readers in lockstep with the writer print: chunks follow line
+//! boundaries, and each line's chunks are printed reader by reader (`r1`'s,
+//! then `r2`'s, ...). Input is taken in batches of the complete lines stdin
+//! already holds, so a piped file costs a few thread hand-offs in all while
+//! a person typing still sees each line echoed as soon as it is entered.
 //!
 //! ```text
 //! $ printf 'hello\nworld\n' | mempipe_demo --readers 1
@@ -164,90 +166,197 @@ fn write_all(w: &mut Writer, mut buf: &[u8]) -> Result<(), PipeError> {
     Ok(())
 }
 
-enum Msg {
-    Chunk(usize, Vec<u8>),
-    End(usize, Result<(), PipeError>),
+/// One batch of input for the readers: the byte length of each line.
+type Batch = Arc<[usize]>;
+
+/// What a reader produced for one batch: its formatted chunk lines and,
+/// per input line, where that line's output ends in `text`.
+struct Printed {
+    text: Vec<u8>,
+    line_ends: Vec<usize>,
 }
 
+/// A reader thread: for each batch, reads every line's bytes from the pipe
+/// in `chunk`-byte pieces (a piece never crosses a line boundary, so the
+/// output does not depend on how far the writer has got) and formats them.
+fn reader_loop(
+    index: usize,
+    mut r: Reader,
+    chunk: usize,
+    batches: mpsc::Receiver<Batch>,
+    printed: mpsc::Sender<(usize, Result<Printed, PipeError>)>,
+) -> Result<(), PipeError> {
+    let mut buf = vec![0u8; chunk];
+    for batch in batches {
+        let mut out = Printed {
+            text: Vec::new(),
+            line_ends: Vec::with_capacity(batch.len()),
+        };
+        let mut result = Ok(());
+        'lines: for &len in batch.iter() {
+            let mut left = len;
+            while left > 0 {
+                let want = left.min(chunk);
+                let piece = buf.get_mut(..want).unwrap_or_default();
+                let mut got = 0;
+                while got < want {
+                    match r.read(piece.get_mut(got..).unwrap_or_default()) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) => {
+                            result = Err(e);
+                            break 'lines;
+                        }
+                    }
+                }
+                if got == 0 {
+                    break 'lines; // EOF before the line ended
+                }
+                let _ = writeln!(
+                    out.text,
+                    "(r{}): {}",
+                    index + 1,
+                    String::from_utf8_lossy(piece.get(..got).unwrap_or_default())
+                );
+                left -= got;
+            }
+            out.line_ends.push(out.text.len());
+        }
+        if let Err(e) = result {
+            // Reported through `printed`; the reader is dropped on return,
+            // so it no longer holds the stream back.
+            let _ = printed.send((index, Err(e)));
+            return Ok(());
+        }
+        if printed.send((index, Ok(out))).is_err() {
+            return Ok(());
+        }
+    }
+    // The writer has closed: everything was read, so this is EOF (or the
+    // writer's error).
+    loop {
+        match r.read(&mut buf)? {
+            0 => return Ok(()),
+            _ => continue,
+        }
+    }
+}
+
+/// Line mode. Input is taken in batches of the complete lines stdin already
+/// holds (one line at a time when a person types, thousands when a file is
+/// piped in): the batch is written to the pipe in one write, every reader
+/// reads it in `chunk`-byte pieces that follow line boundaries, and the
+/// output is assembled line by line, reader by reader, and written with one
+/// `write` and one flush per batch. So the output is exactly that of readers
+/// in lockstep with the writer, while the threads meet once per batch, not
+/// once per line.
 fn lines(o: &Opts) -> Result<(), String> {
     let chunk = o.chunk.unwrap_or(4);
     let queue = queue_for(o.readers);
     let limits = Limits::default().max_readers(o.readers);
     let (mut writer, factory) = pipe(&queue, "mempipe_demo", limits).map_err(|e| e.to_string())?;
-    let (tx, rx) = mpsc::channel();
-    let mut threads = Vec::new();
+    let (printed_tx, printed_rx) = mpsc::channel();
+    let mut feeds = Vec::with_capacity(o.readers);
+    let mut threads = Vec::with_capacity(o.readers);
     for i in 0..o.readers {
-        let mut r = factory.reader().map_err(|e| e.to_string())?;
-        let tx = tx.clone();
+        let r = factory.reader().map_err(|e| e.to_string())?;
+        let (feed, batches) = mpsc::channel::<Batch>();
+        feeds.push(feed);
+        let printed = printed_tx.clone();
         threads.push(thread::spawn(move || {
-            let mut buf = vec![0u8; chunk];
-            let end = loop {
-                match r.read(&mut buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        let _ = tx.send(Msg::Chunk(i, buf.get(..n).unwrap_or(&[]).to_vec()));
-                    }
-                    Err(e) => break Err(e),
-                }
-            };
-            let _ = tx.send(Msg::End(i, end));
+            reader_loop(i, r, chunk, batches, printed)
         }));
     }
-    drop(tx);
-    let mut got = vec![0u64; o.readers];
-    let mut ended: Vec<Option<Result<(), PipeError>>> = (0..o.readers).map(|_| None).collect();
-    let mut pending: Vec<Vec<Vec<u8>>> = vec![Vec::new(); o.readers];
+    drop(printed_tx);
+    // Every reader exists: streaming mode, memory bounded by the unread window.
+    factory.seal();
+
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut flush = |pending: &mut Vec<Vec<Vec<u8>>>| -> Result<(), String> {
-        for (i, chunks) in pending.iter_mut().enumerate() {
-            for c in chunks.drain(..) {
-                writeln!(out, "(r{}): {}", i + 1, String::from_utf8_lossy(&c))
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        out.flush().map_err(|e| e.to_string())
-    };
-    let recv_until = |target: u64,
-                      got: &mut Vec<u64>,
-                      ended: &mut Vec<Option<Result<(), PipeError>>>,
-                      pending: &mut Vec<Vec<Vec<u8>>>| {
-        while (0..got.len()).any(|i| ended[i].is_none() && got[i] < target) {
-            match rx.recv() {
-                Ok(Msg::Chunk(i, c)) => {
-                    got[i] += c.len() as u64;
-                    pending[i].push(c);
+    let mut partial: Vec<u8> = Vec::new();
+    let mut failed: Vec<Option<PipeError>> = (0..o.readers).map(|_| None).collect();
+    let mut done = false;
+    while !done {
+        // Complete lines in what stdin holds now (at least one read).
+        let held = input.fill_buf().map_err(|e| e.to_string())?;
+        let at_eof = held.is_empty();
+        let take = if at_eof {
+            0
+        } else {
+            match held.iter().rposition(|&b| b == b'\n') {
+                Some(last) => last + 1,
+                None => {
+                    // No line end yet: keep the bytes and read on.
+                    partial.extend_from_slice(held);
+                    let n = held.len();
+                    input.consume(n);
+                    continue;
                 }
-                Ok(Msg::End(i, r)) => ended[i] = Some(r),
+            }
+        };
+        let mut data = std::mem::take(&mut partial);
+        data.extend_from_slice(held.get(..take).unwrap_or_default());
+        input.consume(take);
+        let mut text = Vec::with_capacity(data.len());
+        let mut lens = Vec::new();
+        let mut rest: &[u8] = &data;
+        while !rest.is_empty() {
+            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+                None => (rest, None),
+            };
+            let line = line.trim_ascii();
+            if line.is_empty() {
+                done = true; // an empty line ends the input
+                break;
+            }
+            text.extend_from_slice(line);
+            lens.push(line.len());
+            rest = next.unwrap_or_default();
+        }
+        if at_eof {
+            done = true;
+        }
+        if lens.is_empty() {
+            continue;
+        }
+        let batch: Batch = lens.into();
+        let live: Vec<usize> = (0..o.readers).filter(|&i| failed[i].is_none()).collect();
+        for &i in &live {
+            let _ = feeds[i].send(batch.clone());
+        }
+        write_all(&mut writer, &text).map_err(|e| format!("write: {e}"))?;
+        let mut printed: Vec<Option<Printed>> = (0..o.readers).map(|_| None).collect();
+        for _ in &live {
+            match printed_rx.recv() {
+                Ok((i, Ok(p))) => printed[i] = Some(p),
+                Ok((i, Err(e))) => failed[i] = Some(e),
                 Err(_) => break,
             }
         }
-    };
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(|e| e.to_string())?;
-        let text = line.trim_ascii();
-        if n == 0 || text.is_empty() {
-            break;
+        let mut page = Vec::with_capacity(text.len() * 4 * o.readers);
+        let mut starts = vec![0usize; o.readers];
+        for line in 0..batch.len() {
+            for (i, p) in printed.iter().enumerate() {
+                let Some(p) = p else { continue };
+                let end = p.line_ends.get(line).copied().unwrap_or(p.text.len());
+                page.extend_from_slice(p.text.get(starts[i]..end).unwrap_or_default());
+                starts[i] = end;
+            }
         }
-        write_all(&mut writer, text).map_err(|e| format!("write: {e}"))?;
-        // Lockstep: every reader consumes this line before the next write.
-        recv_until(writer.tell(), &mut got, &mut ended, &mut pending);
-        flush(&mut pending)?;
+        out.write_all(&page).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
     }
     writer.close();
-    recv_until(u64::MAX, &mut got, &mut ended, &mut pending);
-    flush(&mut pending)?;
-    for t in threads {
-        let _ = t.join();
-    }
-    for (i, e) in ended.iter().enumerate() {
-        if let Some(Err(e)) = e {
+    drop(feeds);
+    for (i, t) in threads.into_iter().enumerate() {
+        let end = match t.join() {
+            Ok(r) => r.err().map(|e| e.to_string()),
+            Err(_) => Some("reader thread panicked".to_string()),
+        };
+        if let Some(e) = failed[i].take().map(|e| e.to_string()).or(end) {
             eprintln!("(r{}): error: {e}", i + 1);
         }
     }
