@@ -7,6 +7,16 @@
 //! around a turn counter. The echo thread lives for the whole benchmark and
 //! is stopped by closing its inbound side (unregister / drop / a flag).
 //!
+//! Every peer runs in two placements, each its own group: both threads
+//! pinned to one CPU (`pingpong_roundtrip/same_cpu`: every round trip is two
+//! context switches) and the two threads pinned to two CPUs
+//! (`pingpong_roundtrip/two_cpus`: every round trip crosses cores, so the
+//! cost of a wake-up from sleep, or of spinning instead, shows). Before the
+//! groups run, a parallelism probe prints how long two threads on two CPUs
+//! take for the same work as one thread alone (1.0 on an idle two-core
+//! machine; a host that time-shares the vCPUs shows up as a larger ratio,
+//! and the `two_cpus` figures are then not comparable across machines).
+//!
 //! The crate's protocol, with `a` = ping handle and `b` = pong handle:
 //! - ping side: `snap_b = snapshot(b)`, `notify(a)`, `wait_after(snap_b)`;
 //! - echo side: `wait_after(snap_a)`, `snap_a = snapshot(a)`, `notify(b)`.
@@ -22,8 +32,97 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use notification_queue::{Config, NotificationQueue, QueueError};
 use std::sync::{Condvar, Mutex};
 use std::thread;
+use std::time::Instant;
 
-fn crate_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+/// Where the two threads of a ping-pong run: CPU of the bench (ping)
+/// thread and CPU of the echo thread.
+#[derive(Clone, Copy)]
+struct Placement {
+    name: &'static str,
+    ping: usize,
+    echo: usize,
+}
+
+/// Restricts the calling thread to `cpus` (Linux `sched_setaffinity`; a
+/// no-op elsewhere or where the OS refuses).
+fn set_cpus(cpus: impl IntoIterator<Item = usize>) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `cpu_set_t` is plain data and all-zero is the empty set;
+    // `CPU_SET` only writes bits below `CPU_SETSIZE` (checked), and
+    // `sched_setaffinity` reads `size_of::<cpu_set_t>()` bytes of `set`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            if cpu < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu, &mut set);
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cpus.into_iter();
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin(cpu: usize) {
+    set_cpus([cpu]);
+}
+
+/// Lets the calling thread run on every CPU again.
+fn unpin() {
+    set_cpus(0..libc::CPU_SETSIZE as usize);
+}
+
+/// CPUs this process may use.
+fn cpu_count() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Two threads' time for a fixed amount of private work, pinned to two
+/// CPUs, over one thread's time for the same work alone.
+fn parallelism_probe() -> f64 {
+    fn work() -> u64 {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..50_000_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        x
+    }
+    let one = {
+        let t = thread::spawn(|| {
+            pin(0);
+            let t0 = Instant::now();
+            std::hint::black_box(work());
+            t0.elapsed()
+        });
+        t.join().unwrap_or_default()
+    };
+    let two = {
+        let ts: Vec<_> = [0, 1]
+            .into_iter()
+            .map(|cpu| {
+                thread::spawn(move || {
+                    pin(cpu);
+                    let t0 = Instant::now();
+                    std::hint::black_box(work());
+                    t0.elapsed()
+                })
+            })
+            .collect();
+        ts.into_iter()
+            .map(|t| t.join().unwrap_or_default())
+            .max()
+            .unwrap_or_default()
+    };
+    two.as_secs_f64() / one.as_secs_f64().max(1e-9)
+}
+
+fn crate_pingpong(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    at: Placement,
+) {
     let queue = NotificationQueue::new(Config::default());
     let a = queue.register("ping").unwrap();
     let b = queue.register("pong").unwrap();
@@ -31,6 +130,7 @@ fn crate_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::
         let q = &queue;
         let mut snap_a = q.snapshot(a).unwrap();
         s.spawn(move || {
+            pin(at.echo);
             loop {
                 match q.wait_after(snap_a).wait() {
                     Ok(_) => {}
@@ -41,6 +141,7 @@ fn crate_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::
                 q.notify(b, 2).unwrap();
             }
         });
+        pin(at.ping);
         c.bench_function(CRATE, |bench| {
             bench.iter(|| {
                 let snap_b = q.snapshot(b).unwrap();
@@ -52,17 +153,22 @@ fn crate_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::
     });
 }
 
-fn mpsc_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+fn mpsc_pingpong(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    at: Placement,
+) {
     let (ping_tx, ping_rx) = std::sync::mpsc::channel::<u32>();
     let (pong_tx, pong_rx) = std::sync::mpsc::channel::<u32>();
     thread::scope(|s| {
         s.spawn(move || {
+            pin(at.echo);
             while let Ok(v) = ping_rx.recv() {
                 if pong_tx.send(v).is_err() {
                     return;
                 }
             }
         });
+        pin(at.ping);
         c.bench_function("std_mpsc", |bench| {
             bench.iter(|| {
                 ping_tx.send(1).unwrap();
@@ -73,17 +179,22 @@ fn mpsc_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::W
     });
 }
 
-fn crossbeam_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+fn crossbeam_pingpong(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    at: Placement,
+) {
     let (ping_tx, ping_rx) = crossbeam_channel::bounded::<u32>(1);
     let (pong_tx, pong_rx) = crossbeam_channel::bounded::<u32>(1);
     thread::scope(|s| {
         s.spawn(move || {
+            pin(at.echo);
             while let Ok(v) = ping_rx.recv() {
                 if pong_tx.send(v).is_err() {
                     return;
                 }
             }
         });
+        pin(at.ping);
         c.bench_function("crossbeam_bounded1", |bench| {
             bench.iter(|| {
                 ping_tx.send(1).unwrap();
@@ -102,7 +213,10 @@ struct Turn {
     to_ping: Condvar,
 }
 
-fn condvar_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+fn condvar_pingpong(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    at: Placement,
+) {
     let turn = Turn {
         state: Mutex::new(0),
         to_echo: Condvar::new(),
@@ -111,6 +225,7 @@ fn condvar_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement
     thread::scope(|s| {
         let t = &turn;
         s.spawn(move || {
+            pin(at.echo);
             let mut st = t.state.lock().unwrap();
             loop {
                 while *st % 2 == 0 {
@@ -123,6 +238,7 @@ fn condvar_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement
                 t.to_ping.notify_one();
             }
         });
+        pin(at.ping);
         c.bench_function("mutex_condvar", |bench| {
             bench.iter(|| {
                 let mut st = t.state.lock().unwrap();
@@ -139,12 +255,32 @@ fn condvar_pingpong(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement
 }
 
 fn pingpong(c: &mut Criterion) {
-    let mut g = c.benchmark_group("pingpong_roundtrip");
-    crate_pingpong(&mut g);
-    mpsc_pingpong(&mut g);
-    crossbeam_pingpong(&mut g);
-    condvar_pingpong(&mut g);
-    g.finish();
+    let cpus = cpu_count();
+    let mut placements = vec![Placement {
+        name: "same_cpu",
+        ping: 0,
+        echo: 0,
+    }];
+    if cpus >= 2 {
+        placements.push(Placement {
+            name: "two_cpus",
+            ping: 0,
+            echo: 1,
+        });
+        println!(
+            "parallelism probe: two threads on two CPUs take {:.2}x one thread's time",
+            parallelism_probe()
+        );
+    }
+    for at in placements {
+        let mut g = c.benchmark_group(format!("pingpong_roundtrip/{}", at.name));
+        crate_pingpong(&mut g, at);
+        mpsc_pingpong(&mut g, at);
+        crossbeam_pingpong(&mut g, at);
+        condvar_pingpong(&mut g, at);
+        g.finish();
+        unpin();
+    }
 }
 
 criterion_group! {
