@@ -83,3 +83,8 @@ const _: () = {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The migration guide's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/MIGRATING.md")]
+struct MigratingDoctests;
