@@ -450,9 +450,8 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedQueue")
-            .field("queue", &self.queue)
             .field("keys", &self.map.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
