@@ -36,6 +36,13 @@ pub enum QueueError {
         /// The largest capacity this queue accepts.
         max: usize,
     },
+    /// No handle is registered under this key in a
+    /// [`KeyedQueue`](crate::KeyedQueue): never registered, or unregistered
+    /// (possibly while the operation ran).
+    UnknownKey,
+    /// A handle is registered under this key already
+    /// ([`KeyedQueue::register`](crate::KeyedQueue::register)).
+    DuplicateKey,
 }
 
 impl fmt::Display for QueueError {
@@ -52,6 +59,8 @@ impl fmt::Display for QueueError {
             Self::InvalidCapacity { requested, max } => {
                 write!(f, "invalid capacity {requested} (must be 1..={max})")
             }
+            Self::UnknownKey => f.write_str("no handle is registered under this key"),
+            Self::DuplicateKey => f.write_str("a handle is registered under this key already"),
         }
     }
 }

@@ -16,6 +16,9 @@
 //! - **notify never blocks on a client.** With nobody waiting it is one CAS,
 //!   no lock, no allocation; wakers run outside every lock, and a panicking
 //!   waker neither poisons the queue nor stops the others.
+//! - **Your own ids.** A [`KeyedQueue`] registers handles under keys you
+//!   choose (`u64`, `i64`, strings) and notifies, waits and subscribes by
+//!   key; a key registered again is a new generation, never the old one.
 //! - **Bounded.** Handles, waiters and subscribers per handle are limited by
 //!   [`Config`], each limit a typed error.
 //!
@@ -47,6 +50,8 @@
 mod error;
 mod eventcount;
 mod handle;
+#[cfg(not(notification_queue_loom))]
+mod keyed;
 pub mod mempipe;
 mod queue;
 mod subscription;
@@ -55,6 +60,8 @@ mod wait;
 
 pub use error::QueueError;
 pub use handle::Handle;
+#[cfg(not(notification_queue_loom))]
+pub use keyed::KeyedQueue;
 pub use queue::{Config, HandleInfo, NotificationQueue, OwnedHandle, Stats, WaiterInfo};
 pub use subscription::{
     Lagged, Overflow, Recv, RecvError, RecvTimeoutError, SubscribeOptions, SubscriberInfo,
@@ -69,9 +76,15 @@ const _: () = {
     assert_send_sync::<Handle>();
     assert_send_sync::<Wait<'static>>();
     assert_send_sync::<OwnedHandle>();
+    assert_send_sync::<KeyedQueue<u64>>();
 };
 
 /// The README's examples are compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The migration guide's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/MIGRATING.md")]
+struct MigratingDoctests;
