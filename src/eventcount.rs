@@ -32,38 +32,60 @@
 //! as stale; it can never bump the new owner's sequence. Only when the value
 //! it replaced had `WAITERS` or `SUBSCRIBED` set does notify look further.
 //!
-//! The argument lives beside the word (`Slot::arg`): notify stores it after
-//! its generation check and before its CAS, whose Release publishes it with
-//! the new sequence. One window remains, and it is documented rather than
-//! paid for on every notify: a notify racing with the unregister *and* the
-//! re-registration of its own slot (a client using a handle while it is being
-//! unregistered) may store its argument after the generation changed. Its
-//! CAS then fails and it returns `StaleHandle`; the new owner's sequence and
-//! waiters are untouched (no spurious wake, no sequence bump), but the
-//! slot's `arg` may hold the stale value until the new owner's next notify
-//! overwrites it, so a wait of the new generation completing in that window
-//! can report the stale argument. Closing it would need a second RMW on every
-//! notify (a tagged CAS on the argument), which the fast path does not pay.
+//! The argument lives beside the word, in one of [`ARG_CELLS`] cells chosen
+//! by the generation (`Slot::args`): notify stores it after its generation
+//! check and before its CAS, whose Release publishes it with the new
+//! sequence. A notify racing with the unregister of its own handle may store
+//! its argument after the generation changed; its CAS then fails and it
+//! returns `StaleHandle`, and the stray store lands in the *old* generation's
+//! cell, which the slot's next `ARG_CELLS - 1` owners never read. A new
+//! owner can only see a stale argument if one notify stays preempted between
+//! its generation check and its store for `ARG_CELLS - 1` complete
+//! register / unregister lifetimes of the slot and the start of the next.
+//! Closing that too would need a second RMW on every notify, which the fast
+//! path does not pay.
+//!
+//! # Generations never repeat
+//!
+//! A slot's generations only grow: unregister moves the word to the next
+//! (even) generation, register to the odd one after it, and a slot whose
+//! handle had the last generation ([`MAX_GENERATION`], or the smaller
+//! limit a test configures) is retired for good instead of being put back on
+//! the free list. So no generation of a slot is ever issued twice, a stale
+//! handle is rejected after any number of reuses, and "newer generation" is
+//! a plain `>` (used to keep stale waits from touching a newer owner's
+//! waiter list). A retired slot costs its 128 bytes once per 2^23
+//! register / unregister cycles.
+//!
+//! # The last close
+//!
+//! Beside the word each slot keeps the word its last unregister replaced
+//! (`Slot::closed`: generation and final sequence). A wait whose handle was
+//! unregistered after a notify it has not seen yet reports that notify
+//! first (`Notified`), and `Closed` only from a snapshot at the final
+//! sequence, as long as the slot has not been closed again by a later owner
+//! (then the record is gone and the wait reports `Closed`).
 //!
 //! # Waiting (the eventcount protocol)
 //!
 //! A waiter holds a snapshot `s` of the sequence. To sleep it
 //! 1. claims an [`Entry`] in the list and registers its waker there, then
-//! 2. does `fetch_or(WAITERS)` on the word and looks at the value it returns:
-//!    if the sequence differs from `s` (or the generation changed) it
-//!    completes at once; otherwise it sleeps.
+//! 2. sets `WAITERS` with a CAS on the word, only while the word still has
+//!    its generation and sequence `s` (a stale waiter never touches a newer
+//!    owner's word): if the sequence differs from `s` (or the generation
+//!    changed) it completes at once; otherwise it sleeps.
 //!
 //! # Why no wakeup is lost
 //!
-//! The waiter's `fetch_or` (step 2) and the notifier's CAS are read-modify-
-//! writes of the same word, so they are totally ordered.
-//! - CAS first: the `fetch_or` returns a sequence `!= s`; the waiter does not
-//!   sleep.
-//! - `fetch_or` first: the CAS replaces a value with `WAITERS` set, so the
-//!   notifier scans the list. The waiter's waker registration happens-before
-//!   its `fetch_or` (Release), which the CAS reads (Acquire, directly or via
-//!   the release sequence of later RMWs), so the scan sees the entry claimed
-//!   and its waker present, and wakes it.
+//! The waiter's CAS (step 2) and the notifier's CAS are read-modify-writes
+//! of the same word, so they are totally ordered.
+//! - Notifier first: the waiter's CAS fails or is never tried, and the value
+//!   it reads has a sequence `!= s`; the waiter does not sleep.
+//! - Waiter first: the notifier's CAS replaces a value with `WAITERS` set,
+//!   so the notifier scans the list. The waiter's waker registration
+//!   happens-before its CAS (Release), which the notifier's CAS reads
+//!   (Acquire, directly or via the release sequence of later RMWs), so the
+//!   scan sees the entry claimed and its waker present, and wakes it.
 //!
 //! Unregister is the same argument with "generation changed" for "sequence
 //! changed". This is the classic eventcount; we chose it over
@@ -100,6 +122,22 @@ const SEQ_MASK: u64 = SEQ_VALUE_MASK << SEQ_SHIFT;
 const GEN_SHIFT: u32 = 40;
 /// Generations are 24 bits wide.
 pub(crate) const GEN_MASK: u32 = (1 << 24) - 1;
+/// The last generation a slot may be issued with. A slot whose handle of
+/// this generation is unregistered is retired for good (never reused), so a
+/// generation is never issued twice and generations of one slot only grow.
+pub(crate) const MAX_GENERATION: u32 = GEN_MASK;
+
+/// Argument cells per slot (a power of two). Generation `g` writes
+/// `args[arg_cell(g)]`, so a stale notify that stores its argument after
+/// its handle was unregistered writes a cell that the next
+/// `ARG_CELLS - 1` owners of the slot do not read.
+pub(crate) const ARG_CELLS: usize = 4;
+
+/// The argument cell of generation `generation`.
+#[inline(always)]
+pub(crate) const fn arg_cell(generation: u32) -> usize {
+    (generation >> 1) as usize & (ARG_CELLS - 1)
+}
 
 /// Reads the generation out of a state word.
 #[inline(always)]
@@ -132,6 +170,12 @@ pub(crate) const fn bumped(word: u64) -> u64 {
 pub(crate) const fn retired(word: u64) -> u64 {
     let next = generation(word).wrapping_add(1) & GEN_MASK;
     fresh(next) | (word & SEQ_MASK)
+}
+
+/// The close record of a word: its generation and sequence, flags cleared.
+#[inline(always)]
+pub(crate) const fn record(word: u64) -> u64 {
+    word & !FLAGS
 }
 
 /// Whether the word replaced by a notify asks for the slow path.
@@ -231,8 +275,9 @@ impl WakeCount {
 /// waker that blocks must not hold back reclamation), like tokio's
 /// `WakeList`. Fixed size: collecting them never allocates.
 pub(crate) struct WakeBatch {
-    /// `wakers[..len]` are initialised.
+    /// `wakers[head..len]` are initialised.
     wakers: [MaybeUninit<Waker>; WakeBatch::CAPACITY],
+    head: usize,
     len: usize,
 }
 
@@ -242,6 +287,7 @@ impl WakeBatch {
     pub(crate) fn new() -> Self {
         Self {
             wakers: [const { MaybeUninit::uninit() }; Self::CAPACITY],
+            head: 0,
             len: 0,
         }
     }
@@ -261,13 +307,19 @@ impl WakeBatch {
         }
     }
 
-    /// Takes out the next waker, last in first out.
+    /// Takes out the next waker, in the order they were pushed (the scan's
+    /// entry order).
     fn pop(&mut self) -> Option<Waker> {
-        let last = self.len.checked_sub(1)?;
-        self.len = last;
-        let cell = self.wakers.get(last)?;
-        // SAFETY: `cell` is below the old `len`, so it was initialised by
-        // `push`; lowering `len` first means it is read out exactly once.
+        if self.head >= self.len {
+            self.head = 0;
+            self.len = 0;
+            return None;
+        }
+        let first = self.head;
+        self.head += 1;
+        let cell = self.wakers.get(first)?;
+        // SAFETY: `head <= first < len`, so the cell was initialised by
+        // `push`; raising `head` first means it is read out exactly once.
         Some(unsafe { cell.assume_init_read() })
     }
 
@@ -399,7 +451,7 @@ impl WaiterList {
                 // Relaxed: hint.
                 self.next_free.store(index + 1, Ordering::Relaxed);
                 // Relaxed suffices: the claimer publishes its entry (and so
-                // this bound) with its Release `fetch_or(WAITERS)`, which
+                // this bound) with its Release CAS setting `WAITERS`, which
                 // the waking notifier reads with Acquire.
                 if index >= self.high.load(Ordering::Relaxed) {
                     self.high.fetch_max(index + 1, Ordering::Relaxed);

@@ -6,7 +6,8 @@
 //! reach it with one bucket-pointer load and no epoch pin. Reuse is made safe
 //! by the generation in the slot's state word (see `eventcount`), not by
 //! freeing memory. Free slots are reused first-in first-out, which spreads
-//! generation wrap-around over every free slot.
+//! generation use over every free slot; a slot whose generations are used
+//! up is retired for good (see `eventcount`, "Generations never repeat").
 //!
 //! Registration itself (free list, hints, counts) is cold and sits behind one
 //! mutex that no client code ever runs under.
@@ -24,7 +25,10 @@ use std::collections::VecDeque;
 /// slot has been given to a new handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Handle {
-    pub(crate) queue: u32,
+    /// The issuing queue's id: 64 bits from a process-wide counter, so no
+    /// two queues of one process ever share one and a handle of another
+    /// queue is always rejected.
+    pub(crate) queue: u64,
     pub(crate) index: u32,
     pub(crate) generation: u32,
 }
@@ -46,9 +50,13 @@ impl Handle {
 pub(crate) struct Slot {
     /// Packed generation | sequence | flags (see `eventcount`).
     pub(crate) state: AtomicU64,
-    /// Argument of the latest notify; written before the notify's CAS and
-    /// published by it.
-    pub(crate) arg: AtomicI32,
+    /// Argument of the latest notify of each generation, in the cell
+    /// `eventcount::arg_cell(generation)`; written before the notify's CAS
+    /// and published by it.
+    pub(crate) args: [AtomicI32; eventcount::ARG_CELLS],
+    /// The state word the last unregister replaced (its generation and final
+    /// sequence, flags cleared); see `eventcount`, "The last close".
+    pub(crate) closed: AtomicU64,
     /// `Arc::into_raw` of this generation's waiter list, or null.
     pub(crate) waiters: AtomicPtr<WaiterList>,
     /// Subscriber list (owned by `subscription`), or null.
@@ -56,10 +64,20 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
+    /// The argument cell of `generation`.
+    #[inline(always)]
+    pub(crate) fn arg(&self, generation: u32) -> &AtomicI32 {
+        // `arg_cell` masks with `ARG_CELLS - 1`, so the index is in bounds;
+        // the array is indexed with a mask rather than `get` so the fast
+        // path has no branch.
+        &self.args[eventcount::arg_cell(generation)]
+    }
+
     fn new() -> Self {
         Self {
             state: AtomicU64::new(eventcount::fresh(0)),
-            arg: AtomicI32::new(0),
+            args: core::array::from_fn(|_| AtomicI32::new(0)),
+            closed: AtomicU64::new(0),
             waiters: AtomicPtr::new(core::ptr::null_mut()),
             subscribers: AtomicPtr::new(core::ptr::null_mut()),
         }
@@ -94,17 +112,19 @@ pub(crate) struct Registry {
     pub(crate) hints: Vec<Option<Hint>>,
     /// Notifications counted from handles already unregistered.
     pub(crate) retired_notifications: u64,
+    /// Slots retired for good because their generations ran out.
+    pub(crate) exhausted: usize,
 }
 
 #[derive(Debug)]
 pub(crate) struct SlotTable {
-    pub(crate) id: u32,
+    pub(crate) id: u64,
     buckets: [AtomicPtr<CachePadded<Slot>>; BUCKETS],
     pub(crate) registry: crate::sync::Mutex<Registry>,
 }
 
 impl SlotTable {
-    pub(crate) fn new(id: u32) -> Self {
+    pub(crate) fn new(id: u64) -> Self {
         Self {
             id,
             buckets: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),

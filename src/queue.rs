@@ -28,6 +28,9 @@ pub struct Config {
     pub max_subscribers_per_handle: usize,
     /// Largest buffer a subscription may ask for (default 1 << 16).
     pub max_subscriber_capacity: usize,
+    /// Last generation a slot may be issued with (tests shrink it to reach
+    /// slot retirement quickly; see [`Config::slot_generations`]).
+    generation_limit: u32,
 }
 
 impl Default for Config {
@@ -37,6 +40,7 @@ impl Default for Config {
             max_waiters_per_handle: 1024,
             max_subscribers_per_handle: 64,
             max_subscriber_capacity: 1 << 16,
+            generation_limit: eventcount::MAX_GENERATION,
         }
     }
 }
@@ -60,6 +64,16 @@ impl Config {
     /// Sets [`Config::max_subscriber_capacity`].
     pub fn max_subscriber_capacity(mut self, n: usize) -> Self {
         self.max_subscriber_capacity = n;
+        self
+    }
+    /// How many handles one slot may carry before it is retired for good
+    /// (clamped to `1..=2^23`, the default). Only tests and fuzzing want
+    /// fewer: they reach slot retirement in a few cycles instead of 2^23.
+    #[doc(hidden)]
+    pub fn slot_generations(mut self, n: u32) -> Self {
+        let n = n.clamp(1, eventcount::MAX_GENERATION / 2 + 1);
+        // Handle generations are the odd numbers 1, 3, ..., 2n - 1.
+        self.generation_limit = 2 * n - 1;
         self
     }
 }
@@ -129,6 +143,10 @@ pub struct Stats {
     /// rejected by a full keep-oldest buffer, or arriving after a close.
     /// Each is reported to its subscriber as lag.
     pub dropped: u64,
+    /// Slots retired for good because every generation they can carry was
+    /// used (one per 2^23 register / unregister cycles of a slot): a stale
+    /// handle can never match a newer one.
+    pub exhausted_slots: usize,
     /// Bytes held by slots and waiter lists (not counting hints, subscriber
     /// rings or pipe buffers; see `Subscription::capacity` and
     /// `mempipe::Writer::footprint`).
@@ -157,10 +175,11 @@ pub struct HandleInfo {
     pub subscribers: Vec<crate::SubscriberInfo>,
 }
 
-fn next_queue_id() -> u32 {
+fn next_queue_id() -> u64 {
     // Identity only (never used to synchronise memory), so this counter is
     // the one atomic outside the `sync` shim: loom cannot host statics.
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    // 64 bits never wrap (a billion queues a second for 584 years).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
@@ -290,9 +309,17 @@ impl NotificationQueue {
             if eventcount::generation(cur) != handle.generation {
                 return Err(QueueError::StaleHandle);
             }
+            // The close record for waits that have not seen the final
+            // notifies. Release: published with the retired word by the
+            // CAS below (a failed CAS rewrites it before retrying, and only
+            // the record written before the winning CAS can be read with
+            // the retired word). Only the handle's owner gets here with the
+            // current generation, and only one CAS wins.
+            slot.closed
+                .store(eventcount::record(cur), Ordering::Release);
             // AcqRel: Acquire sees waiter registrations published by their
-            // `fetch_or` (as in notify); Release orders the close before
-            // waiters that read the new generation.
+            // RMW on the word (as in notify); Release orders the close and
+            // the record before waiters that read the new generation.
             match slot.state.compare_exchange_weak(
                 cur,
                 eventcount::retired(cur),
@@ -327,7 +354,13 @@ impl NotificationQueue {
         if let Some(h) = reg.hints.get_mut(handle.index as usize) {
             *h = None;
         }
-        reg.free.push_back(handle.index);
+        if handle.generation.saturating_add(2) <= inner.config.generation_limit {
+            reg.free.push_back(handle.index);
+        } else {
+            // Its generations are used up: never reuse it, so no later
+            // handle can equal a stale one.
+            reg.exhausted += 1;
+        }
         Ok(())
     }
 
@@ -347,10 +380,10 @@ impl NotificationQueue {
                 return Err(QueueError::StaleHandle);
             }
             // Relaxed: published by the Release half of the CAS below.
-            slot.arg.store(arg, Ordering::Relaxed);
+            slot.arg(handle.generation).store(arg, Ordering::Relaxed);
             // AcqRel: Release publishes `arg` with the new sequence to
             // waiters that Acquire-load it; Acquire makes a waiter's waker
-            // registration (published by its Release `fetch_or`) visible to
+            // registration (published by its Release CAS that sets `WAITERS`) visible to
             // the wake scan.
             match slot.state.compare_exchange_weak(
                 cur,
@@ -456,9 +489,9 @@ impl NotificationQueue {
     /// monitoring, not hot paths.
     pub fn stats(&self) -> Stats {
         let inner = &*self.inner;
-        let (handles, retired) = {
+        let (handles, retired, exhausted_slots) = {
             let reg = inner.table.lock_registry();
-            (reg.live, reg.retired_notifications)
+            (reg.live, reg.retired_notifications, reg.exhausted)
         };
         let mut notifications = retired;
         let mut waiters = 0;
@@ -491,6 +524,7 @@ impl NotificationQueue {
             waiters,
             delivered: c.delivered.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            exhausted_slots,
             memory_bytes: memory,
         }
     }
@@ -580,8 +614,14 @@ impl Inner {
     }
 
     /// This generation's waiter list, created on first use. Returns a new
-    /// strong reference.
-    pub(crate) fn waiter_list(&self, slot: &Slot, generation: u32) -> Arc<WaiterList> {
+    /// strong reference, or `None` if `generation` is no longer the slot's
+    /// (then the wait is over: the caller re-reads the word).
+    ///
+    /// A stale caller never replaces or removes a newer generation's list:
+    /// generations of a slot only grow (see `eventcount`), so a list of a
+    /// newer generation ends the search, and a list this call installed is
+    /// taken back out if the generation moved on meanwhile.
+    pub(crate) fn waiter_list(&self, slot: &Slot, generation: u32) -> Option<Arc<WaiterList>> {
         let guard = crate::sync::pin(&self.collector);
         loop {
             // Acquire pairs with the Release CAS that installed the list.
@@ -594,8 +634,17 @@ impl Inner {
                     // alive while we are pinned, so adding one is sound.
                     unsafe { Arc::increment_strong_count(cur) };
                     // SAFETY: the count we just added is owned by the result.
-                    return unsafe { Arc::from_raw(cur) };
+                    return Some(unsafe { Arc::from_raw(cur) });
                 }
+                if list.generation > generation {
+                    return None;
+                }
+            }
+            // Acquire: a generation change seen here is ordered before the
+            // install below, so a list is only installed for a generation
+            // that was current after `cur` was read.
+            if eventcount::generation(slot.state.load(Ordering::Acquire)) != generation {
+                return None;
             }
             let fresh = Arc::new(WaiterList::new(
                 generation,
@@ -610,7 +659,26 @@ impl Inner {
             {
                 Ok(_) => {
                     retire(cur, &guard);
-                    return fresh;
+                    // Acquire: an unregister whose swap of the list pointer
+                    // came before our CAS did not see our list; our CAS read
+                    // its Release swap (or a later RMW), so its earlier CAS on
+                    // the word is visible here and we take the list back out
+                    // ourselves. A later swap finds our list and retires it.
+                    if eventcount::generation(slot.state.load(Ordering::Acquire)) != generation
+                        && slot
+                            .waiters
+                            .compare_exchange(
+                                raw,
+                                core::ptr::null_mut(),
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                    {
+                        retire(raw, &guard);
+                        return None;
+                    }
+                    return Some(fresh);
                 }
                 Err(_) => {
                     // SAFETY: `raw` was never published; reclaim its count.
@@ -618,6 +686,47 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// The outcome for a wait of `generation` from sequence `start` once the
+    /// word shows another generation: the notify it has not seen yet if the
+    /// last close record is its generation's and ends past `start`, else
+    /// `Closed`.
+    pub(crate) fn closed_outcome(
+        &self,
+        slot: &Slot,
+        generation: u32,
+        start: u64,
+    ) -> Result<crate::Notified, QueueError> {
+        // Acquire: the caller saw the retired word (Acquire), which the
+        // record's Release store precedes; this load sees that record or a
+        // later one.
+        let record = slot.closed.load(Ordering::Acquire);
+        if eventcount::generation(record) != generation {
+            return Err(QueueError::Closed);
+        }
+        let sequence = eventcount::sequence(record);
+        if sequence == start {
+            return Err(QueueError::Closed);
+        }
+        // Relaxed: ordered after the Acquire load of the record; the
+        // generation's own notifies stored it before their Release CASes.
+        let arg = slot.arg(generation).load(Ordering::Relaxed);
+        // The cell is reused only by the owner `ARG_CELLS` generations on,
+        // registered after `ARG_CELLS - 1` later closes, each of which
+        // rewrites the record first: re-reading it catches a reader that was
+        // preempted that long. Acquire fence: keeps the re-read after the
+        // cell read.
+        crate::sync::fence(Ordering::Acquire);
+        // Relaxed: ordered by the fence above.
+        if slot.closed.load(Ordering::Relaxed) != record {
+            return Err(QueueError::Closed);
+        }
+        Ok(crate::Notified {
+            sequence,
+            arg,
+            coalesced: eventcount::distance(start, sequence),
+        })
     }
 }
 

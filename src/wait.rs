@@ -2,8 +2,8 @@
 //!
 //! A `Wait` holds a sequence snapshot. Each poll first looks at the state
 //! word; only if nothing happened does it claim an entry (once), register the
-//! waker in it and publish itself with `fetch_or(WAITERS)`, whose returned
-//! value is checked again (see `eventcount` for why this loses no wakeup).
+//! waker in it and publish itself with a CAS that sets `WAITERS` on its own
+//! generation's word, whose value is checked again (see `eventcount` for why this loses no wakeup).
 //! The entry is released the moment the wait completes or is dropped, so a
 //! cancelled wait leaves nothing behind.
 //!
@@ -12,7 +12,7 @@
 
 use crate::QueueError;
 use crate::eventcount::{self, Entry, WaiterList};
-use crate::handle::Handle;
+use crate::handle::{Handle, Slot};
 use crate::queue::Inner;
 use crate::sync::{Arc, Hint, Ordering};
 use core::future::Future;
@@ -124,20 +124,21 @@ impl<'a> Wait<'a> {
         })
     }
 
-    fn check(&self, word: u64, start: u64) -> Option<Result<Notified, QueueError>> {
-        if eventcount::generation(word) != self.handle.generation {
-            return Some(Err(QueueError::Closed));
+    fn check(&self, slot: &Slot, word: u64, start: u64) -> Option<Result<Notified, QueueError>> {
+        let generation = self.handle.generation;
+        if eventcount::generation(word) != generation {
+            // Closed: report the notifies it has not seen yet first.
+            return Some(self.inner.closed_outcome(slot, generation, start));
         }
         let sequence = eventcount::sequence(word);
         if sequence == start {
             return None;
         }
-        let slot = self.inner.table.slot(self.handle)?;
         Some(Ok(Notified {
             sequence,
             // Relaxed: ordered after the Acquire load/RMW that gave `word`,
             // which synchronises with the notify's Release CAS.
-            arg: slot.arg.load(Ordering::Relaxed),
+            arg: slot.arg(generation).load(Ordering::Relaxed),
             coalesced: eventcount::distance(start, sequence),
         }))
     }
@@ -158,12 +159,20 @@ impl<'a> Wait<'a> {
             return Poll::Ready(Err(QueueError::StaleHandle));
         };
         // Acquire: see the arg published with a newer sequence.
-        if let Some(done) = self.check(slot.state.load(Ordering::Acquire), start) {
+        if let Some(done) = self.check(slot, slot.state.load(Ordering::Acquire), start) {
             self.release();
             return Poll::Ready(done);
         }
         if self.entry.is_none() {
-            let list = self.inner.waiter_list(slot, self.handle.generation);
+            let Some(list) = self.inner.waiter_list(slot, self.handle.generation) else {
+                // The generation moved on while we looked: read the outcome.
+                // Acquire: as above.
+                let word = slot.state.load(Ordering::Acquire);
+                return Poll::Ready(
+                    self.check(slot, word, start)
+                        .unwrap_or(Err(QueueError::Closed)),
+                );
+            };
             let Some((index, entry)) = list.claim() else {
                 let limit = self.inner.config.max_waiters_per_handle;
                 return Poll::Ready(Err(QueueError::WaiterLimit { limit }));
@@ -179,10 +188,34 @@ impl<'a> Wait<'a> {
             // own it (claimed, not yet released).
             unsafe { &**entry }.waker.register(waker);
         }
-        // AcqRel: Release publishes the registration above to the notifier
-        // whose CAS reads this flag; Acquire sees its arg if it came first.
-        let word = slot.state.fetch_or(eventcount::WAITERS, Ordering::AcqRel);
-        if let Some(done) = self.check(word, start) {
+        // Publish the registration: an RMW that sets `WAITERS`, but only on
+        // our own generation's word (a stale wait never touches a newer
+        // owner's state). The RMW is a CAS even when the bit is already set:
+        // its Release is what orders our registration before the notifier's
+        // CAS.
+        // Acquire: if this already shows the outcome, `check` reads the arg
+        // or close record it published.
+        let mut word = slot.state.load(Ordering::Acquire);
+        loop {
+            if eventcount::generation(word) != self.handle.generation
+                || eventcount::sequence(word) != start
+            {
+                break;
+            }
+            // AcqRel: Release publishes the registration above to the
+            // notifier whose CAS reads this flag; Acquire sees its arg if it
+            // came first.
+            match slot.state.compare_exchange_weak(
+                word,
+                word | eventcount::WAITERS,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => word = actual,
+            }
+        }
+        if let Some(done) = self.check(slot, word, start) {
             self.release();
             return Poll::Ready(done);
         }

@@ -1,12 +1,13 @@
-//! A stale notify's argument must never reach the slot's next owner.
+//! A stale notify's argument never reaches the slot's next owner.
 //!
-//! Fails today (so it is ignored until `notify` is fixed): `notify` checks
-//! the generation, then stores `arg`, then CASes the state word. A notifier
-//! that passed the check before an unregister can store its argument after
-//! the slot was re-registered and notified by its new owner; its CAS fails
-//! (StaleHandle), but the new owner's waiter reads the stale argument.
-//! Keyed re-registration (same key, same slot) makes this interleaving
-//! ordinary: a worker notifying by key races the key's restart.
+//! notify checks the generation, then stores its argument, then CASes the
+//! state word. A notifier that passed the check before an unregister can
+//! store its argument after the slot was re-registered and notified by its
+//! new owner; its CAS fails (`StaleHandle`). The argument cells are chosen
+//! by generation, so the stray store lands in the old generation's cell and
+//! the new owner's waiter still reads its own notify's argument. (Keyed
+//! re-registration, same key and same slot, makes this interleaving
+//! ordinary: a worker notifying by key races the key's restart.)
 #![cfg(notification_queue_loom)]
 
 use loom::future::block_on;
@@ -17,7 +18,6 @@ use notification_queue::{Config, NotificationQueue, QueueError};
 /// slot and a notify of the new owner, never changes the argument the new
 /// owner's waiter sees.
 #[test]
-#[ignore = "fails: a stale notify's argument store can land after the new owner's notify"]
 fn stale_notify_arg_vs_new_owner() {
     loom::model(|| {
         let q = NotificationQueue::new(Config::default().max_handles(1));
