@@ -22,7 +22,21 @@ use std::collections::VecDeque;
 /// `Copy` and plain data: holding a `Handle` keeps nothing alive. Once the
 /// handle is unregistered every operation with it fails with
 /// [`QueueError::StaleHandle`](crate::QueueError::StaleHandle), even after the
-/// slot has been given to a new handle.
+/// slot has been given to a new handle, after any number of reuses: no
+/// handle is ever issued twice (a slot whose generations run out is retired
+/// for good) and a handle of another queue never matches (queue ids are 64
+/// bits and never reused in a process).
+///
+/// # What a holder can do
+///
+/// A handle is a capability: anyone holding its value can notify it, wait on
+/// it, subscribe to it and unregister it. A client that holds or leaks waits
+/// or subscriptions uses up only that handle's limits
+/// (`max_waiters_per_handle`, `max_subscribers_per_handle`); it cannot make
+/// a notify block (wakers run outside every lock; see
+/// [`NotificationQueue::notify`](crate::NotificationQueue::notify)), cannot
+/// slow or stall other handles, and cannot act on the slot's next owner.
+/// Give a handle only to clients you would let close it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Handle {
     /// The issuing queue's id: 64 bits from a process-wide counter, so no

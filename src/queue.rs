@@ -367,7 +367,16 @@ impl NotificationQueue {
     /// Notifies `handle` with `arg`: wakes every pending waiter and delivers
     /// `arg` to every subscriber. Returns how many were woken or delivered to.
     ///
-    /// Never blocks and never runs client code under a lock. With nobody
+    /// Never blocks on a lock and never runs client code under a lock. It
+    /// does run the wakers of this handle's waiters (after taking them out,
+    /// with no lock held and no epoch pin), so a waker that blocks blocks
+    /// *this* call until it returns; it never blocks notifies, waits,
+    /// subscribes or unregisters of other handles (or of this one from other
+    /// threads), nor the reclamation of memory. A waker that panics is
+    /// caught and counted ([`Stats::waker_panics`]); the others still wake.
+    /// Waiters are woken in the order of their entries (the oldest first,
+    /// except that an entry freed by a finished wait is reused by the next).
+    /// With nobody
     /// waiting or subscribed it is one CAS and allocates nothing.
     #[inline]
     pub fn notify(&self, handle: Handle, arg: i32) -> Result<usize, QueueError> {

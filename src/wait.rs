@@ -53,7 +53,12 @@ pub struct Notified {
     /// store their arguments before their CASes, so it may then be the
     /// argument of a notify that has not yet bumped the sequence.
     pub arg: i32,
-    /// Notifies since the snapshot (at least 1): how many this wake coalesced.
+    /// Notifies since the snapshot: how many this wake coalesced. Always at
+    /// least 1. Counted modulo 2^38 (like [`Snapshot::sequence`]): only a
+    /// wait first polled more than 2^38 notifies (over 2.7 * 10^11) after
+    /// its snapshot can read a smaller count, and one polled exactly a
+    /// multiple of 2^38 notifies after it sees no change and waits for the
+    /// next notify.
     pub coalesced: u64,
 }
 
@@ -64,6 +69,25 @@ pub struct Notified {
 /// or `Err(QueueError::Closed)` when the handle is unregistered (or
 /// [`QueueError::StaleHandle`] if it already was; [`QueueError::WaiterLimit`]
 /// if the handle has `max_waiters_per_handle` pending waits).
+///
+/// # After unregister
+///
+/// A wait whose handle is unregistered after a notify it has not seen yet
+/// reports that notify first (`Ok`, with its argument), and a wait from the
+/// final sequence reports `Closed`, so the outcome does not depend on when
+/// the wait is first polled. The record of the last close is kept per slot:
+/// only a wait first polled after the slot's *next* owner was unregistered
+/// too reports `Closed` without the notifies it missed.
+///
+/// # Leaked waits
+///
+/// A pending wait holds one entry of its handle's waiter list (and keeps
+/// that list alive). A wait that is leaked (`mem::forget`) keeps its entry
+/// until the handle is unregistered and pins at most that one list: at most
+/// `max_waiters_per_handle` entries of 32 bytes on 64-bit targets plus a
+/// few hundred bytes of list header. Leaking waits can use up the handle's
+/// waiter limit (later waits get [`QueueError::WaiterLimit`]) but never
+/// another handle's, and never blocks or slows a notify.
 ///
 /// # Cancel safety
 ///
