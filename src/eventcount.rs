@@ -5,11 +5,15 @@
 //! Every slot has one `AtomicU64`:
 //!
 //! ```text
-//!  63            40 39                          2    1          0
-//! +----------------+------------------------------+-----------+---------+
-//! | generation(24) | sequence (38)                | SUBSCRIBED| WAITERS |
-//! +----------------+------------------------------+-----------+---------+
+//!  63                        26 25              2    1          0
+//! +----------------------------+------------------+-----------+---------+
+//! | sequence (38)              | generation (24)  | SUBSCRIBED| WAITERS |
+//! +----------------------------+------------------+-----------+---------+
 //! ```
+//!
+//! The sequence sits in the top bits so that a notify's new word is one add
+//! (its carry falls off the top: the sequence wraps inside its field) and
+//! one and (taking `WAITERS`).
 //!
 //! - *generation*: odd while a handle owns the slot, even while it is free.
 //!   A [`Handle`](crate::Handle) carries the odd generation it was issued
@@ -114,14 +118,14 @@ pub(crate) const WAITERS: u64 = 1;
 /// The handle has at least one subscriber (bit 1).
 pub(crate) const SUBSCRIBED: u64 = 1 << 1;
 const FLAGS: u64 = WAITERS | SUBSCRIBED;
-const SEQ_SHIFT: u32 = 2;
-const SEQ_BITS: u32 = 38;
+const GEN_SHIFT: u32 = 2;
+/// Generations are 24 bits wide.
+pub(crate) const GEN_MASK: u32 = (1 << 24) - 1;
+const SEQ_SHIFT: u32 = 26;
+const SEQ_BITS: u32 = 64 - SEQ_SHIFT;
 /// Mask of a sequence value once shifted down.
 pub(crate) const SEQ_VALUE_MASK: u64 = (1 << SEQ_BITS) - 1;
 const SEQ_MASK: u64 = SEQ_VALUE_MASK << SEQ_SHIFT;
-const GEN_SHIFT: u32 = 40;
-/// Generations are 24 bits wide.
-pub(crate) const GEN_MASK: u32 = (1 << 24) - 1;
 /// The last generation a slot may be issued with. A slot whose handle of
 /// this generation is unregistered is retired for good (never reused), so a
 /// generation is never issued twice and generations of one slot only grow.
@@ -142,13 +146,13 @@ pub(crate) const fn arg_cell(generation: u32) -> usize {
 /// Reads the generation out of a state word.
 #[inline(always)]
 pub(crate) const fn generation(word: u64) -> u32 {
-    (word >> GEN_SHIFT) as u32
+    (word >> GEN_SHIFT) as u32 & GEN_MASK
 }
 
 /// Reads the sequence out of a state word.
 #[inline(always)]
 pub(crate) const fn sequence(word: u64) -> u64 {
-    (word & SEQ_MASK) >> SEQ_SHIFT
+    word >> SEQ_SHIFT
 }
 
 /// A fresh word for `generation` with sequence 0 and no flags.
@@ -161,8 +165,7 @@ pub(crate) const fn fresh(generation: u32) -> u64 {
 /// `WAITERS` taken, `SUBSCRIBED` kept.
 #[inline(always)]
 pub(crate) const fn bumped(word: u64) -> u64 {
-    let seq = (word.wrapping_add(1 << SEQ_SHIFT)) & SEQ_MASK;
-    (word & !(SEQ_MASK | WAITERS)) | seq
+    word.wrapping_add(1 << SEQ_SHIFT) & !WAITERS
 }
 
 /// The word after unregister: the next (even, free) generation, flags cleared.

@@ -134,6 +134,11 @@ pub(crate) struct Registry {
 pub(crate) struct SlotTable {
     pub(crate) id: u64,
     buckets: [AtomicPtr<CachePadded<Slot>>; BUCKETS],
+    /// `buckets[b]` biased back by the first position of bucket `b`
+    /// (`1 << (b + FIRST_BITS)`), so slot `index` is `biased[b] + index + 32`
+    /// with no offset arithmetic on the notify path. Null until the bucket
+    /// exists; written once, right after `buckets[b]`.
+    biased: [AtomicPtr<CachePadded<Slot>>; BUCKETS],
     pub(crate) registry: crate::sync::Mutex<Registry>,
 }
 
@@ -142,6 +147,7 @@ impl SlotTable {
         Self {
             id,
             buckets: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
+            biased: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
             registry: crate::sync::Mutex::new(Registry::default()),
         }
     }
@@ -165,17 +171,24 @@ impl SlotTable {
 
     #[inline(always)]
     pub(crate) fn slot_at(&self, index: u32) -> Option<&Slot> {
-        let (bucket, offset) = locate(index);
+        let position = index as u64 + (1 << FIRST_BITS);
+        let bucket = (63 - position.leading_zeros() - FIRST_BITS) as usize;
         // Acquire pairs with the Release store in `ensure_bucket`, so the
         // slots' initialisation is visible.
-        let base = self.buckets.get(bucket)?.load(Ordering::Acquire);
-        if base.is_null() {
+        let biased = self.biased.get(bucket)?.load(Ordering::Acquire);
+        if biased.is_null() {
             return None;
         }
-        // SAFETY: a non-null bucket pointer is a live allocation of
-        // `bucket_len(bucket)` slots (freed only in `Drop`, which needs
-        // `&mut self`), and `locate` returns `offset < bucket_len(bucket)`.
-        Some(unsafe { &*base.add(offset) })
+        // `position` lies in `bucket`, so this is `base + (position - first)`
+        // with `first = 1 << (bucket + FIRST_BITS)`: inside the bucket's
+        // allocation (see `ensure_bucket`, which stored `base - first`).
+        let slot = biased.wrapping_add(position as usize);
+        // SAFETY: a non-null biased pointer belongs to a live allocation of
+        // `bucket_len(bucket)` slots starting at position `first` (freed only
+        // in `Drop`, which needs `&mut self`), and `first <= position <
+        // first + bucket_len(bucket)` by the choice of `bucket`, so `slot`
+        // points at an initialised slot of that allocation.
+        Some(unsafe { &*slot })
     }
 
     /// Makes sure the bucket holding `index` exists. Called under the
@@ -190,8 +203,18 @@ impl SlotTable {
             let slots: Box<[CachePadded<Slot>]> = (0..bucket_len(bucket))
                 .map(|_| CachePadded::new(Slot::new()))
                 .collect();
-            // Release publishes the initialised slots to `slot_at`.
-            cell.store(Box::into_raw(slots).cast(), Ordering::Release);
+            let base: *mut CachePadded<Slot> = Box::into_raw(slots).cast();
+            // Release publishes the initialised slots to `for_each_slot`.
+            cell.store(base, Ordering::Release);
+            if let Some(biased) = self.biased.get(bucket) {
+                // Release publishes the initialised slots to `slot_at`.
+                // `wrapping_sub` keeps the provenance of `base`; `slot_at`
+                // adds the position back before any access.
+                biased.store(
+                    base.wrapping_sub(1 << (bucket as u32 + FIRST_BITS)),
+                    Ordering::Release,
+                );
+            }
         }
     }
 
