@@ -247,6 +247,11 @@ impl<'a> Wait<'a> {
     }
 
     /// Blocks the thread until a notify after the snapshot, or close.
+    ///
+    /// Like crossbeam's channels, the blocking forms first spin and yield
+    /// for a few microseconds (re-reading the handle's state word) before
+    /// they park, so a notify that arrives from another CPU within that time
+    /// wakes nobody and costs no context switch.
     pub fn wait(self) -> Result<Notified, QueueError> {
         self.block(None)
     }
@@ -264,7 +269,42 @@ impl<'a> Wait<'a> {
         self.block(Some(deadline))
     }
 
+    /// The outcome if the wait is over already, without registering.
+    fn peek(&self) -> Option<Result<Notified, QueueError>> {
+        let start = match self.start {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        let Some(slot) = self.inner.table.slot(self.handle) else {
+            return Some(Err(QueueError::StaleHandle));
+        };
+        // Acquire: see the arg published with a newer sequence.
+        self.check(slot, slot.state.load(Ordering::Acquire), start)
+    }
+
+    /// Spins (then yields) for a few microseconds, as crossbeam's channels
+    /// do, before the caller parks: a notify from another CPU that comes
+    /// within that time costs no sleep and no wake-up. Each step is one load
+    /// of the state word; the yields let a notifier on the same CPU run.
+    /// Skipped under loom, whose models must see every step.
+    fn spin(&self, deadline: Option<Instant>) -> Option<Result<Notified, QueueError>> {
+        if cfg!(notification_queue_loom) || deadline.is_some_and(|d| d <= Instant::now()) {
+            return None;
+        }
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            if let Some(done) = self.peek() {
+                return Some(done);
+            }
+            backoff.snooze();
+        }
+        self.peek()
+    }
+
     fn block(mut self, deadline: Option<Instant>) -> Result<Notified, QueueError> {
+        if let Some(done) = self.spin(deadline) {
+            return done;
+        }
         let waker = park::current_waker();
         loop {
             if let Poll::Ready(r) = self.poll_wait(&waker) {
