@@ -703,3 +703,36 @@ fn std_io_traits() {
         }
     );
 }
+
+#[test]
+fn huge_initial_capacity_is_a_typed_error_and_leaks_nothing() {
+    let q = queue();
+    let before = q.stats().handles;
+    for (seg, initial) in [
+        (16, usize::MAX),
+        (1 << 30, usize::MAX),
+        (4096, usize::MAX / 2),
+        (16, 1usize << 62),
+    ] {
+        let limits = Limits::default()
+            .max_bytes(u64::MAX)
+            .segment_size(seg)
+            .initial_capacity(initial);
+        match pipe(&q, "huge", limits) {
+            Err(e @ PipeError::OutOfMemory { .. }) => {
+                assert_eq!(e.errno(), notification_queue::mempipe::ENOMEM);
+                assert_eq!(
+                    std::io::Error::from(e).kind(),
+                    std::io::ErrorKind::OutOfMemory
+                );
+            }
+            other => panic!("seg {seg}, initial {initial}: {:?}", other.map(|_| ())),
+        }
+        assert_eq!(q.stats().handles, before, "handle leaked");
+    }
+    // The queue is intact: a normal pipe still works.
+    let (mut w, f) = pipe(&q, "after", small()).unwrap();
+    let mut r = f.reader().unwrap();
+    assert_eq!(w.write(b"ok"), Ok(2));
+    assert_eq!(r.read(&mut [0u8; 4]), Ok(2));
+}

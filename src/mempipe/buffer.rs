@@ -37,6 +37,7 @@
 //! reader copies is checked against the writer's write of it. In the normal
 //! build the per-byte loops compile to plain memory copies.
 
+use super::PipeError;
 use crate::sync::{AtomicPtr, AtomicU64, Ordering, UnsafeCell};
 use core::ptr;
 use crossbeam_utils::CachePadded;
@@ -88,7 +89,7 @@ pub(super) struct Published {
 /// One fixed-size block of the buffer.
 #[derive(Debug)]
 pub(super) struct Segment {
-    data: Box<[UnsafeCell<u8>]>,
+    data: Vec<UnsafeCell<u8>>,
     /// The following segment, or null while this is the tail. Set once per
     /// life in the chain (Release), by the writer.
     pub(super) next: AtomicPtr<Segment>,
@@ -96,13 +97,14 @@ pub(super) struct Segment {
 
 impl Segment {
     /// Allocates a zeroed segment of `size` bytes and leaks it as a raw
-    /// pointer; [`Segment::free`] releases it.
-    pub(super) fn alloc(size: usize) -> *mut Segment {
-        let data = (0..size).map(|_| UnsafeCell::new(0u8)).collect();
-        Box::into_raw(Box::new(Segment {
+    /// pointer; [`Segment::free`] releases it. A refused allocation is
+    /// [`PipeError::OutOfMemory`], never an abort.
+    pub(super) fn alloc(size: usize) -> Result<*mut Segment, PipeError> {
+        let data = zeroed_cells(size).ok_or(PipeError::OutOfMemory { bytes: size })?;
+        Ok(Box::into_raw(Box::new(Segment {
             data,
             next: AtomicPtr::new(ptr::null_mut()),
-        }))
+        })))
     }
 
     /// Frees a segment made by [`Segment::alloc`].
@@ -165,6 +167,89 @@ impl ReaderSlot {
     }
 }
 
+/// `size` zeroed byte cells, or `None` if the allocator refuses them.
+///
+/// The normal build asks the allocator for zeroed memory (`calloc`), so a
+/// large segment costs address space, not resident memory, until written:
+/// an `initial_capacity` far beyond the machine's memory ends in a refused
+/// allocation, not in the kernel's out-of-memory killer.
+#[cfg(not(notification_queue_loom))]
+fn zeroed_cells(size: usize) -> Option<Vec<UnsafeCell<u8>>> {
+    use std::alloc::{Layout, alloc_zeroed};
+    const _: () = assert!(
+        core::mem::size_of::<UnsafeCell<u8>>() == 1 && core::mem::align_of::<UnsafeCell<u8>>() == 1
+    );
+    if size == 0 {
+        return Some(Vec::new());
+    }
+    let layout = Layout::array::<UnsafeCell<u8>>(size).ok()?;
+    // SAFETY: `layout` has a non-zero size (`size > 0`, element size 1).
+    let p = unsafe { alloc_zeroed(layout) }.cast::<UnsafeCell<u8>>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` was allocated by the global allocator with the layout of
+    // `[UnsafeCell<u8>; size]` (so capacity = length = `size`), and every
+    // element is initialised: `UnsafeCell<u8>` is one byte holding a `u8`
+    // (asserted above), for which all-zero is a valid value.
+    Some(unsafe { Vec::from_raw_parts(p, size, size) })
+}
+
+/// `size` zeroed byte cells, or `None` if the allocator refuses them
+/// (loom's cells are built one by one).
+#[cfg(notification_queue_loom)]
+fn zeroed_cells(size: usize) -> Option<Vec<UnsafeCell<u8>>> {
+    let mut data = Vec::new();
+    data.try_reserve_exact(size).ok()?;
+    data.resize_with(size, || UnsafeCell::new(0u8));
+    Some(data)
+}
+
+/// Reserves room for `additional` more elements in `v`, or
+/// [`PipeError::OutOfMemory`].
+pub(super) fn try_reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), PipeError> {
+    v.try_reserve(additional)
+        .map_err(|_| PipeError::OutOfMemory {
+            bytes: additional.saturating_mul(core::mem::size_of::<T>()),
+        })
+}
+
+/// Appends `n` fresh segments of `size` bytes to `pool`. On failure the
+/// segments it added are freed again and `pool` is as it was.
+pub(super) fn alloc_segments(
+    pool: &mut Vec<*mut Segment>,
+    n: usize,
+    size: usize,
+) -> Result<(), PipeError> {
+    try_reserve(pool, n)?;
+    let before = pool.len();
+    for _ in 0..n {
+        match Segment::alloc(size) {
+            // Within the reserved capacity: no allocation.
+            Ok(s) => pool.push(s),
+            Err(e) => {
+                // SAFETY: the segments from `before` on were made just now,
+                // are in no chain and nobody else has seen them.
+                unsafe { free_all(pool.drain(before..)) };
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Frees segments that are in no chain (a writer's pool).
+///
+/// # Safety
+///
+/// The caller owns every segment in `segs` and nobody accesses them after.
+pub(super) unsafe fn free_all(segs: impl IntoIterator<Item = *mut Segment>) {
+    for s in segs {
+        // SAFETY: owned (caller's contract), freed once.
+        unsafe { Segment::free(s) };
+    }
+}
+
 /// Frees a chain of segments starting at `head`.
 ///
 /// # Safety
@@ -201,7 +286,7 @@ mod tests {
 
     #[test]
     fn segment_copies_clip() {
-        let s = Segment::alloc(4);
+        let s = Segment::alloc(4).unwrap();
         // SAFETY: single-threaded test owns the segment.
         unsafe {
             (*s).write_at(2, b"abcdef");

@@ -27,7 +27,9 @@
 //!   bounded memory ([`Writer::footprint`]). [`Limits::max_bytes`] bounds
 //!   the bytes held (all written bytes while keeping everything; the unread
 //!   window in streaming mode); a write past it writes what fits, and
-//!   [`PipeError::Full`] when nothing fits.
+//!   [`PipeError::Full`] when nothing fits. Every allocation sized by the
+//!   caller is fallible: a refusal is [`PipeError::OutOfMemory`], never a
+//!   panic, and a write refused memory writes nothing.
 //!
 //! ```
 //! use notification_queue::{Config, NotificationQueue};
@@ -56,7 +58,7 @@ mod io;
 mod reader;
 mod writer;
 
-pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
+pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
 pub use reader::Reader;
 pub use writer::Writer;
 
@@ -83,7 +85,8 @@ pub struct Limits {
     /// Bytes per segment: a power of two in `1..=1 << 30` (default 16 KiB).
     pub segment_size: usize,
     /// Bytes to allocate up front (default 0: one segment), at most
-    /// `max_bytes`.
+    /// `max_bytes`. Memory the allocator refuses is
+    /// [`PipeError::OutOfMemory`] from [`pipe`].
     pub initial_capacity: usize,
     /// Live readers at once (default 64); at most the queue's
     /// `max_waiters_per_handle`, so every reader can always wait.
@@ -218,6 +221,12 @@ impl ReaderFactory {
     pub fn reader(&self) -> Result<Reader, PipeError> {
         let shared = &self.shared;
         let limit = shared.limits.max_readers;
+        let slot = Arc::new(ReaderSlot::new());
+        let mut slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Room for `max_readers` slots was reserved when the pipe was made
+        // and the list never holds more than the live readers, so this
+        // allocates nothing; it keeps the push below infallible regardless.
+        buffer::try_reserve(&mut slots, 1)?;
         // Relaxed: validated by the CAS.
         let mut cur = shared.readers.load(Ordering::Relaxed);
         loop {
@@ -236,12 +245,8 @@ impl ReaderFactory {
                 Err(actual) => cur = actual,
             }
         }
-        let slot = Arc::new(ReaderSlot::new());
-        shared
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(slot.clone());
+        slots.push(slot.clone());
+        drop(slots);
         // Acquire: pairs with the writer's Release (never moved before
         // SEALED, and we hold the factory, so this is the first segment).
         let head = shared.head.load(Ordering::Acquire);
@@ -269,8 +274,12 @@ impl Drop for ReaderFactory {
 /// Creates a pipe whose writer notifies a new handle of `queue` registered
 /// with `hint`. Returns the writer and the factory for readers.
 ///
-/// Fails with [`PipeError::InvalidLimit`] on bad limits and
-/// [`PipeError::Queue`] if the queue has no free handle.
+/// Fails with [`PipeError::InvalidLimit`] on bad limits,
+/// [`PipeError::OutOfMemory`] if the memory the limits ask for up front
+/// (the first segment, [`Limits::initial_capacity`], a few words per
+/// possible reader) cannot be allocated, and [`PipeError::Queue`] if the
+/// queue has no free handle. A failed call leaves nothing behind: no handle
+/// stays registered and no memory is held.
 ///
 /// ```
 /// use notification_queue::{Config, NotificationQueue};
@@ -291,14 +300,33 @@ pub fn pipe(
     limits: Limits,
 ) -> Result<(Writer, ReaderFactory), PipeError> {
     limits.validate(queue)?;
-    let handle = queue.register(hint)?;
     let seg = limits.segment_size;
-    let head = Segment::alloc(seg);
-    let extra = limits.initial_capacity.div_ceil(seg).saturating_sub(1);
-    let mut pool = Vec::with_capacity(extra);
-    for _ in 0..extra {
-        pool.push(Segment::alloc(seg));
-    }
+    let segments = limits.initial_capacity.div_ceil(seg).max(1);
+    // More than the address space can hold fails before anything is made.
+    segments
+        .checked_mul(seg)
+        .filter(|&bytes| bytes <= isize::MAX as usize)
+        .ok_or(PipeError::OutOfMemory { bytes: usize::MAX })?;
+    let extra = segments - 1;
+    // Everything sized by the limits is allocated fallibly, and before the
+    // handle is registered, so a refusal leaves nothing behind.
+    let mut slots = Vec::new();
+    buffer::try_reserve(&mut slots, limits.max_readers)?;
+    let mut watched = Vec::new();
+    buffer::try_reserve(&mut watched, limits.max_readers)?;
+    let mut pool = Vec::new();
+    buffer::try_reserve(&mut pool, extra.max(writer::POOL_CAP))?;
+    let head = Segment::alloc(seg)?;
+    let handle = buffer::alloc_segments(&mut pool, extra, seg)
+        .and_then(|()| queue.register(hint).map_err(PipeError::from));
+    let handle = match handle {
+        Ok(h) => h,
+        Err(e) => {
+            // SAFETY: made above, in no chain, seen by nobody else.
+            unsafe { buffer::free_all(pool.into_iter().chain([head])) };
+            return Err(e);
+        }
+    };
     let shared = Arc::new(Shared {
         queue: queue.clone(),
         handle,
@@ -310,9 +338,9 @@ pub fn pipe(
         segment_size: seg,
         limits,
         readers: AtomicU64::new(0),
-        slots: Mutex::new(Vec::new()),
+        slots: Mutex::new(slots),
         allocated: AtomicUsize::new((extra + 1) * seg),
     });
-    let writer = Writer::new(shared.clone(), head, pool);
+    let writer = Writer::new(shared.clone(), head, pool, watched);
     Ok((writer, ReaderFactory { shared }))
 }
