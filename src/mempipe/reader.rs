@@ -76,13 +76,17 @@ struct Cursor {
     slot: Arc<ReaderSlot>,
 }
 
-// SAFETY: `seg` points into the chain owned by `Shared`, which our `Arc`
-// keeps alive; the writer retires a segment only after our published
-// position is strictly past it, and we never go back.
-unsafe impl Send for Reader {}
-// SAFETY: `&Reader` only reads plain fields (`position`, `error`) and
-// atomics; all cursor movement needs `&mut Reader`.
-unsafe impl Sync for Reader {}
+// SAFETY: `seg` is the only field that is not `Send` on its own. It points
+// into the chain owned by `Shared`, which the owning `Reader`'s `Arc` keeps
+// alive wherever the cursor moves; the writer retires a segment only after
+// our published position is strictly past it, and we never go back. The
+// segment's bytes are cells read under the `committed` protocol, which holds
+// from any thread. So the cursor (and every future borrowing it across an
+// await) may move to another thread.
+unsafe impl Send for Cursor {}
+// SAFETY: through `&Cursor` only plain fields (`pos`, `error`) are read;
+// `seg` is dereferenced only by `&mut self` methods (`try_read`, `copy`).
+unsafe impl Sync for Cursor {}
 
 impl Cursor {
     #[inline]
@@ -264,7 +268,8 @@ impl Reader {
     }
 
     /// The async form of [`read`](Self::read): a plain future, driven by any
-    /// executor.
+    /// executor. The future is `Send`, so a work-stealing executor may move
+    /// it between threads.
     ///
     /// # Cancel safety
     ///
