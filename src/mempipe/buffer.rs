@@ -38,7 +38,9 @@
 //! build the per-byte loops compile to plain memory copies.
 
 use super::PipeError;
-use crate::sync::{AtomicPtr, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{
+    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Ordering, UnsafeCell,
+};
 use core::ptr;
 use crossbeam_utils::CachePadded;
 
@@ -152,18 +154,79 @@ impl Segment {
     }
 }
 
-/// A reader's published position (for reclamation).
+/// What a reader shares with the writer: its position (for reclamation)
+/// and its wake slot (for waiting).
+///
+/// # Wake slot
+///
+/// A reader with nothing to read registers its waker here, then *arms* the
+/// slot (`Shared::sleepers` incremented first, then `armed` set), issues a
+/// `SeqCst` fence and checks `committed` and the writer's state again. The
+/// writer, after storing `committed` or its terminal state, issues a
+/// `SeqCst` fence and loads `sleepers`; if it is not zero it disarms every
+/// armed slot (`armed.swap(false)`) and wakes its waker. The two fences are
+/// ordered one way or the other: either the reader's re-check sees the new
+/// length (and it does not sleep), or the writer's load sees the reader's
+/// increment and its scan sees the armed flag. So no wakeup is lost, and
+/// every reader has a slot of its own: no other client, and no other
+/// reader, can stop it from waiting.
 #[derive(Debug)]
 pub(super) struct ReaderSlot {
     /// Bytes this reader has finished copying; `u64::MAX` once dropped.
     pub(super) pos: CachePadded<AtomicU64>,
+    /// The waker of the reader's pending read.
+    pub(super) waker: AtomicWaker,
+    /// Set while the reader sleeps (counted in `Shared::sleepers`); cleared
+    /// by whoever swaps it back to `false`, who then decrements the count.
+    pub(super) armed: AtomicBool,
 }
 
 impl ReaderSlot {
     pub(super) fn new() -> Self {
         Self {
             pos: CachePadded::new(AtomicU64::new(0)),
+            waker: AtomicWaker::new(),
+            armed: AtomicBool::new(false),
         }
+    }
+
+    /// Arms the slot (the waker is registered already); the caller then
+    /// issues a `SeqCst` fence and re-checks the stream.
+    pub(super) fn arm(&self, sleepers: &AtomicUsize) {
+        // Incremented before `armed` is set, so whoever clears `armed` (and
+        // decrements) is ordered after this increment: the count never
+        // drops below the number of armed slots.
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        if self.armed.swap(true, Ordering::SeqCst) {
+            // Already armed (and counted) by an earlier poll.
+            sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The writer's disarm: `true` if this call disarmed the slot (then it
+    /// wakes the waker).
+    pub(super) fn disarm_by_writer(&self, sleepers: &AtomicUsize) -> bool {
+        // No fast check: the writer must see an arming that its fence
+        // ordered before it (the swap reads the latest value).
+        if self.armed.swap(false, Ordering::SeqCst) {
+            sleepers.fetch_sub(1, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// The owning reader's disarm; `true` if this call disarmed the slot.
+    pub(super) fn disarm(&self, sleepers: &AtomicUsize) -> bool {
+        // Relaxed: only the owning reader calls this. It sees its own arming;
+        // a `false` can only come from a disarm that already decremented.
+        if !self.armed.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.armed.swap(false, Ordering::SeqCst) {
+            sleepers.fetch_sub(1, Ordering::SeqCst);
+            return true;
+        }
+        false
     }
 }
 

@@ -90,9 +90,9 @@ pub enum PipeError {
         /// Bytes of the refused allocation (saturated at `usize::MAX`).
         bytes: usize,
     },
-    /// The notification queue refused an operation (handle limit at
-    /// creation, waiter limit, or the writer's handle was unregistered by
-    /// someone other than the pipe).
+    /// The notification queue refused an operation (the handle limit when
+    /// the pipe is created). Reads never see it: readers do not wait on the
+    /// queue.
     Queue(QueueError),
 }
 

@@ -10,12 +10,18 @@
 //!   Bytes never move, so readers copy without a lock while the writer
 //!   appends. The writer publishes the readable length with one `Release`
 //!   store; readers `Acquire`-load it (the read path takes no lock).
-//! - **Waiting**: the writer owns one queue handle and notifies it after
-//!   every non-empty write (argument: the length) and on close/failure (then
-//!   unregisters it). A reader with nothing new takes a
-//!   [`Snapshot`](crate::Snapshot) of the handle, checks the buffer again,
-//!   and waits for anything after the snapshot, so a write or close that
-//!   lands between the check and the wait is never missed.
+//! - **Waiting**: every reader has a wake slot of its own (a waker and an
+//!   "asleep" flag). A reader with nothing new registers its waker, marks
+//!   itself asleep, and checks the buffer again; the writer, after every
+//!   commit and on close/failure, wakes the readers marked asleep. A fence
+//!   on each side makes sure one of the two sees the other, so a write or
+//!   close that lands between the check and the sleep is never missed.
+//!   Nothing a reader waits on is shared: other clients of the queue, or a
+//!   reader that leaks its read futures, cannot stop a reader from waiting.
+//! - **The handle**: the writer also owns one queue handle and notifies it
+//!   after every non-empty write (argument: the length) and on close/failure
+//!   (then unregisters it), for anyone outside the pipe who waits on or
+//!   subscribes to it ([`Writer::handle`]). Readers do not use it.
 //! - **End of stream**: the writer sets its terminal state after its last
 //!   commit; a reader that sees it reloads the length, drains every byte, and
 //!   only then returns EOF (closed) or [`PipeError::BrokenPipe`] carrying the
@@ -89,7 +95,8 @@ pub struct Limits {
     /// [`PipeError::OutOfMemory`] from [`pipe`].
     pub initial_capacity: usize,
     /// Live readers at once (default 64); at most the queue's
-    /// `max_waiters_per_handle`, so every reader can always wait.
+    /// `max_waiters_per_handle`. A few words per possible reader are
+    /// allocated up front.
     pub max_readers: usize,
 }
 
@@ -175,6 +182,9 @@ struct Shared {
     slots: Mutex<Vec<Arc<ReaderSlot>>>,
     /// Bytes of segment memory allocated now (chain and writer pool).
     allocated: AtomicUsize,
+    /// Armed reader wake slots (at least their number; see
+    /// `ReaderSlot::arm`). The writer scans the slots only when it is not 0.
+    sleepers: CachePadded<AtomicUsize>,
 }
 
 impl Shared {
@@ -314,6 +324,8 @@ pub fn pipe(
     buffer::try_reserve(&mut slots, limits.max_readers)?;
     let mut watched = Vec::new();
     buffer::try_reserve(&mut watched, limits.max_readers)?;
+    let mut wakers = Vec::new();
+    buffer::try_reserve(&mut wakers, limits.max_readers)?;
     let mut pool = Vec::new();
     buffer::try_reserve(&mut pool, extra.max(writer::POOL_CAP))?;
     let head = Segment::alloc(seg)?;
@@ -340,7 +352,8 @@ pub fn pipe(
         readers: AtomicU64::new(0),
         slots: Mutex::new(slots),
         allocated: AtomicUsize::new((extra + 1) * seg),
+        sleepers: CachePadded::new(AtomicUsize::new(0)),
     });
-    let writer = Writer::new(shared.clone(), head, pool, watched);
+    let writer = Writer::new(shared.clone(), head, pool, watched, wakers);
     Ok((writer, ReaderFactory { shared }))
 }

@@ -3,10 +3,11 @@
 //! Only the writer mutates the buffer, so its bookkeeping (tail segment,
 //! bytes written, its own state, the segment pool) is plain fields behind
 //! `&mut self`. A write copies bytes into the tail (linking new segments as
-//! needed), stores the new length with `Release`, then notifies the pipe's
-//! handle with the length. Close and failure store the terminal state with
-//! `Release` *after* the last commit, notify `-1` and unregister the handle,
-//! which wakes every waiting reader; readers then drain and see EOF/EPIPE.
+//! needed), stores the new length with `Release`, wakes the sleeping readers
+//! (see `buffer::ReaderSlot`), then notifies the pipe's handle with the
+//! length. Close and failure store the terminal state with `Release` *after*
+//! the last commit, wake the sleeping readers, notify `-1` and unregister the
+//! handle; readers then drain and see EOF/EPIPE.
 //!
 //! Reclamation runs here too (see `buffer`): on every new segment, and when
 //! the byte limit is reached, the writer retires segments every live reader
@@ -15,8 +16,9 @@
 use super::buffer::{ReaderSlot, Segment, WriterState};
 use super::{EVER, LIVE_MASK, PipeError, SEALED, Shared};
 use crate::Handle;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, Ordering, fence};
 use core::ptr;
+use core::task::Waker;
 
 /// Retired segments kept for reuse (beyond these they are freed).
 #[cfg(not(notification_queue_loom))]
@@ -70,6 +72,9 @@ pub struct Writer {
     watched: Vec<Arc<ReaderSlot>>,
     /// Whether `watched` has been filled (the factory was seen sealed).
     sealed: bool,
+    /// Wakers taken from reader slots, woken after the slot lock is
+    /// released (room for `max_readers` reserved up front).
+    wakers: Vec<Waker>,
 }
 
 // SAFETY: the raw segment pointers point into the chain owned by `Shared`
@@ -85,6 +90,7 @@ impl Writer {
         head: *mut Segment,
         pool: Vec<*mut Segment>,
         watched: Vec<Arc<ReaderSlot>>,
+        wakers: Vec<Waker>,
     ) -> Self {
         Self {
             shared,
@@ -97,6 +103,7 @@ impl Writer {
             pool,
             watched,
             sealed: false,
+            wakers,
         }
     }
 
@@ -153,9 +160,10 @@ impl Writer {
             .published
             .committed
             .store(self.written, Ordering::Release);
+        self.wake_readers();
         let arg = i32::try_from(n).unwrap_or(i32::MAX);
-        // A failure means someone unregistered our handle; readers will see
-        // it as `PipeError::Queue(StaleHandle)` when they try to wait.
+        // A failure means someone else unregistered our handle: only its
+        // outside waiters and subscribers miss this; readers do not use it.
         let _ = self.shared.queue.notify(self.shared.handle, arg);
         Ok(n)
     }
@@ -186,9 +194,50 @@ impl Writer {
             .published
             .state
             .store(state.encode(), Ordering::Release);
+        self.wake_readers();
         let _ = self.shared.queue.notify(self.shared.handle, -1);
         // Wakes every waiter with `Closed`; frees the handle for the queue.
         let _ = self.shared.queue.unregister(self.shared.handle);
+    }
+
+    /// Readers asleep in a read now, waiting for data or the end of the
+    /// stream (a statistic). A read future that was polled and then leaked
+    /// counts until the next write or close wakes it.
+    pub fn waiting_readers(&self) -> usize {
+        // Relaxed: a statistic.
+        self.shared.sleepers.load(Ordering::Relaxed)
+    }
+
+    /// Wakes every sleeping reader, after a commit or the terminal state.
+    fn wake_readers(&mut self) {
+        // SeqCst: orders our store of `committed` / the state before the
+        // load of `sleepers`, against the reader's fence between arming its
+        // slot and re-checking (see `buffer::ReaderSlot`).
+        fence(Ordering::SeqCst);
+        // Relaxed: the fence above gives the ordering.
+        if self.shared.sleepers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for slot in slots.iter() {
+            if slot.disarm_by_writer(&self.shared.sleepers) {
+                if let Some(w) = slot.waker.take() {
+                    if self.wakers.len() < self.wakers.capacity() {
+                        // Within the reserved capacity: no allocation.
+                        self.wakers.push(w);
+                    } else {
+                        // Not reached: there are at most `max_readers` slots
+                        // and room for as many wakers.
+                        w.wake();
+                    }
+                }
+            }
+        }
+        drop(slots);
+        // Outside the lock: a waker may run arbitrary code.
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
     }
 
     /// Bytes written so far.
