@@ -739,3 +739,28 @@ fn huge_initial_capacity_is_a_typed_error_and_leaks_nothing() {
     assert_eq!(w.write(b"ok"), Ok(2));
     assert_eq!(r.read(&mut [0u8; 4]), Ok(2));
 }
+
+#[test]
+fn one_byte_segments_sealed_mid_stream_keep_the_tail() {
+    // Once found by fuzzing (the committed `regression-seg1-seal-tail`
+    // seed): one-byte segments, a byte limit, a reader that read everything,
+    // the factory sealed, then more bytes: the reader gets exactly the tail.
+    let q = NotificationQueue::new(Config::default().max_waiters_per_handle(8));
+    let limits = Limits::default()
+        .segment_size(1)
+        .max_bytes(127)
+        .max_readers(2)
+        .initial_capacity(2);
+    let (mut w, f) = pipe(&q, "seg1", limits).unwrap();
+    assert_eq!(w.write(&[145, 255, 255, 255, 85]), Ok(5));
+    let mut r = f.reader().unwrap();
+    let mut buf = [0u8; 73];
+    assert_eq!(r.read_timeout(&mut buf, Duration::ZERO), Ok(5));
+    assert_eq!(&buf[..5], &[145, 255, 255, 255, 85]);
+    f.seal();
+    assert_eq!(w.write(&[165, 74]), Ok(2));
+    w.close();
+    assert_eq!(read_to_end(&mut r, 80).unwrap(), [165, 74]);
+    drop((r, w));
+    assert_eq!(q.stats().handles, 0);
+}
