@@ -77,6 +77,9 @@ const _: () = {
     assert_send_sync::<Wait<'static>>();
     assert_send_sync::<OwnedHandle>();
     assert_send_sync::<KeyedQueue<u64>>();
+    assert_send_sync::<mempipe::Writer>();
+    assert_send_sync::<mempipe::Reader>();
+    assert_send_sync::<mempipe::ReaderFactory>();
 };
 
 /// The README's examples are compiled and run as doctests.

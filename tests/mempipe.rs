@@ -537,10 +537,9 @@ fn blocked_reader_wakes_on_write_and_close() {
     let q = queue();
     let (mut w, f) = pipe(&q, "wake", small()).unwrap();
     let mut r = f.reader().unwrap();
-    let h = w.handle();
     let t = thread::spawn(move || read_to_end(&mut r, 64).unwrap());
-    // Wait until the reader is really parked on the handle.
-    while q.waiters(h).unwrap().is_empty() {
+    // Wait until the reader is really asleep in its read.
+    while w.waiting_readers() == 0 {
         thread::yield_now();
     }
     w.write(b"late").unwrap();
@@ -553,13 +552,12 @@ fn async_reader_wakes_on_write() {
     let q = queue();
     let (mut w, f) = pipe(&q, "async", small()).unwrap();
     let mut r = f.reader().unwrap();
-    let h = w.handle();
     let t = thread::spawn(move || {
         let mut buf = [0u8; 8];
         let n = block_on(r.read_async(&mut buf)).unwrap();
         buf[..n].to_vec()
     });
-    while q.waiters(h).unwrap().is_empty() {
+    while w.waiting_readers() == 0 {
         thread::yield_now();
     }
     w.write(b"wake").unwrap();
@@ -578,15 +576,20 @@ fn dropping_the_writer_closes() {
 }
 
 #[test]
-fn foreign_unregister_fails_reads_instead_of_hanging() {
+fn foreign_unregister_of_the_handle_does_not_disturb_readers() {
+    // Readers wait in their own slots, not on the handle: someone else
+    // unregistering it changes nothing for them.
     let q = queue();
-    let (w, f) = pipe(&q, "foreign", small()).unwrap();
+    let (mut w, f) = pipe(&q, "foreign", small()).unwrap();
     let mut r = f.reader().unwrap();
     q.unregister(w.handle()).unwrap();
-    assert_eq!(
-        r.read(&mut [0u8; 4]),
-        Err(PipeError::Queue(QueueError::StaleHandle))
-    );
+    let t = thread::spawn(move || read_to_end(&mut r, 4));
+    while w.waiting_readers() == 0 {
+        thread::yield_now();
+    }
+    assert_eq!(w.write(b"still here"), Ok(10));
+    w.close();
+    assert_eq!(t.join().unwrap().unwrap(), b"still here");
 }
 
 #[test]
@@ -702,4 +705,62 @@ fn std_io_traits() {
             writer_errno: Some(13)
         }
     );
+}
+
+#[test]
+fn huge_initial_capacity_is_a_typed_error_and_leaks_nothing() {
+    let q = queue();
+    let before = q.stats().handles;
+    for (seg, initial) in [
+        (16, usize::MAX),
+        (1 << 30, usize::MAX),
+        (4096, usize::MAX / 2),
+        (16, 1usize << 62),
+    ] {
+        let limits = Limits::default()
+            .max_bytes(u64::MAX)
+            .segment_size(seg)
+            .initial_capacity(initial);
+        match pipe(&q, "huge", limits) {
+            Err(e @ PipeError::OutOfMemory { .. }) => {
+                assert_eq!(e.errno(), notification_queue::mempipe::ENOMEM);
+                assert_eq!(
+                    std::io::Error::from(e).kind(),
+                    std::io::ErrorKind::OutOfMemory
+                );
+            }
+            other => panic!("seg {seg}, initial {initial}: {:?}", other.map(|_| ())),
+        }
+        assert_eq!(q.stats().handles, before, "handle leaked");
+    }
+    // The queue is intact: a normal pipe still works.
+    let (mut w, f) = pipe(&q, "after", small()).unwrap();
+    let mut r = f.reader().unwrap();
+    assert_eq!(w.write(b"ok"), Ok(2));
+    assert_eq!(r.read(&mut [0u8; 4]), Ok(2));
+}
+
+#[test]
+fn one_byte_segments_sealed_mid_stream_keep_the_tail() {
+    // Once found by fuzzing (the committed `regression-seg1-seal-tail`
+    // seed): one-byte segments, a byte limit, a reader that read everything,
+    // the factory sealed, then more bytes: the reader gets exactly the tail.
+    let q = NotificationQueue::new(Config::default().max_waiters_per_handle(8));
+    let limits = Limits::default()
+        .segment_size(1)
+        .max_bytes(127)
+        .max_readers(2)
+        .initial_capacity(2);
+    let (mut w, f) = pipe(&q, "seg1", limits).unwrap();
+    assert_eq!(w.write(&[145, 255, 255, 255, 85]), Ok(5));
+    let mut r = f.reader().unwrap();
+    let mut buf = [0u8; 73];
+    assert_eq!(r.read_timeout(&mut buf, Duration::ZERO), Ok(5));
+    assert_eq!(&buf[..5], &[145, 255, 255, 255, 85]);
+    f.seal();
+    assert_eq!(w.write(&[165, 74]), Ok(2));
+    w.close();
+    assert_eq!(read_to_end(&mut r, 80).unwrap(), [165, 74]);
+    drop((r, w));
+    assert_eq!(q.stats().handles, 0);
 }

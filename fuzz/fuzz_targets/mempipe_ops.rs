@@ -21,12 +21,26 @@
 //! every reader is gone, `tell`, `available`, `position`, and a bound on
 //! `footprint`. At the end the writer closes (or stays failed) and every
 //! reader must drain exactly the model's remaining bytes, then end.
+//!
+//! Other clients and misbehaving readers are part of the input too: waits
+//! held on the writer's handle by a client outside the pipe (up to the
+//! queue's waiter limit and beyond), read futures polled once and leaked
+//! with `mem::forget`, and pipes created with huge initial capacities. None
+//! of them may change what any reader reads or make a read fail
+//! (`read_timeout` must still time out, the final blocking drain must still
+//! end), `Writer::waiting_readers` must count exactly the readers whose
+//! leaked read is still armed, and a pipe whose initial capacity cannot be
+//! allocated must be `OutOfMemory` with no handle left behind.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use notification_queue::mempipe::{Limits, PipeError, Reader, ReaderFactory, Writer, pipe};
-use notification_queue::{Config, NotificationQueue};
+use notification_queue::{Config, NotificationQueue, QueueError, Wait};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 #[derive(Arbitrary, Debug)]
@@ -53,6 +67,38 @@ enum Op {
     Close,
     WriterSetError(i32),
     Check,
+    /// A client outside the pipe waits on the writer's handle (polled once
+    /// and held until `DropForeignWaits`).
+    ForeignWait,
+    DropForeignWaits,
+    /// Reader `.0` polls `read_async` into `.1 % 80` bytes once; a pending
+    /// future is leaked (`mem::forget`), its slot left armed.
+    LeakRead(u8, u8),
+    /// `pipe` with an initial capacity of `.0` (taken modulo 4097 unless its
+    /// top bit is set: then far beyond any address space) and segments of
+    /// `1 << (.1 % 31)` bytes, with no byte limit.
+    BigPipe(u64, u8),
+}
+
+/// Leaked read futures stay reachable from here (so a leak checker does not
+/// report them); at most `LEAK_CAP` are kept, further ones are dropped.
+static LEAKED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+const LEAK_CAP: usize = 1 << 14;
+
+/// Polls `fut` once with a no-op waker; leaks it if it is pending.
+fn poll_and_leak<F: Future>(fut: F) -> Poll<F::Output> {
+    let mut fut = Box::pin(fut);
+    let got = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    if got.is_pending() {
+        let mut leaked = LEAKED.lock().unwrap_or_else(|e| e.into_inner());
+        if leaked.len() < LEAK_CAP {
+            // SAFETY: the future is never moved out of its box nor dropped;
+            // only its address is kept.
+            let raw = Box::into_raw(unsafe { Pin::into_inner_unchecked(fut) });
+            leaked.push(raw as *mut () as usize);
+        }
+    }
+    got
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +112,8 @@ enum WState {
 struct MReader {
     pos: u64,
     error: Option<i32>,
+    /// A leaked read future left this reader's wake slot armed.
+    armed: bool,
 }
 
 struct Model {
@@ -181,7 +229,19 @@ impl Model {
     fn finish(&mut self, state: WState) {
         if self.state == WState::Open {
             self.state = state;
+            self.wake_all();
         }
+    }
+
+    /// The writer woke every sleeping reader (a commit or the end).
+    fn wake_all(&mut self) {
+        for r in self.readers.iter_mut().flatten() {
+            r.armed = false;
+        }
+    }
+
+    fn armed(&self) -> usize {
+        self.readers.iter().flatten().filter(|r| r.armed).count()
     }
 }
 
@@ -207,7 +267,8 @@ fn run(input: Input) {
     let max_bytes = 1 + input.max_bytes as u64 % 300;
     let max_readers = 1 + input.max_readers as usize % 4;
     let initial = (input.initial as u64 % (max_bytes + 1)) as usize;
-    let queue = NotificationQueue::new(Config::default().max_waiters_per_handle(8));
+    const WAITERS: usize = 8;
+    let queue = NotificationQueue::new(Config::default().max_waiters_per_handle(WAITERS));
     let limits = Limits::default()
         .segment_size(seg)
         .max_bytes(max_bytes)
@@ -234,6 +295,7 @@ fn run(input: Input) {
     let footprint_bound =
         ((max_bytes.div_ceil(seg as u64) + 2 + 4) as usize * seg).max(initial.div_ceil(seg) * seg);
     let mut buf = vec![0u8; 80];
+    let mut foreign: Vec<Wait<'_>> = Vec::new();
 
     for op in input.ops {
         match op {
@@ -242,6 +304,9 @@ fn run(input: Input) {
                 let got = writer.write(bytes);
                 let want = m.write(bytes);
                 assert_eq!(got, want, "write of {}", bytes.len());
+                if matches!(got, Ok(n) if n > 0) {
+                    m.wake_all();
+                }
                 assert_eq!(writer.tell(), m.written());
             }
             Op::TryRead(i, len) => {
@@ -271,6 +336,8 @@ fn run(input: Input) {
                     .expect("picked")
                     .read_timeout(&mut buf[..len], Duration::ZERO);
                 let want = m.try_read(i, len);
+                // A blocking read, however it ends, leaves its slot disarmed.
+                m.readers[i].as_mut().expect("model").armed = false;
                 match (got, want) {
                     (Ok(n), Ok(Some(bytes))) => {
                         assert_eq!(&buf[..n], &bytes[..], "reader {i} bytes");
@@ -299,6 +366,7 @@ fn run(input: Input) {
                 m.readers.push(Some(MReader {
                     pos: 0,
                     error: None,
+                    armed: false,
                 }));
                 m.ever = true;
                 assert_eq!(f.readers(), m.live());
@@ -307,6 +375,7 @@ fn run(input: Input) {
                 let Some(i) = pick_reader(&readers, i) else {
                     continue;
                 };
+                // Dropping a reader disarms its slot.
                 readers[i] = None;
                 m.readers[i] = None;
             }
@@ -339,7 +408,74 @@ fn run(input: Input) {
                 m.finish(WState::Failed(errno));
             }
             Op::Check => {}
+            Op::ForeignWait => {
+                if foreign.len() > WAITERS + 2 {
+                    continue;
+                }
+                let mut wait = queue.wait(writer.handle());
+                let got = Pin::new(&mut wait).poll(&mut Context::from_waker(Waker::noop()));
+                let full = foreign.len() >= WAITERS;
+                match got {
+                    Poll::Pending => {
+                        assert!(!full, "a wait beyond the waiter limit");
+                        foreign.push(wait);
+                    }
+                    Poll::Ready(Err(QueueError::WaiterLimit { .. })) => assert!(full),
+                    // The handle is gone (writer closed or failed), or this
+                    // wait's snapshot is already behind.
+                    Poll::Ready(Err(QueueError::StaleHandle | QueueError::Closed)) => {
+                        assert_ne!(m.state, WState::Open)
+                    }
+                    Poll::Ready(other) => panic!("foreign wait: {other:?}"),
+                }
+            }
+            Op::DropForeignWaits => foreign.clear(),
+            Op::LeakRead(i, len) => {
+                let Some(i) = pick_reader(&readers, i) else {
+                    continue;
+                };
+                let len = len as usize % 80;
+                let r = readers[i].as_mut().expect("picked");
+                let got = poll_and_leak(r.read_async(&mut buf[..len]));
+                let want = m.try_read(i, len);
+                // A read that ends (with data, EOF or an error) disarms the
+                // reader's slot; a pending one arms it.
+                m.readers[i].as_mut().expect("model").armed = got.is_pending();
+                match (got, want) {
+                    (Poll::Ready(Ok(n)), Ok(Some(bytes))) => {
+                        assert_eq!(&buf[..n], &bytes[..], "reader {i} bytes");
+                    }
+                    (Poll::Pending, Ok(None)) => {}
+                    (Poll::Ready(Err(got)), Err(want)) => assert_eq!(got, want),
+                    (got, want) => panic!("read_async: got {got:?}, want {want:?}"),
+                }
+            }
+            Op::BigPipe(initial, seg_shift) => {
+                let huge = initial >> 63 == 1;
+                let initial = if huge {
+                    initial as usize
+                } else {
+                    (initial % 4097) as usize
+                };
+                let limits = Limits::default()
+                    .segment_size(1 << (seg_shift % 31))
+                    .max_bytes(u64::MAX)
+                    .max_readers(2)
+                    .initial_capacity(initial);
+                let handles = queue.stats().handles;
+                match pipe(&queue, "big", limits) {
+                    Ok((w, f)) => {
+                        assert!(!huge, "{initial} bytes allocated?");
+                        assert_eq!(queue.stats().handles, handles + 1);
+                        drop((w, f));
+                    }
+                    Err(PipeError::OutOfMemory { .. }) => assert!(huge),
+                    Err(e) => panic!("pipe with initial capacity {initial}: {e:?}"),
+                }
+                assert_eq!(queue.stats().handles, handles, "handle leaked");
+            }
         }
+        assert_eq!(writer.waiting_readers(), m.armed(), "armed reader slots");
         assert_eq!(writer.tell(), m.written());
         assert_eq!(writer.is_closed(), m.state == WState::Closed);
         let err = match m.state {
@@ -385,6 +521,8 @@ fn run(input: Input) {
             _ => assert_eq!(end, Ok(())),
         }
     }
+    assert_eq!(writer.waiting_readers(), 0);
+    drop(foreign);
     drop(readers);
     drop(factory);
     drop(writer);

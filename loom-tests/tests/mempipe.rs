@@ -1,10 +1,13 @@
 //! Loom models of MemPipe. Each test states the property it checks.
 #![cfg(notification_queue_loom)]
 
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Waker};
 use loom::future::block_on;
 use loom::thread;
 use notification_queue::mempipe::{Limits, PipeError, Reader, pipe};
-use notification_queue::{Config, NotificationQueue};
+use notification_queue::{Config, Handle, NotificationQueue, Wait};
 
 fn queue() -> NotificationQueue {
     NotificationQueue::new(Config::default().max_waiters_per_handle(4))
@@ -96,5 +99,83 @@ fn reclaim_vs_read() {
         assert_eq!(got, b"abc");
         let footprint = t.join().unwrap();
         assert!(footprint <= 3);
+    });
+}
+
+/// A client outside the pipe holding every waiter entry of the writer's
+/// handle (one wait, polled once, with a one-waiter queue).
+fn hold_the_handle(q: &NotificationQueue, h: Handle) -> Wait<'_> {
+    let mut wait = q.wait(h);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(Pin::new(&mut wait).poll(&mut cx).is_pending());
+    wait
+}
+
+fn one_waiter_queue() -> NotificationQueue {
+    NotificationQueue::new(Config::default().max_waiters_per_handle(1))
+}
+
+/// No lost wakeup, whatever other clients do: with another client holding
+/// the handle's only waiter entry, a reader going to sleep (async) races the
+/// writer's commit; the reader always wakes with the byte.
+#[test]
+fn reader_sleep_vs_commit_with_the_handle_full() {
+    loom::model(|| {
+        let q = one_waiter_queue();
+        let (mut w, f) = pipe(&q, "p", limits().max_readers(1)).unwrap();
+        let mut r = f.reader().unwrap();
+        let held = hold_the_handle(&q, w.handle());
+        let t = thread::spawn(move || {
+            assert_eq!(w.write(b"a"), Ok(1));
+            w
+        });
+        let mut buf = [0u8; 2];
+        assert_eq!(block_on(r.read_async(&mut buf)), Ok(1));
+        assert_eq!(buf[0], b'a');
+        let w = t.join().unwrap();
+        drop(held);
+        drop(w);
+    });
+}
+
+/// The same race against close, with a blocking read (the thread-parking
+/// path): the reader always wakes and sees EOF.
+#[test]
+fn reader_sleep_vs_close_with_the_handle_full() {
+    loom::model(|| {
+        let q = one_waiter_queue();
+        let (mut w, f) = pipe(&q, "p", limits().max_readers(1)).unwrap();
+        let mut r = f.reader().unwrap();
+        let held = hold_the_handle(&q, w.handle());
+        let t = thread::spawn(move || w.close());
+        assert_eq!(r.read(&mut [0u8; 2]), Ok(0));
+        t.join().unwrap();
+        drop(held);
+    });
+}
+
+/// Two readers sleep at once while the writer commits: each is woken (the
+/// writer's scan of the slots races both arming), and each reads the byte.
+#[test]
+fn two_readers_sleep_vs_commit() {
+    loom::model(|| {
+        let q = queue();
+        let (mut w, f) = pipe(&q, "p", limits()).unwrap();
+        let mut r1 = f.reader().unwrap();
+        let mut r2 = f.reader().unwrap();
+        drop(f);
+        let t = thread::spawn(move || {
+            let mut buf = [0u8; 1];
+            block_on(r2.read_async(&mut buf)).map(|n| (n, buf[0]))
+        });
+        let tw = thread::spawn(move || {
+            assert_eq!(w.write(b"z"), Ok(1));
+            w
+        });
+        let mut buf = [0u8; 1];
+        assert_eq!(block_on(r1.read_async(&mut buf)), Ok(1));
+        assert_eq!(buf[0], b'z');
+        assert_eq!(t.join().unwrap(), Ok((1, b'z')));
+        drop(tw.join().unwrap());
     });
 }

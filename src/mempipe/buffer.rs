@@ -37,7 +37,10 @@
 //! reader copies is checked against the writer's write of it. In the normal
 //! build the per-byte loops compile to plain memory copies.
 
-use crate::sync::{AtomicPtr, AtomicU64, Ordering, UnsafeCell};
+use super::PipeError;
+use crate::sync::{
+    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Ordering, UnsafeCell,
+};
 use core::ptr;
 use crossbeam_utils::CachePadded;
 
@@ -88,7 +91,7 @@ pub(super) struct Published {
 /// One fixed-size block of the buffer.
 #[derive(Debug)]
 pub(super) struct Segment {
-    data: Box<[UnsafeCell<u8>]>,
+    data: Vec<UnsafeCell<u8>>,
     /// The following segment, or null while this is the tail. Set once per
     /// life in the chain (Release), by the writer.
     pub(super) next: AtomicPtr<Segment>,
@@ -96,13 +99,14 @@ pub(super) struct Segment {
 
 impl Segment {
     /// Allocates a zeroed segment of `size` bytes and leaks it as a raw
-    /// pointer; [`Segment::free`] releases it.
-    pub(super) fn alloc(size: usize) -> *mut Segment {
-        let data = (0..size).map(|_| UnsafeCell::new(0u8)).collect();
-        Box::into_raw(Box::new(Segment {
+    /// pointer; [`Segment::free`] releases it. A refused allocation is
+    /// [`PipeError::OutOfMemory`], never an abort.
+    pub(super) fn alloc(size: usize) -> Result<*mut Segment, PipeError> {
+        let data = zeroed_cells(size).ok_or(PipeError::OutOfMemory { bytes: size })?;
+        Ok(Box::into_raw(Box::new(Segment {
             data,
             next: AtomicPtr::new(ptr::null_mut()),
-        }))
+        })))
     }
 
     /// Frees a segment made by [`Segment::alloc`].
@@ -150,18 +154,162 @@ impl Segment {
     }
 }
 
-/// A reader's published position (for reclamation).
+/// What a reader shares with the writer: its position (for reclamation)
+/// and its wake slot (for waiting).
+///
+/// # Wake slot
+///
+/// A reader with nothing to read registers its waker here, then *arms* the
+/// slot (`Shared::sleepers` incremented first, then `armed` set), issues a
+/// `SeqCst` fence and checks `committed` and the writer's state again. The
+/// writer, after storing `committed` or its terminal state, issues a
+/// `SeqCst` fence and loads `sleepers`; if it is not zero it disarms every
+/// armed slot (`armed.swap(false)`) and wakes its waker. The two fences are
+/// ordered one way or the other: either the reader's re-check sees the new
+/// length (and it does not sleep), or the writer's load sees the reader's
+/// increment and its scan sees the armed flag. So no wakeup is lost, and
+/// every reader has a slot of its own: no other client, and no other
+/// reader, can stop it from waiting.
 #[derive(Debug)]
 pub(super) struct ReaderSlot {
     /// Bytes this reader has finished copying; `u64::MAX` once dropped.
     pub(super) pos: CachePadded<AtomicU64>,
+    /// The waker of the reader's pending read.
+    pub(super) waker: AtomicWaker,
+    /// Set while the reader sleeps (counted in `Shared::sleepers`); cleared
+    /// by whoever swaps it back to `false`, who then decrements the count.
+    pub(super) armed: AtomicBool,
 }
 
 impl ReaderSlot {
     pub(super) fn new() -> Self {
         Self {
             pos: CachePadded::new(AtomicU64::new(0)),
+            waker: AtomicWaker::new(),
+            armed: AtomicBool::new(false),
         }
+    }
+
+    /// Arms the slot (the waker is registered already); the caller then
+    /// issues a `SeqCst` fence and re-checks the stream.
+    pub(super) fn arm(&self, sleepers: &AtomicUsize) {
+        // Incremented before `armed` is set, so whoever clears `armed` (and
+        // decrements) is ordered after this increment: the count never
+        // drops below the number of armed slots.
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        if self.armed.swap(true, Ordering::SeqCst) {
+            // Already armed (and counted) by an earlier poll.
+            sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The writer's disarm: `true` if this call disarmed the slot (then it
+    /// wakes the waker).
+    pub(super) fn disarm_by_writer(&self, sleepers: &AtomicUsize) -> bool {
+        // No fast check: the writer must see an arming that its fence
+        // ordered before it (the swap reads the latest value).
+        if self.armed.swap(false, Ordering::SeqCst) {
+            sleepers.fetch_sub(1, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// The owning reader's disarm; `true` if this call disarmed the slot.
+    pub(super) fn disarm(&self, sleepers: &AtomicUsize) -> bool {
+        // Relaxed: only the owning reader calls this. It sees its own arming;
+        // a `false` can only come from a disarm that already decremented.
+        if !self.armed.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.armed.swap(false, Ordering::SeqCst) {
+            sleepers.fetch_sub(1, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+}
+
+/// `size` zeroed byte cells, or `None` if the allocator refuses them.
+///
+/// The normal build asks the allocator for zeroed memory (`calloc`), so a
+/// large segment costs address space, not resident memory, until written:
+/// an `initial_capacity` far beyond the machine's memory ends in a refused
+/// allocation, not in the kernel's out-of-memory killer.
+#[cfg(not(notification_queue_loom))]
+fn zeroed_cells(size: usize) -> Option<Vec<UnsafeCell<u8>>> {
+    use std::alloc::{Layout, alloc_zeroed};
+    const _: () = assert!(
+        core::mem::size_of::<UnsafeCell<u8>>() == 1 && core::mem::align_of::<UnsafeCell<u8>>() == 1
+    );
+    if size == 0 {
+        return Some(Vec::new());
+    }
+    let layout = Layout::array::<UnsafeCell<u8>>(size).ok()?;
+    // SAFETY: `layout` has a non-zero size (`size > 0`, element size 1).
+    let p = unsafe { alloc_zeroed(layout) }.cast::<UnsafeCell<u8>>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` was allocated by the global allocator with the layout of
+    // `[UnsafeCell<u8>; size]` (so capacity = length = `size`), and every
+    // element is initialised: `UnsafeCell<u8>` is one byte holding a `u8`
+    // (asserted above), for which all-zero is a valid value.
+    Some(unsafe { Vec::from_raw_parts(p, size, size) })
+}
+
+/// `size` zeroed byte cells, or `None` if the allocator refuses them
+/// (loom's cells are built one by one).
+#[cfg(notification_queue_loom)]
+fn zeroed_cells(size: usize) -> Option<Vec<UnsafeCell<u8>>> {
+    let mut data = Vec::new();
+    data.try_reserve_exact(size).ok()?;
+    data.resize_with(size, || UnsafeCell::new(0u8));
+    Some(data)
+}
+
+/// Reserves room for `additional` more elements in `v`, or
+/// [`PipeError::OutOfMemory`].
+pub(super) fn try_reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), PipeError> {
+    v.try_reserve(additional)
+        .map_err(|_| PipeError::OutOfMemory {
+            bytes: additional.saturating_mul(core::mem::size_of::<T>()),
+        })
+}
+
+/// Appends `n` fresh segments of `size` bytes to `pool`. On failure the
+/// segments it added are freed again and `pool` is as it was.
+pub(super) fn alloc_segments(
+    pool: &mut Vec<*mut Segment>,
+    n: usize,
+    size: usize,
+) -> Result<(), PipeError> {
+    try_reserve(pool, n)?;
+    let before = pool.len();
+    for _ in 0..n {
+        match Segment::alloc(size) {
+            // Within the reserved capacity: no allocation.
+            Ok(s) => pool.push(s),
+            Err(e) => {
+                // SAFETY: the segments from `before` on were made just now,
+                // are in no chain and nobody else has seen them.
+                unsafe { free_all(pool.drain(before..)) };
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Frees segments that are in no chain (a writer's pool).
+///
+/// # Safety
+///
+/// The caller owns every segment in `segs` and nobody accesses them after.
+pub(super) unsafe fn free_all(segs: impl IntoIterator<Item = *mut Segment>) {
+    for s in segs {
+        // SAFETY: owned (caller's contract), freed once.
+        unsafe { Segment::free(s) };
     }
 }
 
@@ -201,7 +349,7 @@ mod tests {
 
     #[test]
     fn segment_copies_clip() {
-        let s = Segment::alloc(4);
+        let s = Segment::alloc(4).unwrap();
         // SAFETY: single-threaded test owns the segment.
         unsafe {
             (*s).write_at(2, b"abcdef");

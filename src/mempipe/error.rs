@@ -26,6 +26,8 @@ pub const ETIMEDOUT: i32 = 110;
 pub const EMFILE: i32 = 24;
 /// `EIO`: the queue refused an operation the pipe needed.
 pub const EIO: i32 = 5;
+/// `ENOMEM`: the allocator refused memory the pipe needed.
+pub const ENOMEM: i32 = 12;
 
 /// Why a pipe operation failed.
 ///
@@ -81,9 +83,16 @@ pub enum PipeError {
     },
     /// A timed read reached its timeout or deadline with nothing to return.
     TimedOut,
-    /// The notification queue refused an operation (handle limit at
-    /// creation, waiter limit, or the writer's handle was unregistered by
-    /// someone other than the pipe).
+    /// The allocator refused memory the operation needed (`ENOMEM`), or the
+    /// size asked for does not fit the address space. Nothing changed: a
+    /// pipe is not created, a write writes nothing.
+    OutOfMemory {
+        /// Bytes of the refused allocation (saturated at `usize::MAX`).
+        bytes: usize,
+    },
+    /// The notification queue refused an operation (the handle limit when
+    /// the pipe is created). Reads never see it: readers do not wait on the
+    /// queue.
     Queue(QueueError),
 }
 
@@ -98,6 +107,7 @@ impl PipeError {
             Self::ReaderLimit { .. } => EMFILE,
             Self::InvalidLimit { .. } => EINVAL,
             Self::TimedOut => ETIMEDOUT,
+            Self::OutOfMemory { .. } => ENOMEM,
             Self::Queue(_) => EIO,
         }
     }
@@ -123,6 +133,7 @@ impl fmt::Display for PipeError {
             Self::ReaderLimit { limit } => write!(f, "pipe reader limit reached ({limit})"),
             Self::InvalidLimit { name, value } => write!(f, "invalid pipe limit {name} = {value}"),
             Self::TimedOut => f.write_str("pipe read timed out"),
+            Self::OutOfMemory { bytes } => write!(f, "out of memory allocating {bytes} bytes"),
             Self::Queue(e) => write!(f, "notification queue: {e}"),
         }
     }
@@ -135,7 +146,9 @@ impl embedded_io::Error for PipeError {
         use embedded_io::ErrorKind as K;
         match self {
             Self::Closed | Self::BrokenPipe { .. } => K::BrokenPipe,
-            Self::Full { .. } | Self::ReaderLimit { .. } => K::OutOfMemory,
+            Self::Full { .. } | Self::ReaderLimit { .. } | Self::OutOfMemory { .. } => {
+                K::OutOfMemory
+            }
             Self::InvalidLimit { .. } => K::InvalidInput,
             Self::TimedOut => K::TimedOut,
             Self::Failed { .. } | Self::Reader { .. } | Self::Queue(_) => K::Other,
@@ -148,7 +161,9 @@ impl From<PipeError> for std::io::Error {
         use std::io::ErrorKind as K;
         let kind = match e {
             PipeError::Closed | PipeError::BrokenPipe { .. } => K::BrokenPipe,
-            PipeError::Full { .. } | PipeError::ReaderLimit { .. } => K::OutOfMemory,
+            PipeError::Full { .. }
+            | PipeError::ReaderLimit { .. }
+            | PipeError::OutOfMemory { .. } => K::OutOfMemory,
             PipeError::InvalidLimit { .. } => K::InvalidInput,
             PipeError::TimedOut => K::TimedOut,
             PipeError::Failed { .. } | PipeError::Reader { .. } | PipeError::Queue(_) => K::Other,

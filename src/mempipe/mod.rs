@@ -10,12 +10,18 @@
 //!   Bytes never move, so readers copy without a lock while the writer
 //!   appends. The writer publishes the readable length with one `Release`
 //!   store; readers `Acquire`-load it (the read path takes no lock).
-//! - **Waiting**: the writer owns one queue handle and notifies it after
-//!   every non-empty write (argument: the length) and on close/failure (then
-//!   unregisters it). A reader with nothing new takes a
-//!   [`Snapshot`](crate::Snapshot) of the handle, checks the buffer again,
-//!   and waits for anything after the snapshot, so a write or close that
-//!   lands between the check and the wait is never missed.
+//! - **Waiting**: every reader has a wake slot of its own (a waker and an
+//!   "asleep" flag). A reader with nothing new registers its waker, marks
+//!   itself asleep, and checks the buffer again; the writer, after every
+//!   commit and on close/failure, wakes the readers marked asleep. A fence
+//!   on each side makes sure one of the two sees the other, so a write or
+//!   close that lands between the check and the sleep is never missed.
+//!   Nothing a reader waits on is shared: other clients of the queue, or a
+//!   reader that leaks its read futures, cannot stop a reader from waiting.
+//! - **The handle**: the writer also owns one queue handle and notifies it
+//!   after every non-empty write (argument: the length) and on close/failure
+//!   (then unregisters it), for anyone outside the pipe who waits on or
+//!   subscribes to it ([`Writer::handle`]). Readers do not use it.
 //! - **End of stream**: the writer sets its terminal state after its last
 //!   commit; a reader that sees it reloads the length, drains every byte, and
 //!   only then returns EOF (closed) or [`PipeError::BrokenPipe`] carrying the
@@ -27,7 +33,9 @@
 //!   bounded memory ([`Writer::footprint`]). [`Limits::max_bytes`] bounds
 //!   the bytes held (all written bytes while keeping everything; the unread
 //!   window in streaming mode); a write past it writes what fits, and
-//!   [`PipeError::Full`] when nothing fits.
+//!   [`PipeError::Full`] when nothing fits. Every allocation sized by the
+//!   caller is fallible: a refusal is [`PipeError::OutOfMemory`], never a
+//!   panic, and a write refused memory writes nothing.
 //!
 //! ```
 //! use notification_queue::{Config, NotificationQueue};
@@ -56,7 +64,7 @@ mod io;
 mod reader;
 mod writer;
 
-pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
+pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
 pub use reader::Reader;
 pub use writer::Writer;
 
@@ -83,10 +91,12 @@ pub struct Limits {
     /// Bytes per segment: a power of two in `1..=1 << 30` (default 16 KiB).
     pub segment_size: usize,
     /// Bytes to allocate up front (default 0: one segment), at most
-    /// `max_bytes`.
+    /// `max_bytes`. Memory the allocator refuses is
+    /// [`PipeError::OutOfMemory`] from [`pipe`].
     pub initial_capacity: usize,
     /// Live readers at once (default 64); at most the queue's
-    /// `max_waiters_per_handle`, so every reader can always wait.
+    /// `max_waiters_per_handle`. A few words per possible reader are
+    /// allocated up front.
     pub max_readers: usize,
 }
 
@@ -172,6 +182,9 @@ struct Shared {
     slots: Mutex<Vec<Arc<ReaderSlot>>>,
     /// Bytes of segment memory allocated now (chain and writer pool).
     allocated: AtomicUsize,
+    /// Armed reader wake slots (at least their number; see
+    /// `ReaderSlot::arm`). The writer scans the slots only when it is not 0.
+    sleepers: CachePadded<AtomicUsize>,
 }
 
 impl Shared {
@@ -218,6 +231,12 @@ impl ReaderFactory {
     pub fn reader(&self) -> Result<Reader, PipeError> {
         let shared = &self.shared;
         let limit = shared.limits.max_readers;
+        let slot = Arc::new(ReaderSlot::new());
+        let mut slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Room for `max_readers` slots was reserved when the pipe was made
+        // and the list never holds more than the live readers, so this
+        // allocates nothing; it keeps the push below infallible regardless.
+        buffer::try_reserve(&mut slots, 1)?;
         // Relaxed: validated by the CAS.
         let mut cur = shared.readers.load(Ordering::Relaxed);
         loop {
@@ -236,12 +255,8 @@ impl ReaderFactory {
                 Err(actual) => cur = actual,
             }
         }
-        let slot = Arc::new(ReaderSlot::new());
-        shared
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(slot.clone());
+        slots.push(slot.clone());
+        drop(slots);
         // Acquire: pairs with the writer's Release (never moved before
         // SEALED, and we hold the factory, so this is the first segment).
         let head = shared.head.load(Ordering::Acquire);
@@ -269,8 +284,12 @@ impl Drop for ReaderFactory {
 /// Creates a pipe whose writer notifies a new handle of `queue` registered
 /// with `hint`. Returns the writer and the factory for readers.
 ///
-/// Fails with [`PipeError::InvalidLimit`] on bad limits and
-/// [`PipeError::Queue`] if the queue has no free handle.
+/// Fails with [`PipeError::InvalidLimit`] on bad limits,
+/// [`PipeError::OutOfMemory`] if the memory the limits ask for up front
+/// (the first segment, [`Limits::initial_capacity`], a few words per
+/// possible reader) cannot be allocated, and [`PipeError::Queue`] if the
+/// queue has no free handle. A failed call leaves nothing behind: no handle
+/// stays registered and no memory is held.
 ///
 /// ```
 /// use notification_queue::{Config, NotificationQueue};
@@ -291,14 +310,35 @@ pub fn pipe(
     limits: Limits,
 ) -> Result<(Writer, ReaderFactory), PipeError> {
     limits.validate(queue)?;
-    let handle = queue.register(hint)?;
     let seg = limits.segment_size;
-    let head = Segment::alloc(seg);
-    let extra = limits.initial_capacity.div_ceil(seg).saturating_sub(1);
-    let mut pool = Vec::with_capacity(extra);
-    for _ in 0..extra {
-        pool.push(Segment::alloc(seg));
-    }
+    let segments = limits.initial_capacity.div_ceil(seg).max(1);
+    // More than the address space can hold fails before anything is made.
+    segments
+        .checked_mul(seg)
+        .filter(|&bytes| bytes <= isize::MAX as usize)
+        .ok_or(PipeError::OutOfMemory { bytes: usize::MAX })?;
+    let extra = segments - 1;
+    // Everything sized by the limits is allocated fallibly, and before the
+    // handle is registered, so a refusal leaves nothing behind.
+    let mut slots = Vec::new();
+    buffer::try_reserve(&mut slots, limits.max_readers)?;
+    let mut watched = Vec::new();
+    buffer::try_reserve(&mut watched, limits.max_readers)?;
+    let mut wakers = Vec::new();
+    buffer::try_reserve(&mut wakers, limits.max_readers)?;
+    let mut pool = Vec::new();
+    buffer::try_reserve(&mut pool, extra.max(writer::POOL_CAP))?;
+    let head = Segment::alloc(seg)?;
+    let handle = buffer::alloc_segments(&mut pool, extra, seg)
+        .and_then(|()| queue.register(hint).map_err(PipeError::from));
+    let handle = match handle {
+        Ok(h) => h,
+        Err(e) => {
+            // SAFETY: made above, in no chain, seen by nobody else.
+            unsafe { buffer::free_all(pool.into_iter().chain([head])) };
+            return Err(e);
+        }
+    };
     let shared = Arc::new(Shared {
         queue: queue.clone(),
         handle,
@@ -310,9 +350,10 @@ pub fn pipe(
         segment_size: seg,
         limits,
         readers: AtomicU64::new(0),
-        slots: Mutex::new(Vec::new()),
+        slots: Mutex::new(slots),
         allocated: AtomicUsize::new((extra + 1) * seg),
+        sleepers: CachePadded::new(AtomicUsize::new(0)),
     });
-    let writer = Writer::new(shared.clone(), head, pool);
+    let writer = Writer::new(shared.clone(), head, pool, watched, wakers);
     Ok((writer, ReaderFactory { shared }))
 }

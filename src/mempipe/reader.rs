@@ -11,14 +11,14 @@
 //!
 //! # Waiting
 //!
-//! When `try_read` finds nothing: poll a little (bounded backoff), then take a queue snapshot of the writer's
-//! handle, `try_read` again, then wait for anything after the snapshot. A
-//! commit or close that the second check missed happened after the snapshot,
-//! so its notify (or the unregister that follows close) ends the wait.
-//! If the snapshot fails because the handle was unregistered, the writer's
-//! terminal state was stored before that, so the second check sees it; if it
-//! does not, someone else unregistered the handle and the read fails with
-//! [`PipeError::Queue`] instead of spinning.
+//! When `try_read` finds nothing: poll a little (bounded backoff), then
+//! register the waker in this reader's own slot, arm the slot, fence, and
+//! `try_read` again (see `buffer::ReaderSlot` for why a commit or close is
+//! never missed). Blocking reads drive the same poll with a waker that
+//! unparks the thread. The slot belongs to this reader alone, so no other
+//! client of the queue and no other reader can make the wait fail; a read
+//! future dropped while pending disarms the slot, and one leaked with
+//! `mem::forget` only leaves this reader's slot armed until the next wake.
 //!
 //! # Errors
 //!
@@ -28,8 +28,11 @@
 
 use super::buffer::{Published, ReaderSlot, Segment, WriterState};
 use super::{PipeError, Shared};
-use crate::QueueError;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, Ordering, fence};
+use crate::wait::park;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// One reader of a pipe ([`ReaderFactory::reader`](super::ReaderFactory::reader)).
@@ -76,13 +79,17 @@ struct Cursor {
     slot: Arc<ReaderSlot>,
 }
 
-// SAFETY: `seg` points into the chain owned by `Shared`, which our `Arc`
-// keeps alive; the writer retires a segment only after our published
-// position is strictly past it, and we never go back.
-unsafe impl Send for Reader {}
-// SAFETY: `&Reader` only reads plain fields (`position`, `error`) and
-// atomics; all cursor movement needs `&mut Reader`.
-unsafe impl Sync for Reader {}
+// SAFETY: `seg` is the only field that is not `Send` on its own. It points
+// into the chain owned by `Shared`, which the owning `Reader`'s `Arc` keeps
+// alive wherever the cursor moves; the writer retires a segment only after
+// our published position is strictly past it, and we never go back. The
+// segment's bytes are cells read under the `committed` protocol, which holds
+// from any thread. So the cursor (and every future borrowing it across an
+// await) may move to another thread.
+unsafe impl Send for Cursor {}
+// SAFETY: through `&Cursor` only plain fields (`pos`, `error`) are read;
+// `seg` is dereferenced only by `&mut self` methods (`try_read`, `copy`).
+unsafe impl Sync for Cursor {}
 
 impl Cursor {
     #[inline]
@@ -238,55 +245,78 @@ impl Reader {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<usize, PipeError> {
+        let waker = park::current_waker();
+        let res = loop {
+            if let Poll::Ready(r) = self.poll_read(&waker, buf, true) {
+                break r;
+            }
+            match deadline {
+                None => park::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break Err(PipeError::TimedOut);
+                    }
+                    park::park_timeout(d - now);
+                }
+            }
+        };
+        self.disarm();
+        res
+    }
+
+    /// One attempt of a read: data (or the end) now, else the slot is armed
+    /// with `waker` and `Pending` is returned.
+    fn poll_read(
+        &mut self,
+        waker: &Waker,
+        buf: &mut [u8],
+        may_yield: bool,
+    ) -> Poll<Result<usize, PipeError>> {
         let Reader { shared, cur } = self;
-        loop {
+        let got = (|| {
             if let Some(n) = cur.try_read(&shared.published, buf)? {
-                return Ok(n);
+                return Ok(Some(n));
             }
-            if let Some(n) = spin(cur, &shared.published, buf, true)? {
-                return Ok(n);
+            if let Some(n) = spin(cur, &shared.published, buf, may_yield)? {
+                return Ok(Some(n));
             }
-            let snap = shared.queue.snapshot(shared.handle);
-            if let Some(n) = cur.try_read(&shared.published, buf)? {
-                return Ok(n);
+            cur.slot.waker.register(waker);
+            cur.slot.arm(&shared.sleepers);
+            // SeqCst: orders the arming above before the re-check below,
+            // against the writer's fence between its commit (or terminal
+            // state) and its load of `sleepers` (see `buffer::ReaderSlot`).
+            fence(Ordering::SeqCst);
+            cur.try_read(&shared.published, buf)
+        })();
+        match got {
+            Ok(None) => Poll::Pending,
+            Ok(Some(n)) => {
+                cur.slot.disarm(&shared.sleepers);
+                Poll::Ready(Ok(n))
             }
-            let wait = shared.queue.wait_after(snap?);
-            let got = match deadline {
-                None => wait.wait(),
-                Some(d) => wait.wait_deadline(d),
-            };
-            match got {
-                Ok(_) | Err(QueueError::Closed) => {}
-                Err(QueueError::Timeout) => return Err(PipeError::TimedOut),
-                Err(e) => return Err(PipeError::Queue(e)),
+            Err(e) => {
+                cur.slot.disarm(&shared.sleepers);
+                Poll::Ready(Err(e))
             }
         }
     }
 
+    /// Disarms this reader's wake slot (after a read ends, however).
+    fn disarm(&mut self) {
+        self.cur.slot.disarm(&self.shared.sleepers);
+    }
+
     /// The async form of [`read`](Self::read): a plain future, driven by any
-    /// executor.
+    /// executor. The future is `Send`, so a work-stealing executor may move
+    /// it between threads.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe: bytes are consumed only in the poll that returns them.
+    /// Dropping the future while it is pending leaves nothing behind.
     pub async fn read_async(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
-        let Reader { shared, cur } = self;
-        loop {
-            if let Some(n) = cur.try_read(&shared.published, buf)? {
-                return Ok(n);
-            }
-            if let Some(n) = spin(cur, &shared.published, buf, false)? {
-                return Ok(n);
-            }
-            let snap = shared.queue.snapshot(shared.handle);
-            if let Some(n) = cur.try_read(&shared.published, buf)? {
-                return Ok(n);
-            }
-            match shared.queue.wait_after(snap?).await {
-                Ok(_) | Err(QueueError::Closed) => {}
-                Err(e) => return Err(PipeError::Queue(e)),
-            }
-        }
+        ReadFuture { reader: self, buf }.await
     }
 
     /// Fails this reader's reads with [`PipeError::Reader`] until
@@ -326,8 +356,31 @@ impl Reader {
     }
 }
 
+/// The future of [`Reader::read_async`]: holds only the two borrows.
+struct ReadFuture<'a> {
+    reader: &'a mut Reader,
+    buf: &'a mut [u8],
+}
+
+impl Future for ReadFuture<'_> {
+    type Output = Result<usize, PipeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.reader.poll_read(cx.waker(), this.buf, false)
+    }
+}
+
+impl Drop for ReadFuture<'_> {
+    fn drop(&mut self) {
+        // A read cancelled while pending leaves no armed slot behind.
+        self.reader.disarm();
+    }
+}
+
 impl Drop for Reader {
     fn drop(&mut self) {
+        self.disarm();
         // Release: our last segment accesses happen-before the writer's
         // Acquire load of this slot, which now never holds it back.
         self.cur.slot.pos.store(u64::MAX, Ordering::Release);

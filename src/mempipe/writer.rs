@@ -3,10 +3,11 @@
 //! Only the writer mutates the buffer, so its bookkeeping (tail segment,
 //! bytes written, its own state, the segment pool) is plain fields behind
 //! `&mut self`. A write copies bytes into the tail (linking new segments as
-//! needed), stores the new length with `Release`, then notifies the pipe's
-//! handle with the length. Close and failure store the terminal state with
-//! `Release` *after* the last commit, notify `-1` and unregister the handle,
-//! which wakes every waiting reader; readers then drain and see EOF/EPIPE.
+//! needed), stores the new length with `Release`, wakes the sleeping readers
+//! (see `buffer::ReaderSlot`), then notifies the pipe's handle with the
+//! length. Close and failure store the terminal state with `Release` *after*
+//! the last commit, wake the sleeping readers, notify `-1` and unregister the
+//! handle; readers then drain and see EOF/EPIPE.
 //!
 //! Reclamation runs here too (see `buffer`): on every new segment, and when
 //! the byte limit is reached, the writer retires segments every live reader
@@ -15,15 +16,16 @@
 use super::buffer::{ReaderSlot, Segment, WriterState};
 use super::{EVER, LIVE_MASK, PipeError, SEALED, Shared};
 use crate::Handle;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, Ordering, fence};
 use core::ptr;
+use core::task::Waker;
 
 /// Retired segments kept for reuse (beyond these they are freed).
 #[cfg(not(notification_queue_loom))]
-const POOL_CAP: usize = 4;
+pub(super) const POOL_CAP: usize = 4;
 /// Under loom keep the pool tiny so models also exercise freeing.
 #[cfg(notification_queue_loom)]
-const POOL_CAP: usize = 1;
+pub(super) const POOL_CAP: usize = 1;
 
 /// The writing end of a pipe ([`pipe`](super::pipe)).
 ///
@@ -62,10 +64,17 @@ pub struct Writer {
     /// Bytes written and committed.
     written: u64,
     state: WriterState,
-    /// Retired (or preallocated) segments no reader can reach.
+    /// Retired (or preallocated) segments no reader can reach. Its
+    /// capacity is at least `POOL_CAP`, so retiring never allocates.
     pool: Vec<*mut Segment>,
-    /// Every reader's slot, copied once the factory is sealed.
-    watched: Option<Vec<Arc<ReaderSlot>>>,
+    /// Every reader's slot, copied once the factory is sealed (room for
+    /// `max_readers` reserved up front, so the copy never allocates).
+    watched: Vec<Arc<ReaderSlot>>,
+    /// Whether `watched` has been filled (the factory was seen sealed).
+    sealed: bool,
+    /// Wakers taken from reader slots, woken after the slot lock is
+    /// released (room for `max_readers` reserved up front).
+    wakers: Vec<Waker>,
 }
 
 // SAFETY: the raw segment pointers point into the chain owned by `Shared`
@@ -76,7 +85,13 @@ unsafe impl Send for Writer {}
 unsafe impl Sync for Writer {}
 
 impl Writer {
-    pub(super) fn new(shared: Arc<Shared>, head: *mut Segment, pool: Vec<*mut Segment>) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        head: *mut Segment,
+        pool: Vec<*mut Segment>,
+        watched: Vec<Arc<ReaderSlot>>,
+        wakers: Vec<Waker>,
+    ) -> Self {
         Self {
             shared,
             tail: head,
@@ -86,7 +101,9 @@ impl Writer {
             written: 0,
             state: WriterState::Open,
             pool,
-            watched: None,
+            watched,
+            sealed: false,
+            wakers,
         }
     }
 
@@ -99,6 +116,8 @@ impl Writer {
     /// - No reader left (one existed, or the factory is gone, and every
     ///   reader has been dropped): [`PipeError::BrokenPipe`].
     /// - Byte limit: writes what fits; [`PipeError::Full`] if nothing fits.
+    /// - The allocator refuses a segment the write needs:
+    ///   [`PipeError::OutOfMemory`], and nothing of `buf` is written.
     pub fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         match self.state {
             WriterState::Open => {}
@@ -126,7 +145,14 @@ impl Writer {
         }
         let n = room.min(buf.len() as u64) as usize;
         let (now, _) = buf.split_at(n);
-        self.append(now);
+        // Every segment the write needs is in the pool before a byte moves,
+        // so a refused allocation leaves the stream untouched.
+        let need = self.segments_needed(n);
+        if need > 0 {
+            self.reclaim();
+            self.reserve(need)?;
+        }
+        let n = self.append(now);
         self.written += n as u64;
         // Release: the bytes (and any new segment links) are in place;
         // pairs with the readers' Acquire loads of `committed`.
@@ -134,9 +160,10 @@ impl Writer {
             .published
             .committed
             .store(self.written, Ordering::Release);
+        self.wake_readers();
         let arg = i32::try_from(n).unwrap_or(i32::MAX);
-        // A failure means someone unregistered our handle; readers will see
-        // it as `PipeError::Queue(StaleHandle)` when they try to wait.
+        // A failure means someone else unregistered our handle: only its
+        // outside waiters and subscribers miss this; readers do not use it.
         let _ = self.shared.queue.notify(self.shared.handle, arg);
         Ok(n)
     }
@@ -167,9 +194,50 @@ impl Writer {
             .published
             .state
             .store(state.encode(), Ordering::Release);
+        self.wake_readers();
         let _ = self.shared.queue.notify(self.shared.handle, -1);
         // Wakes every waiter with `Closed`; frees the handle for the queue.
         let _ = self.shared.queue.unregister(self.shared.handle);
+    }
+
+    /// Readers asleep in a read now, waiting for data or the end of the
+    /// stream (a statistic). A read future that was polled and then leaked
+    /// counts until the next write or close wakes it.
+    pub fn waiting_readers(&self) -> usize {
+        // Relaxed: a statistic.
+        self.shared.sleepers.load(Ordering::Relaxed)
+    }
+
+    /// Wakes every sleeping reader, after a commit or the terminal state.
+    fn wake_readers(&mut self) {
+        // SeqCst: orders our store of `committed` / the state before the
+        // load of `sleepers`, against the reader's fence between arming its
+        // slot and re-checking (see `buffer::ReaderSlot`).
+        fence(Ordering::SeqCst);
+        // Relaxed: the fence above gives the ordering.
+        if self.shared.sleepers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for slot in slots.iter() {
+            if slot.disarm_by_writer(&self.shared.sleepers) {
+                if let Some(w) = slot.waker.take() {
+                    if self.wakers.len() < self.wakers.capacity() {
+                        // Within the reserved capacity: no allocation.
+                        self.wakers.push(w);
+                    } else {
+                        // Not reached: there are at most `max_readers` slots
+                        // and room for as many wakers.
+                        w.wake();
+                    }
+                }
+            }
+        }
+        drop(slots);
+        // Outside the lock: a waker may run arbitrary code.
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
     }
 
     /// Bytes written so far.
@@ -209,13 +277,41 @@ impl Writer {
         self.shared.limits.max_bytes.saturating_sub(held)
     }
 
-    fn append(&mut self, mut src: &[u8]) {
+    /// New segments `append` links to place `n` more bytes.
+    fn segments_needed(&self, n: usize) -> usize {
+        let seg = self.shared.segment_size;
+        // At most `seg`: `tail` holds the byte at `written` or ends there.
+        let used = (self.written - self.tail_base) as usize;
+        n.saturating_sub(seg - used).div_ceil(seg)
+    }
+
+    /// Makes sure the pool holds at least `need` segments. On failure the
+    /// pool and the footprint are as they were.
+    fn reserve(&mut self, need: usize) -> Result<(), PipeError> {
+        let have = self.pool.len();
+        if have >= need {
+            return Ok(());
+        }
+        let seg = self.shared.segment_size;
+        super::buffer::alloc_segments(&mut self.pool, need - have, seg)?;
+        // Relaxed: a statistic.
+        self.shared
+            .allocated
+            .fetch_add((need - have) * seg, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Copies `src` in at `written`, linking pooled segments as needed;
+    /// returns the bytes placed (all of `src` after a successful `reserve`).
+    fn append(&mut self, mut src: &[u8]) -> usize {
         let seg = self.shared.segment_size;
         let mut placed = self.written;
         while !src.is_empty() {
             let mut off = (placed - self.tail_base) as usize;
             if off >= seg {
-                self.grow();
+                if !self.grow() {
+                    break;
+                }
                 off = 0;
             }
             let k = (seg - off).min(src.len());
@@ -227,19 +323,15 @@ impl Writer {
             src = rest;
             placed += k as u64;
         }
+        (placed - self.written) as usize
     }
 
-    /// Links a fresh or recycled segment after the tail.
-    fn grow(&mut self) {
-        self.reclaim();
+    /// Links a pooled segment after the tail; `false` if the pool is empty
+    /// (never after `reserve`).
+    fn grow(&mut self) -> bool {
         let seg = self.shared.segment_size;
-        let new = match self.pool.pop() {
-            Some(s) => s,
-            None => {
-                // Relaxed: a statistic.
-                self.shared.allocated.fetch_add(seg, Ordering::Relaxed);
-                Segment::alloc(seg)
-            }
+        let Some(new) = self.pool.pop() else {
+            return false;
         };
         // SAFETY: `new` is ours alone: fresh, or retired after every reader
         // passed it (see `reclaim`).
@@ -253,23 +345,30 @@ impl Writer {
         tail.next.store(new, Ordering::Release);
         self.tail = new;
         self.tail_base += seg as u64;
+        true
     }
 
     /// Retires every segment all live readers have passed (streaming mode
     /// only: once the factory is sealed).
     fn reclaim(&mut self) {
-        if self.watched.is_none() {
+        if !self.sealed {
             // Acquire: pairs with the factory's Release `fetch_or(SEALED)`,
             // after which the slot list can only shrink.
             if self.shared.readers.load(Ordering::Acquire) & SEALED == 0 {
                 return;
             }
             let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
-            self.watched = Some(slots.clone());
+            // `watched` has room for `max_readers` slots (reserved when the
+            // pipe was made) and the list holds at most that many, so this
+            // never allocates; if it ever had to and could not, reclaiming
+            // waits for a later call.
+            if super::buffer::try_reserve(&mut self.watched, slots.len()).is_err() {
+                return;
+            }
+            self.watched.extend(slots.iter().cloned());
+            self.sealed = true;
         }
-        let Some(watched) = &self.watched else {
-            return;
-        };
+        let watched = &self.watched;
         // Acquire: pairs with each reader's Release store of its position
         // after its copy (or of `u64::MAX` on drop), so its accesses to the
         // segments below happen-before we reuse them.
@@ -306,11 +405,12 @@ impl Drop for Writer {
     fn drop(&mut self) {
         self.close();
         let seg = self.shared.segment_size;
-        for s in self.pool.drain(..) {
-            // SAFETY: pooled segments are out of the chain and ours alone.
-            unsafe { Segment::free(s) };
-            // Relaxed: a statistic.
-            self.shared.allocated.fetch_sub(seg, Ordering::Relaxed);
-        }
+        let pooled = self.pool.len();
+        // SAFETY: pooled segments are out of the chain and ours alone.
+        unsafe { super::buffer::free_all(self.pool.drain(..)) };
+        // Relaxed: a statistic.
+        self.shared
+            .allocated
+            .fetch_sub(pooled * seg, Ordering::Relaxed);
     }
 }
