@@ -9,7 +9,7 @@ them:
   - cachegrind.json  written by scripts/cachegrind.sh (instructions/notify)
 
 Writes BENCHMARKS.md (tables of medians with ratios to this crate, the
-issue's targets as met / missed, the instruction and memory figures) and
+performance goals as met / missed, the instruction and memory figures) and
 docs/bench_<group>.svg (one plot per group whose parameter is numeric, plus
 a bar chart of the idle-notify groups). Standard library only.
 
@@ -257,7 +257,7 @@ def pair_up(benches, group, crate_fn, peer_fn, param=None):
 
 
 def targets(benches):
-    """Each issue target: (text, list of (label, achieved, required, ok, how))."""
+    """Each performance goal: (text, list of (label, achieved, required, ok, how))."""
     specs = [
         # (description, group, crate fn, peer fn, param, kind, threshold)
         # kind "max": crate/peer time <= threshold; "min": peer/crate time >= threshold
@@ -555,15 +555,15 @@ def main():
     if stale:
         L.append(f"- {len(stale)} older result(s) in the criterion directory were not from this run "
                  "and are left out.")
-    L += ["", "## Targets (from the issues)", "",
-          "| target | comparison | this crate | peer | result |", "|---|---|---|---|---|"]
+    L += ["", "## Goals", "",
+          "| goal | comparison | this crate | peer | result |", "|---|---|---|---|---|"]
     for text, results in targets(benches):
         if not results:
             L.append(f"| {text} | not measured in this run | | | – |")
         for label, shown, ok, how, ct, pt in results:
             L.append(f"| {text} | {label}{': ' + shown if shown else ''} | {ct} | {pt} | "
                      f"{'✅ met' if ok else '❌ ' + how} |")
-    L += ["", "Per-waiter and per-delivery targets compare times per element.", ""]
+    L += ["", "Per-waiter and per-delivery goals compare times per element.", ""]
 
     L += ["## Instructions per notify (cachegrind)", ""]
     if cg:
