@@ -41,13 +41,10 @@ fn stale_wait_vs_unregister_reregister_and_new_waiter() {
         let waker = Waker::from(count.clone());
         let mut fresh = q.wait(new);
         assert!(poll_once(&mut fresh, &waker).is_pending());
-        assert_eq!(q.waiters(new).unwrap().len(), 1);
         assert_eq!(q.notify(new, 5), Ok(1), "the new owner's waiter was lost");
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert!(matches!(poll_once(&mut fresh, &waker), Poll::Ready(Ok(n)) if n.arg == 5));
         assert_eq!(stale.join().unwrap(), Err(QueueError::Closed));
-        drop(fresh);
-        q.unregister(new).unwrap();
     });
 }
 
