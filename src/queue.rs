@@ -309,17 +309,9 @@ impl NotificationQueue {
             if eventcount::generation(cur) != handle.generation {
                 return Err(QueueError::StaleHandle);
             }
-            // The close record for waits that have not seen the final
-            // notifies. Release: published with the retired word by the
-            // CAS below (a failed CAS rewrites it before retrying, and only
-            // the record written before the winning CAS can be read with
-            // the retired word). Only the handle's owner gets here with the
-            // current generation, and only one CAS wins.
-            slot.closed
-                .store(eventcount::record(cur), Ordering::Release);
             // AcqRel: Acquire sees waiter registrations published by their
-            // RMW on the word (as in notify); Release orders the close and
-            // the record before waiters that read the new generation.
+            // RMW on the word (as in notify); Release orders the close
+            // before waiters that read the new generation.
             match slot.state.compare_exchange_weak(
                 cur,
                 eventcount::retired(cur),
@@ -330,6 +322,13 @@ impl NotificationQueue {
                 Err(actual) => cur = actual,
             }
         }
+        // The close record, for waits that first look after the slot has
+        // a new owner (until then the retired word itself keeps the final
+        // sequence). Release: the slot is handed out again only after this
+        // (through the registry lock below and register's Release store of
+        // the new word), so a wait that reads the new owner's word sees it.
+        slot.closed
+            .store(eventcount::record(cur), Ordering::Release);
         let list = slot.waiters.swap(core::ptr::null_mut(), Ordering::AcqRel);
         if !list.is_null() {
             // Woken before pinning: a waker that blocks must not hold back
@@ -706,30 +705,42 @@ impl Inner {
         slot: &Slot,
         generation: u32,
         start: u64,
+        word: u64,
     ) -> Result<crate::Notified, QueueError> {
-        // Acquire: the caller saw the retired word (Acquire), which the
-        // record's Release store precedes; this load sees that record or a
-        // later one.
-        let record = slot.closed.load(Ordering::Acquire);
-        if eventcount::generation(record) != generation {
-            return Err(QueueError::Closed);
-        }
+        let freed = generation.wrapping_add(1) & eventcount::GEN_MASK;
+        let reused = eventcount::generation(word) != freed;
+        let record = if reused {
+            // Acquire: the caller saw a later owner's word (Acquire), whose
+            // register came after the Release store of the record; this
+            // load sees that record or a later one.
+            let record = slot.closed.load(Ordering::Acquire);
+            if eventcount::generation(record) != generation {
+                return Err(QueueError::Closed);
+            }
+            record
+        } else {
+            // Not yet reused: the retired word keeps the final sequence.
+            word
+        };
         let sequence = eventcount::sequence(record);
         if sequence == start {
             return Err(QueueError::Closed);
         }
-        // Relaxed: ordered after the Acquire load of the record; the
-        // generation's own notifies stored it before their Release CASes.
+        // Relaxed: ordered after the Acquire load of the word (or record),
+        // which the generation's last notify's Release CAS precedes; its
+        // argument store precedes that CAS.
         let arg = slot.arg(generation).load(Ordering::Relaxed);
-        // The cell is reused only by the owner `ARG_CELLS` generations on,
-        // registered after `ARG_CELLS - 1` later closes, each of which
-        // rewrites the record first: re-reading it catches a reader that was
-        // preempted that long. Acquire fence: keeps the re-read after the
-        // cell read.
-        crate::sync::fence(Ordering::Acquire);
-        // Relaxed: ordered by the fence above.
-        if slot.closed.load(Ordering::Relaxed) != record {
-            return Err(QueueError::Closed);
+        if reused {
+            // The cell is reused only by the owner `ARG_CELLS` generations
+            // on, registered after `ARG_CELLS - 1` later closes, each of
+            // which rewrites the record first: re-reading it catches a
+            // reader that was preempted that long. Acquire fence: keeps the
+            // re-read after the cell read.
+            crate::sync::fence(Ordering::Acquire);
+            // Relaxed: ordered by the fence above.
+            if slot.closed.load(Ordering::Relaxed) != record {
+                return Err(QueueError::Closed);
+            }
         }
         Ok(crate::Notified {
             sequence,

@@ -152,7 +152,7 @@ impl<'a> Wait<'a> {
         let generation = self.handle.generation;
         if eventcount::generation(word) != generation {
             // Closed: report the notifies it has not seen yet first.
-            return Some(self.inner.closed_outcome(slot, generation, start));
+            return Some(self.inner.closed_outcome(slot, generation, start, word));
         }
         let sequence = eventcount::sequence(word);
         if sequence == start {
