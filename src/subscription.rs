@@ -93,10 +93,14 @@
 //! reference to it under a short epoch pin and delivers (and wakes) after
 //! unpinning, so a receiver's waker that blocks cannot hold back the
 //! collector; the slot's own reference is what the epoch protects.
-//! subscribe / unsubscribe / close build a new list (copy on write), swap it
-//! in and retire the old one through the epoch collector. They serialise on
-//! the slot table's registry mutex, which notify never takes and under which
-//! no client code runs.
+//! subscribe / unsubscribe build a new list (copy on write) and swap it in
+//! under the slot table's registry mutex, which notify never takes; they
+//! retire the old list through the epoch collector only after unlocking.
+//! Under that mutex only plain data is touched: no epoch pin, flush or
+//! collection (any of which may run other code's deferred destructors, which
+//! may re-enter this queue and take the same mutex), no waker, and no drop
+//! of a reference that may be the last one. Debug builds assert that no
+//! crate lock is held when pinning or flushing.
 //!
 //! # Subscribing versus notify (the `SUBSCRIBED` bit)
 //!
@@ -130,9 +134,7 @@ use crate::QueueError;
 use crate::eventcount::{self, SUBSCRIBED, WakeBatch};
 use crate::handle::{Handle, Slot};
 use crate::queue::{Inner, NotificationQueue};
-use crate::sync::{
-    Arc, AtomicBool, AtomicU64, AtomicWaker, Collector, Guard, Hint, Ordering, fence,
-};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicWaker, Collector, Hint, Ordering, fence};
 use crate::wait::park;
 use core::fmt;
 use core::future::Future;
@@ -414,9 +416,15 @@ pub(crate) struct SubscriberList {
     rings: Box<[Arc<Ring>]>,
 }
 
-/// Publishes `rings` as the slot's list (null if empty) and retires the old
-/// one. Caller holds the registry lock and is pinned.
-fn replace_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>, g: &Guard) {
+/// Publishes `rings` as the slot's list (null if empty) and returns the old
+/// one, for [`retire_lists`] after the lock is released. Caller holds the
+/// registry lock (which serialises every list change).
+///
+/// Touches plain data only (an allocation and a swap), so it may run under
+/// the lock: retiring (pin, defer, flush) must not, since a flush runs
+/// other code's deferred destructors.
+#[must_use = "the old list must be retired"]
+fn swap_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>) -> Unlinked {
     let fresh = if rings.is_empty() {
         core::ptr::null_mut()
     } else {
@@ -428,16 +436,35 @@ fn replace_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>, g: &Guard) 
     };
     // AcqRel: Release publishes the new list to notifiers (Acquire load in
     // `deliver`); Acquire takes over the old one for retiring.
-    let old = slot.subscribers.swap(fresh, Ordering::AcqRel);
-    crate::queue::retire(old.cast_const(), g);
+    Unlinked(slot.subscribers.swap(fresh, Ordering::AcqRel).cast_const())
 }
 
-/// The rings listed for `generation` now (caller holds the registry lock and
-/// is pinned).
+/// A list unlinked from its slot (or null) that still owns the slot's
+/// strong count: pass it to [`retire_lists`] once no crate lock is held.
+struct Unlinked(*const SubscriberList);
+
+/// Retires unlinked lists through the epoch collector. Pins and flushes, so
+/// it runs other code's deferred destructors (which may re-enter this
+/// queue): never call it while holding any lock of the crate.
+fn retire_lists(lists: &[Unlinked], collector: &Collector) {
+    if lists.iter().all(|l| l.0.is_null()) {
+        return;
+    }
+    let guard = crate::sync::pin(collector);
+    for l in lists {
+        crate::queue::retire(l.0, &guard);
+    }
+}
+
+/// The rings listed for `generation` now. Caller holds the registry lock:
+/// lists are unlinked only under it, so the current one stays alive (the
+/// slot owns a strong count) without pinning.
 fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
     // Acquire: see the list's initialisation.
     let p = slot.subscribers.load(Ordering::Acquire);
-    // SAFETY: the caller is pinned and lists are freed only through `retire`.
+    // SAFETY: the slot owns one strong count of the current list, which is
+    // released only after an unlink (`swap_list`, under the registry lock
+    // we hold) or when the table is dropped (`release`, `&mut`).
     match unsafe { p.as_ref() } {
         Some(list) if list.generation == generation => list.rings.to_vec(),
         _ => Vec::new(),
@@ -710,48 +737,53 @@ impl NotificationQueue {
         }
         let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
         let ring = Arc::new(Ring::new(options.capacity, options.overflow, options.hint));
-        // Pin before locking: pinning may run deferred drops, none of which
-        // should run under the lock.
-        let guard = crate::sync::pin(&inner.collector);
-        let reg = inner.table.lock_registry();
-        // Relaxed: validated by the generation-checking CAS below.
-        if eventcount::generation(slot.state.load(Ordering::Relaxed)) != handle.generation {
-            return Err(QueueError::StaleHandle);
-        }
-        let mut rings = current_rings(slot, handle.generation);
-        let limit = inner.config.max_subscribers_per_handle;
-        if rings.len() >= limit {
-            return Err(QueueError::SubscriberLimit { limit });
-        }
-        rings.push(ring.clone());
-        replace_list(slot, handle.generation, rings, &guard);
-        // The linearisation point (see "Subscribing versus notify").
-        // Relaxed: validated by the CAS.
-        let mut cur = slot.state.load(Ordering::Relaxed);
-        loop {
-            if eventcount::generation(cur) != handle.generation {
-                // Unregistered since our check: take our ring out again (no
-                // receiver will ever read it).
-                let mut rings = current_rings(slot, handle.generation);
-                rings.retain(|r| !Arc::ptr_eq(r, &ring));
-                replace_list(slot, handle.generation, rings, &guard);
-                drop(reg);
+        // Under the lock: plain data only (see `swap_list`). Unlinked lists
+        // and leftover ring references are dealt with after unlocking.
+        let mut unlinked = [Unlinked(core::ptr::null()), Unlinked(core::ptr::null())];
+        let mut leftover = Vec::new();
+        let outcome = (|| {
+            let _reg = inner.table.lock_registry();
+            // Relaxed: validated by the generation-checking CAS below.
+            if eventcount::generation(slot.state.load(Ordering::Relaxed)) != handle.generation {
                 return Err(QueueError::StaleHandle);
             }
-            // AcqRel: Release publishes our list (stored above) to notifies
-            // whose CAS reads this word; Acquire orders us after them.
-            match slot.state.compare_exchange_weak(
-                cur,
-                cur | SUBSCRIBED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => cur = actual,
+            let mut rings = current_rings(slot, handle.generation);
+            let limit = inner.config.max_subscribers_per_handle;
+            if rings.len() >= limit {
+                leftover = rings;
+                return Err(QueueError::SubscriberLimit { limit });
             }
-        }
-        drop(reg);
-        drop(guard);
+            rings.push(ring.clone());
+            unlinked[0] = swap_list(slot, handle.generation, rings);
+            // The linearisation point (see "Subscribing versus notify").
+            // Relaxed: validated by the CAS.
+            let mut cur = slot.state.load(Ordering::Relaxed);
+            loop {
+                if eventcount::generation(cur) != handle.generation {
+                    // Unregistered since our check: take our ring out again
+                    // (no receiver will ever read it).
+                    let mut rings = current_rings(slot, handle.generation);
+                    rings.retain(|r| !Arc::ptr_eq(r, &ring));
+                    unlinked[1] = swap_list(slot, handle.generation, rings);
+                    return Err(QueueError::StaleHandle);
+                }
+                // AcqRel: Release publishes our list (stored above) to
+                // notifies whose CAS reads this word; Acquire orders us
+                // after them.
+                match slot.state.compare_exchange_weak(
+                    cur,
+                    cur | SUBSCRIBED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(()),
+                    Err(actual) => cur = actual,
+                }
+            }
+        })();
+        drop(leftover);
+        retire_lists(&unlinked, &inner.collector);
+        outcome?;
         Ok(Subscription {
             queue: self.clone(),
             handle,
@@ -1127,44 +1159,59 @@ impl Subscription {
     }
 
     fn detach(&mut self) {
-        // Take our waker first: the ring may be freed later on another
-        // thread, which must not run client code (waker drop).
+        // Take our waker out first and drop it here, with no lock held: the
+        // ring may be freed later on any thread, which must not run client
+        // code (a waker's drop).
         drop(self.ring.waker.take());
+        // Relaxed: only the receiver writes `waiting`.
+        self.ring.waiting.store(false, Ordering::Relaxed);
         let inner = &*self.queue.inner;
         let Some(slot) = inner.table.slot(self.handle) else {
             return;
         };
-        let guard = crate::sync::pin(&inner.collector);
-        let reg = inner.table.lock_registry();
-        let mut rings = current_rings(slot, self.handle.generation);
-        let before = rings.len();
-        rings.retain(|r| !Arc::ptr_eq(r, &self.ring));
-        if rings.len() != before {
-            let empty = rings.is_empty();
-            replace_list(slot, self.handle.generation, rings, &guard);
-            if empty {
-                // Last subscriber of this generation: clear SUBSCRIBED (see
-                // the module docs for why a concurrent subscriber loses
-                // nothing: it sets the bit under this same lock).
-                // Relaxed: validated by the CAS.
-                let mut cur = slot.state.load(Ordering::Relaxed);
-                while eventcount::generation(cur) == self.handle.generation {
-                    // Relaxed: no data is published by clearing the flag; the
-                    // list (now null) was published by `replace_list`.
-                    match slot.state.compare_exchange_weak(
-                        cur,
-                        cur & !SUBSCRIBED,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => break,
-                        Err(actual) => cur = actual,
-                    }
+        // Under the lock: plain data only. No pin, no retire, no drop of a
+        // reference that may be the last one (see `retire_lists`).
+        let (unlinked, leftover) = {
+            let _reg = inner.table.lock_registry();
+            let mut rings = current_rings(slot, self.handle.generation);
+            let before = rings.len();
+            // Our own entry: `self.ring` keeps that allocation alive, so
+            // dropping this clone under the lock frees nothing.
+            rings.retain(|r| !Arc::ptr_eq(r, &self.ring));
+            if rings.len() == before {
+                (Unlinked(core::ptr::null()), rings)
+            } else {
+                let empty = rings.is_empty();
+                let unlinked = swap_list(slot, self.handle.generation, rings);
+                if empty {
+                    clear_subscribed(slot, self.handle.generation);
                 }
+                (unlinked, Vec::new())
             }
+        };
+        drop(leftover);
+        retire_lists(&[unlinked], &inner.collector);
+    }
+}
+
+/// Clears `SUBSCRIBED` after the last unsubscribe of `generation`. Caller
+/// holds the registry lock (see the module docs for why a concurrent
+/// subscriber loses nothing: it sets the bit under this same lock).
+fn clear_subscribed(slot: &Slot, generation: u32) {
+    // Relaxed: validated by the CAS.
+    let mut cur = slot.state.load(Ordering::Relaxed);
+    while eventcount::generation(cur) == generation {
+        // Relaxed: no data is published by clearing the flag; the list (now
+        // null) was published by `swap_list`.
+        match slot.state.compare_exchange_weak(
+            cur,
+            cur & !SUBSCRIBED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break,
+            Err(actual) => cur = actual,
         }
-        drop(reg);
-        drop(guard);
     }
 }
 
