@@ -1132,6 +1132,19 @@ impl Subscription {
         Poll::Ready(out)
     }
 
+    /// Withdraws a pending receive (its `Recv` was dropped, or a blocking
+    /// receive gave up): clears `waiting` so notifies stop looking at the
+    /// waker, and takes the waker out and drops it here (no lock is held).
+    /// A notify racing with this may still take and wake it once.
+    fn cancel_wait(&self) {
+        // Relaxed: only the receiver writes `waiting`; a notify that still
+        // sees it set only makes a spurious wake.
+        if self.ring.waiting.load(Ordering::Relaxed) {
+            self.ring.waiting.store(false, Ordering::Relaxed);
+            drop(self.ring.waker.take());
+        }
+    }
+
     fn block(&mut self, deadline: Option<Instant>) -> Result<i32, RecvTimeoutError> {
         let waker = park::current_waker();
         loop {
@@ -1143,6 +1156,7 @@ impl Subscription {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        self.cancel_wait();
                         return Err(RecvTimeoutError::Timeout);
                     }
                     park::park_timeout(d - now);
@@ -1277,10 +1291,19 @@ impl Drop for Subscription {
 
 /// Future of [`Subscription::recv`]: the next value, `Lagged(n)` or
 /// `Closed`.
+///
+/// Dropping it while pending withdraws the wait: its waker is dropped and
+/// later notifies do not wake it.
 #[must_use = "a Recv does nothing unless polled or waited on"]
 #[derive(Debug)]
 pub struct Recv<'a> {
     sub: &'a mut Subscription,
+}
+
+impl Drop for Recv<'_> {
+    fn drop(&mut self) {
+        self.sub.cancel_wait();
+    }
 }
 
 impl Recv<'_> {
@@ -1500,6 +1523,39 @@ mod tests {
                 assert_eq!(ring.recv(&mut head), Err(TryRecvError::Closed));
             }
         }
+    }
+
+    fn noop_cx() -> core::task::Context<'static> {
+        core::task::Context::from_waker(Waker::noop())
+    }
+
+    /// Cancelling a pending receive (dropping its `Recv`, or a blocking
+    /// receive timing out) clears `waiting` and takes the waker out, so
+    /// notify goes back to one plain load for this ring.
+    #[test]
+    fn cancelled_receives_leave_waiting_clear_and_no_waker() {
+        let q = NotificationQueue::new(crate::Config::default());
+        let h = q.register("h").unwrap();
+        let mut sub = q.subscribe(h, 2, "").unwrap();
+        {
+            let mut fut = sub.recv();
+            let poll = Pin::new(&mut fut).poll(&mut noop_cx());
+            assert!(poll.is_pending());
+        }
+        assert!(!sub.ring.waiting.load(Ordering::Relaxed));
+        assert!(sub.ring.waker.take().is_none());
+        assert_eq!(
+            sub.recv_timeout(Duration::from_millis(1)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert!(!sub.ring.waiting.load(Ordering::Relaxed));
+        assert!(sub.ring.waker.take().is_none());
+        // A receive that completes clears it too.
+        q.notify(h, 1).unwrap();
+        let mut fut = sub.recv();
+        assert_eq!(Pin::new(&mut fut).poll(&mut noop_cx()), Poll::Ready(Ok(1)));
+        drop(fut);
+        assert!(!sub.ring.waiting.load(Ordering::Relaxed));
     }
 
     /// Closing after a silent stretch longer than the stamp range: the
