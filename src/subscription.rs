@@ -1124,11 +1124,10 @@ impl Subscription {
             Err(TryRecvError::Closed) => Err(RecvError::Closed),
             Err(TryRecvError::Empty) => return Poll::Pending,
         };
-        // Relaxed: only the receiver writes `waiting`; a producer that still
-        // sees it set only makes a spurious wake.
-        if self.ring.waiting.load(Ordering::Relaxed) {
-            self.ring.waiting.store(false, Ordering::Relaxed);
-        }
+        // Done waiting: clear `waiting` and drop the waker registered for
+        // this receive (if a notify has not taken it), so nothing of it
+        // stays behind in the ring.
+        self.cancel_wait();
         Poll::Ready(out)
     }
 
@@ -1550,12 +1549,14 @@ mod tests {
         );
         assert!(!sub.ring.waiting.load(Ordering::Relaxed));
         assert!(sub.ring.waker.take().is_none());
-        // A receive that completes clears it too.
-        q.notify(h, 1).unwrap();
+        // A receive that completes after being woken clears it too.
         let mut fut = sub.recv();
+        assert!(Pin::new(&mut fut).poll(&mut noop_cx()).is_pending());
+        q.notify(h, 1).unwrap();
         assert_eq!(Pin::new(&mut fut).poll(&mut noop_cx()), Poll::Ready(Ok(1)));
         drop(fut);
         assert!(!sub.ring.waiting.load(Ordering::Relaxed));
+        assert!(sub.ring.waker.take().is_none());
     }
 
     /// Closing after a silent stretch longer than the stamp range: the

@@ -219,16 +219,30 @@ mod imp {
             Self::default()
         }
 
+        /// Like `atomic_waker`, runs no waker code under the lock: the new
+        /// waker is cloned with the lock released, and the one it replaces
+        /// is dropped after unlocking (clone and drop may run client code).
         pub(crate) fn register(&self, waker: &Waker) {
-            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
-            match &*slot {
-                Some(old) if old.will_wake(waker) => {}
-                _ => *slot = Some(waker.clone()),
+            {
+                let slot = self.lock();
+                // `will_wake` compares pointers only; it runs no waker code.
+                if slot.as_ref().is_some_and(|old| old.will_wake(waker)) {
+                    return;
+                }
             }
+            let fresh = waker.clone();
+            let old = self.lock().replace(fresh);
+            drop(old);
         }
 
+        /// Takes the waker out; the caller drops or wakes it, unlocked.
         pub(crate) fn take(&self) -> Option<Waker> {
-            self.waker.lock().unwrap_or_else(|e| e.into_inner()).take()
+            let mut slot = self.lock();
+            slot.take()
+        }
+
+        fn lock(&self) -> MutexGuard<'_, Option<Waker>> {
+            self.waker.lock().unwrap_or_else(|e| e.into_inner())
         }
 
         pub(crate) fn wake(&self) {
