@@ -203,6 +203,10 @@ unsafe impl<T: Send + Sync> Send for Retired<T> {}
 
 /// Drops a slot's reference to a list (`Arc::into_raw`; null is ignored)
 /// once no pinned reader can hold it. Used for waiter and subscriber lists.
+///
+/// Flushes, which runs other code's deferred destructors (they may re-enter
+/// this queue): never call it while holding a lock of the crate (checked in
+/// debug builds), and pin for it only after unlocking.
 pub(crate) fn retire<T: Send + Sync + 'static>(list: *const T, guard: &Guard) {
     if list.is_null() {
         return;
@@ -220,8 +224,8 @@ pub(crate) fn retire<T: Send + Sync + 'static>(list: *const T, guard: &Guard) {
     // Retiring is cold (unregister, list replacement): hand the thread's
     // deferred drops to the global queue now rather than when its local bag
     // fills, so retired lists are freed promptly instead of up to a bag (64
-    // lists) late per thread.
-    guard.flush();
+    // lists) late per thread. (Not nested: see `sync::flush`.)
+    crate::sync::flush(guard);
 }
 
 impl NotificationQueue {

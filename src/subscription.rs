@@ -20,45 +20,68 @@
 //! lose".
 //!
 //! - **Producers** (notifiers, any number at once) claim a position `p` and
-//!   then CAS their `(p, value)` into the cell, but only over an *older*
-//!   stamp: if a producer finds a newer stamp there (it was lapped while
-//!   preempted), its value is already obsolete and it counts it as dropped
-//!   instead. When its CAS replaces a word whose `CONSUMED` bit is clear, the
-//!   value it overwrote was never received: it counts one drop. Producers
-//!   never wait for anybody and take no lock: a claim is one `fetch_add`
-//!   (keep newest) or a CAS loop bounded by other producers' progress (keep
-//!   oldest), the write one CAS loop of the same kind.
-//! - **The receiver** (the `Subscription`, `&mut self`) sits at `head` and
-//!   reads cell `head % cap`. Comparing the stamp with `head`:
-//!   equal and not consumed: it CASes `CONSUMED` in (a producer lapping it
-//!   at that moment makes the CAS fail, and the receiver retries) and
-//!   returns the value; older: nothing written yet, `Empty`; newer: the value
-//!   at `head` was overwritten, so it jumps to the oldest position that can
-//!   still be in the ring (`tail - cap`) and returns `Lagged(jump)`.
+//!   then CAS their `(p, value)` into the cell. Before each CAS attempt a
+//!   producer reads `tail`: if `p + cap` is already claimed, `p` is obsolete
+//!   (lapped while it was preempted; the receiver may be past it) and the
+//!   producer counts it as dropped instead of writing. Otherwise the cell
+//!   holds an older position of the same cell and the CAS replaces it; when
+//!   the replaced word's `CONSUMED` bit is clear, the value it overwrote was
+//!   never received: it counts one drop. Producers never wait for anybody
+//!   and take no lock: a claim is one `fetch_add` (keep newest) or a CAS
+//!   loop bounded by other producers' progress (keep oldest), the write one
+//!   CAS loop of the same kind.
+//! - **The receiver** (the `Subscription`, `&mut self`) sits at `head` (a
+//!   `u64`). It loads cell `head % cap`, then `tail` (and `end`, once
+//!   closed), and decides from the 64-bit positions first:
+//!   nothing claimed at `head`: `Empty` (or `Closed` once `head >= end`);
+//!   `head + cap` claimed: the value at `head` is overwritten or about to
+//!   be, so it jumps to the oldest position that stays in the ring
+//!   (`claimed - cap`) and returns `Lagged(jump)`. Only in the remaining
+//!   window, `head < claimed <= head + cap`, does it look at the stamp: a
+//!   match that is not consumed is our value (it CASes `CONSUMED` in; a
+//!   producer lapping it at that moment makes the CAS fail, and it looks
+//!   again), a mismatch means the notifier that claimed `head` has not
+//!   written it yet: `Empty`.
 //!
 //! # Why the lag count is exact
 //!
 //! Every position below `tail` ends in exactly one of two ways: the receiver
 //! consumes it (its CAS on the cell wins), or the receiver passes it in a
-//! `Lagged(n)` jump. A jump only passes positions `q < tail - cap`; for each
-//! of them position `q + cap` is claimed, so its producer (or a later one)
-//! replaces `q`'s unconsumed value, or `q`'s own producer finds that newer
-//! stamp and abandons: either way the producer side counts `q` once in
+//! `Lagged(n)` jump. A jump only passes positions `q < claimed - cap`; for
+//! each of them position `q + cap` is claimed, so its producer (or a later
+//! one) replaces `q`'s unconsumed value, or `q`'s own producer sees that
+//! claim and abandons: either way the producer side counts `q` once in
 //! [`Subscription::dropped`]. So, once the producers in flight have
 //! finished, the `Lagged` values reported add up to `dropped()` minus drops
 //! made after the ring was closed; nothing disappears without being counted.
+//! Lag is measured in `u64` positions, so this holds after any number of
+//! notifies, however long the receiver stays silent.
 //!
 //! With [`Overflow::KeepOldest`] a producer claims a position only while
-//! `tail - head < cap` (CAS on `tail`), so it never overwrites; a rejected
-//! value is counted in `dropped` and in `rejected`, which the receiver's
-//! next receive swaps out and reports as `Lagged(n)` ahead of the (older)
-//! values still buffered.
+//! `tail - head < cap` (CAS on `tail`), so it never overwrites or abandons; a
+//! rejected value is counted in `dropped` and in `rejected`, which the
+//! receiver's next receive swaps out and reports as `Lagged(n)` ahead of the
+//! (older) values still buffered.
 //!
-//! The 31-bit stamps are compared with wrapping arithmetic, which is exact as
-//! long as stamps in one cell and the receiver's `head` are within 2^30
-//! positions of each other. The receiver clamps its jump by `tail`, and
-//! capacity is at most 2^24, so this fails only if one notifier is preempted
-//! between claiming and writing for about a billion notifications.
+//! # Stamps
+//!
+//! A stamp is only 31 bits, so by itself it cannot tell position `p` from
+//! `p ± 2^31`. It is therefore only compared for equality, and only where
+//! the 64-bit positions have already narrowed the cell down. The receiver
+//! loads the cell before `tail`, and the cell's word was published after its
+//! producer's claim, so the cell's position `s` is below the `claimed` it
+//! reads; in the window `head < claimed <= head + cap`, `s <= head`. A
+//! stamp match then means `s == head` unless the cell was last written
+//! `2^31` or more positions before `head`: at least `2^31 / cap - 1`
+//! consecutive positions of that cell below `head` left unwritten, each by a
+//! notify that stalled between its claim and its write while `cap` further
+//! positions were claimed (capacity is at most 2^24, so at least 127 such
+//! overlapping stalls spanning more than 2^31 notifications of one handle).
+//! Producers compare no stamps at all. Separately, every CAS compares the
+//! whole word, which can only reappear in the cell (same stamp, value and
+//! `CONSUMED` bit) if the CASing thread stalls between its load and its CAS
+//! for 2^31 or more notifications of the handle. Outside those two cases
+//! the stamps are exact.
 //!
 //! # Closing
 //!
@@ -93,10 +116,14 @@
 //! reference to it under a short epoch pin and delivers (and wakes) after
 //! unpinning, so a receiver's waker that blocks cannot hold back the
 //! collector; the slot's own reference is what the epoch protects.
-//! subscribe / unsubscribe / close build a new list (copy on write), swap it
-//! in and retire the old one through the epoch collector. They serialise on
-//! the slot table's registry mutex, which notify never takes and under which
-//! no client code runs.
+//! subscribe / unsubscribe build a new list (copy on write) and swap it in
+//! under the slot table's registry mutex, which notify never takes; they
+//! retire the old list through the epoch collector only after unlocking.
+//! Under that mutex only plain data is touched: no epoch pin, flush or
+//! collection (any of which may run other code's deferred destructors, which
+//! may re-enter this queue and take the same mutex), no waker, and no drop
+//! of a reference that may be the last one. Debug builds assert that no
+//! crate lock is held when pinning or flushing.
 //!
 //! # Subscribing versus notify (the `SUBSCRIBED` bit)
 //!
@@ -130,9 +157,7 @@ use crate::QueueError;
 use crate::eventcount::{self, SUBSCRIBED, WakeBatch};
 use crate::handle::{Handle, Slot};
 use crate::queue::{Inner, NotificationQueue};
-use crate::sync::{
-    Arc, AtomicBool, AtomicU64, AtomicWaker, Collector, Guard, Hint, Ordering, fence,
-};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicWaker, Collector, Hint, Ordering, fence};
 use crate::wait::park;
 use core::fmt;
 use core::future::Future;
@@ -141,14 +166,14 @@ use core::task::{Context, Poll, Waker};
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
-/// Largest ring this crate builds, whatever the configuration says (keeps
-/// the 31-bit stamps unambiguous, see the module docs).
+/// Largest ring this crate builds, whatever the configuration says (a cell
+/// is reused every `cap` positions, so this keeps at least 2^31 / 2^24 = 128
+/// of its positions within one stamp range; see "Stamps" in the module docs).
 const MAX_RING: usize = 1 << 24;
 
 const CONSUMED: u64 = 1 << 32;
 const STAMP_SHIFT: u32 = 33;
 const STAMP_MASK: u64 = (1 << 31) - 1;
-const STAMP_HALF: u64 = 1 << 30;
 /// Set in `tail` once the ring is closed.
 const CLOSED: u64 = 1 << 63;
 
@@ -162,16 +187,12 @@ const fn value_of(word: u64) -> i32 {
     word as u32 as i32
 }
 
-/// Signed distance from `pos` to the stamp in `word` (positive: the cell
-/// holds a later position).
+/// Whether the stamp in `word` is the low 31 bits of `pos`. Says `pos` is
+/// the position stored there only within the window the caller establishes
+/// from the 64-bit positions (see "Stamps" in the module docs).
 #[inline(always)]
-const fn stamp_diff(word: u64, pos: u64) -> i64 {
-    let d = (word >> STAMP_SHIFT).wrapping_sub(pos) & STAMP_MASK;
-    if d >= STAMP_HALF {
-        d as i64 - (STAMP_MASK as i64 + 1)
-    } else {
-        d as i64
-    }
+const fn stamp_matches(word: u64, pos: u64) -> bool {
+    (word >> STAMP_SHIFT) == (pos & STAMP_MASK)
 }
 
 /// What to keep when a subscriber's buffer is full.
@@ -314,21 +335,29 @@ impl Ring {
 
     /// Stores `value` at the claimed position `pos`; returns the drops it
     /// caused (0 or 1).
+    ///
+    /// Decided from the 64-bit positions, not the 31-bit stamps: once
+    /// `pos + cap` is claimed, `pos` is obsolete (the receiver may already
+    /// have jumped past it) and is abandoned; before that, the cell holds an
+    /// older position of the same cell (it is below `claimed <= pos + cap`),
+    /// which we replace.
     fn write(&self, pos: u64, value: i32) -> u64 {
         let cell = self.cell(pos);
         let fresh = pack(pos, value, false);
-        // Relaxed: validated by the CAS; the word carries everything.
-        let mut cur = cell.load(Ordering::Relaxed);
+        // Acquire: a later position found here has its claim on `tail`
+        // ordered before our load of `tail` below (as in `recv`).
+        let mut cur = cell.load(Ordering::Acquire);
         loop {
-            if stamp_diff(cur, pos) > 0 {
-                // Lapped while we were between claim and write: a newer value
-                // is there already, ours is lost (and counted).
+            if self.claimed() - pos > self.cap {
+                // Lapped between claim and write: `pos + cap` is claimed, so
+                // ours is obsolete (lost, and counted).
                 self.count_drop(1);
                 return 1;
             }
             // Release: the receiver's Acquire load of the cell then also sees
-            // our claim on `tail` (it reads `tail` to size a lag jump).
-            match cell.compare_exchange_weak(cur, fresh, Ordering::Release, Ordering::Relaxed) {
+            // our claim on `tail` (it reads `tail` to place the cell).
+            // Acquire on failure: as for the load above.
+            match cell.compare_exchange_weak(cur, fresh, Ordering::Release, Ordering::Acquire) {
                 Ok(_) => {
                     if cur & CONSUMED == 0 {
                         self.count_drop(1);
@@ -377,15 +406,93 @@ impl Ring {
         self.wake()
     }
 
-    /// Positions claimed before the close (or all, while open).
-    fn claimed(&self) -> u64 {
-        // Acquire: pairs with `close`'s Release CAS, so `end` is valid.
+    /// Positions claimed before the close (or all, while open), and whether
+    /// the ring is closed.
+    fn positions(&self) -> (u64, bool) {
+        // Acquire: pairs with `close`'s Release CAS, so `end` is valid; and
+        // with producers' claims, as the callers' comments say.
         let t = self.tail.load(Ordering::Acquire);
         if t & CLOSED != 0 {
             // Relaxed: ordered by the Acquire load above.
-            (t & !CLOSED).min(self.end.load(Ordering::Relaxed))
+            ((t & !CLOSED).min(self.end.load(Ordering::Relaxed)), true)
         } else {
-            t
+            (t, false)
+        }
+    }
+
+    /// Positions claimed before the close (or all, while open).
+    fn claimed(&self) -> u64 {
+        self.positions().0
+    }
+
+    /// Moves the receiver to `to`.
+    fn advance(&self, head: &mut u64, to: u64) {
+        *head = to;
+        // Release pairs with KeepOldest producers' Acquire load of `head`.
+        self.head.store(to, Ordering::Release);
+    }
+
+    /// The receiver's side of [`Subscription::try_recv`]: `head` is its
+    /// position (only the one receiver calls this).
+    fn recv(&self, head: &mut u64) -> Result<i32, TryRecvError> {
+        // Relaxed: only a cheap check; the swap is what takes the count.
+        if self.rejected.load(Ordering::Relaxed) != 0 {
+            // Relaxed: a counter; the values themselves travel in the cells.
+            let n = self.rejected.swap(0, Ordering::Relaxed);
+            if n != 0 {
+                return Err(TryRecvError::Lagged(n));
+            }
+        }
+        loop {
+            let h = *head;
+            let cell = self.cell(h);
+            // Acquire pairs with the producer's Release CAS: the value, and
+            // its earlier claim on `tail`, which the load of `tail` below
+            // therefore sees (so the cell's position is below `claimed`).
+            let cur = cell.load(Ordering::Acquire);
+            // Decide from the 64-bit positions first; the cell is consulted
+            // only once they place it in its unambiguous window.
+            let (claimed, closed) = self.positions();
+            if claimed <= h {
+                // Nothing claimed at `h` (once closed, `claimed` is `end`).
+                return Err(if closed {
+                    TryRecvError::Closed
+                } else {
+                    TryRecvError::Empty
+                });
+            }
+            if claimed - h > self.cap {
+                // Position `h + cap` is claimed: `h` is (or will be)
+                // overwritten, and so is everything below `claimed - cap`.
+                // Jump to the oldest position that stays in the ring.
+                let next = claimed - self.cap;
+                self.advance(head, next);
+                return Err(TryRecvError::Lagged(next - h));
+            }
+            // `h < claimed <= h + cap`: the cell holds some position `s`
+            // with `s % cap == h % cap` and `s < claimed <= h + cap`, so
+            // `s <= h`; and `s == h` exactly when the 31-bit stamps agree,
+            // because `s > h - 2^31` (see "Stamps" in the module docs).
+            if !stamp_matches(cur, h) {
+                // `s < h`: the notifier that claimed `h` has not written it
+                // yet.
+                return Err(TryRecvError::Empty);
+            }
+            if cur & CONSUMED != 0 {
+                // Only we set CONSUMED and we advance right after; skip.
+                self.advance(head, h + 1);
+                continue;
+            }
+            // Relaxed: the word was Acquire-loaded; the CAS only decides
+            // whether we or an overwriting producer own this value.
+            if cell
+                .compare_exchange(cur, cur | CONSUMED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.advance(head, h + 1);
+                return Ok(value_of(cur));
+            }
+            // Overwritten right now: look again (the positions will say lag).
         }
     }
 
@@ -414,9 +521,15 @@ pub(crate) struct SubscriberList {
     rings: Box<[Arc<Ring>]>,
 }
 
-/// Publishes `rings` as the slot's list (null if empty) and retires the old
-/// one. Caller holds the registry lock and is pinned.
-fn replace_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>, g: &Guard) {
+/// Publishes `rings` as the slot's list (null if empty) and returns the old
+/// one, for [`retire_lists`] after the lock is released. Caller holds the
+/// registry lock (which serialises every list change).
+///
+/// Touches plain data only (an allocation and a swap), so it may run under
+/// the lock: retiring (pin, defer, flush) must not, since a flush runs
+/// other code's deferred destructors.
+#[must_use = "the old list must be retired"]
+fn swap_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>) -> Unlinked {
     let fresh = if rings.is_empty() {
         core::ptr::null_mut()
     } else {
@@ -428,16 +541,35 @@ fn replace_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>, g: &Guard) 
     };
     // AcqRel: Release publishes the new list to notifiers (Acquire load in
     // `deliver`); Acquire takes over the old one for retiring.
-    let old = slot.subscribers.swap(fresh, Ordering::AcqRel);
-    crate::queue::retire(old.cast_const(), g);
+    Unlinked(slot.subscribers.swap(fresh, Ordering::AcqRel).cast_const())
 }
 
-/// The rings listed for `generation` now (caller holds the registry lock and
-/// is pinned).
+/// A list unlinked from its slot (or null) that still owns the slot's
+/// strong count: pass it to [`retire_lists`] once no crate lock is held.
+struct Unlinked(*const SubscriberList);
+
+/// Retires unlinked lists through the epoch collector. Pins and flushes, so
+/// it runs other code's deferred destructors (which may re-enter this
+/// queue): never call it while holding any lock of the crate.
+fn retire_lists(lists: &[Unlinked], collector: &Collector) {
+    if lists.iter().all(|l| l.0.is_null()) {
+        return;
+    }
+    let guard = crate::sync::pin(collector);
+    for l in lists {
+        crate::queue::retire(l.0, &guard);
+    }
+}
+
+/// The rings listed for `generation` now. Caller holds the registry lock:
+/// lists are unlinked only under it, so the current one stays alive (the
+/// slot owns a strong count) without pinning.
 fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
     // Acquire: see the list's initialisation.
     let p = slot.subscribers.load(Ordering::Acquire);
-    // SAFETY: the caller is pinned and lists are freed only through `retire`.
+    // SAFETY: the slot owns one strong count of the current list, which is
+    // released only after an unlink (`swap_list`, under the registry lock
+    // we hold) or when the table is dropped (`release`, `&mut`).
     match unsafe { p.as_ref() } {
         Some(list) if list.generation == generation => list.rings.to_vec(),
         _ => Vec::new(),
@@ -710,48 +842,53 @@ impl NotificationQueue {
         }
         let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
         let ring = Arc::new(Ring::new(options.capacity, options.overflow, options.hint));
-        // Pin before locking: pinning may run deferred drops, none of which
-        // should run under the lock.
-        let guard = crate::sync::pin(&inner.collector);
-        let reg = inner.table.lock_registry();
-        // Relaxed: validated by the generation-checking CAS below.
-        if eventcount::generation(slot.state.load(Ordering::Relaxed)) != handle.generation {
-            return Err(QueueError::StaleHandle);
-        }
-        let mut rings = current_rings(slot, handle.generation);
-        let limit = inner.config.max_subscribers_per_handle;
-        if rings.len() >= limit {
-            return Err(QueueError::SubscriberLimit { limit });
-        }
-        rings.push(ring.clone());
-        replace_list(slot, handle.generation, rings, &guard);
-        // The linearisation point (see "Subscribing versus notify").
-        // Relaxed: validated by the CAS.
-        let mut cur = slot.state.load(Ordering::Relaxed);
-        loop {
-            if eventcount::generation(cur) != handle.generation {
-                // Unregistered since our check: take our ring out again (no
-                // receiver will ever read it).
-                let mut rings = current_rings(slot, handle.generation);
-                rings.retain(|r| !Arc::ptr_eq(r, &ring));
-                replace_list(slot, handle.generation, rings, &guard);
-                drop(reg);
+        // Under the lock: plain data only (see `swap_list`). Unlinked lists
+        // and leftover ring references are dealt with after unlocking.
+        let mut unlinked = [Unlinked(core::ptr::null()), Unlinked(core::ptr::null())];
+        let mut leftover = Vec::new();
+        let outcome = (|| {
+            let _reg = inner.table.lock_registry();
+            // Relaxed: validated by the generation-checking CAS below.
+            if eventcount::generation(slot.state.load(Ordering::Relaxed)) != handle.generation {
                 return Err(QueueError::StaleHandle);
             }
-            // AcqRel: Release publishes our list (stored above) to notifies
-            // whose CAS reads this word; Acquire orders us after them.
-            match slot.state.compare_exchange_weak(
-                cur,
-                cur | SUBSCRIBED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => cur = actual,
+            let mut rings = current_rings(slot, handle.generation);
+            let limit = inner.config.max_subscribers_per_handle;
+            if rings.len() >= limit {
+                leftover = rings;
+                return Err(QueueError::SubscriberLimit { limit });
             }
-        }
-        drop(reg);
-        drop(guard);
+            rings.push(ring.clone());
+            unlinked[0] = swap_list(slot, handle.generation, rings);
+            // The linearisation point (see "Subscribing versus notify").
+            // Relaxed: validated by the CAS.
+            let mut cur = slot.state.load(Ordering::Relaxed);
+            loop {
+                if eventcount::generation(cur) != handle.generation {
+                    // Unregistered since our check: take our ring out again
+                    // (no receiver will ever read it).
+                    let mut rings = current_rings(slot, handle.generation);
+                    rings.retain(|r| !Arc::ptr_eq(r, &ring));
+                    unlinked[1] = swap_list(slot, handle.generation, rings);
+                    return Err(QueueError::StaleHandle);
+                }
+                // AcqRel: Release publishes our list (stored above) to
+                // notifies whose CAS reads this word; Acquire orders us
+                // after them.
+                match slot.state.compare_exchange_weak(
+                    cur,
+                    cur | SUBSCRIBED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(()),
+                    Err(actual) => cur = actual,
+                }
+            }
+        })();
+        drop(leftover);
+        retire_lists(&unlinked, &inner.collector);
+        outcome?;
         Ok(Subscription {
             queue: self.clone(),
             handle,
@@ -940,14 +1077,6 @@ impl Subscription {
         self.ring.tail.load(Ordering::Relaxed) & CLOSED != 0
     }
 
-    /// Moves the receiver to `to` (a free function so `try_recv` can borrow
-    /// the ring and the head separately).
-    fn advance(head: &mut u64, ring: &Ring, to: u64) {
-        *head = to;
-        // Release pairs with KeepOldest producers' Acquire load of `head`.
-        ring.head.store(to, Ordering::Release);
-    }
-
     /// Receives the next value without waiting.
     ///
     /// `Err(Lagged(n))` says `n` values were lost before the next one;
@@ -968,54 +1097,11 @@ impl Subscription {
         if self.closed {
             return Err(TryRecvError::Closed);
         }
-        let ring = &*self.ring;
-        // Relaxed: only a cheap check; the swap is what takes the count.
-        if ring.rejected.load(Ordering::Relaxed) != 0 {
-            // Relaxed: a counter; the values themselves travel in the cells.
-            let n = ring.rejected.swap(0, Ordering::Relaxed);
-            if n != 0 {
-                return Err(TryRecvError::Lagged(n));
-            }
+        let r = self.ring.recv(&mut self.head);
+        if r == Err(TryRecvError::Closed) {
+            self.closed = true;
         }
-        loop {
-            let h = self.head;
-            let cell = ring.cell(h);
-            // Acquire pairs with the producer's Release CAS: the value, and
-            // its earlier claim on `tail` (read below for a lag jump).
-            let cur = cell.load(Ordering::Acquire);
-            let d = stamp_diff(cur, h);
-            if d == 0 {
-                if cur & CONSUMED != 0 {
-                    // Only we set CONSUMED and we advance right after; skip.
-                    Self::advance(&mut self.head, ring, h + 1);
-                    continue;
-                }
-                // Relaxed: the word was Acquire-loaded; the CAS only decides
-                // whether we or an overwriting producer own this value.
-                if cell
-                    .compare_exchange(cur, cur | CONSUMED, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    Self::advance(&mut self.head, ring, h + 1);
-                    return Ok(value_of(cur));
-                }
-                continue; // lapped right now: look again
-            }
-            if d > 0 {
-                // Overwritten: jump to the oldest position still in the ring.
-                let next = ring.claimed().saturating_sub(ring.cap).max(h + 1);
-                Self::advance(&mut self.head, ring, next);
-                return Err(TryRecvError::Lagged(next - h));
-            }
-            // Not written yet. Closed and fully drained?
-            let t = ring.tail.load(Ordering::Acquire);
-            // Relaxed `end`: ordered by the Acquire load of `tail` (see `close`).
-            if t & CLOSED != 0 && h >= ring.end.load(Ordering::Relaxed) {
-                self.closed = true;
-                return Err(TryRecvError::Closed);
-            }
-            return Err(TryRecvError::Empty);
-        }
+        r
     }
 
     /// One receive attempt that registers `waker` when nothing is there.
@@ -1038,12 +1124,24 @@ impl Subscription {
             Err(TryRecvError::Closed) => Err(RecvError::Closed),
             Err(TryRecvError::Empty) => return Poll::Pending,
         };
-        // Relaxed: only the receiver writes `waiting`; a producer that still
+        // Done waiting: clear `waiting` and drop the waker registered for
+        // this receive (if a notify has not taken it), so nothing of it
+        // stays behind in the ring.
+        self.cancel_wait();
+        Poll::Ready(out)
+    }
+
+    /// Withdraws a pending receive (its `Recv` was dropped, or a blocking
+    /// receive gave up): clears `waiting` so notifies stop looking at the
+    /// waker, and takes the waker out and drops it here (no lock is held).
+    /// A notify racing with this may still take and wake it once.
+    fn cancel_wait(&self) {
+        // Relaxed: only the receiver writes `waiting`; a notify that still
         // sees it set only makes a spurious wake.
         if self.ring.waiting.load(Ordering::Relaxed) {
             self.ring.waiting.store(false, Ordering::Relaxed);
+            drop(self.ring.waker.take());
         }
-        Poll::Ready(out)
     }
 
     fn block(&mut self, deadline: Option<Instant>) -> Result<i32, RecvTimeoutError> {
@@ -1057,6 +1155,7 @@ impl Subscription {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        self.cancel_wait();
                         return Err(RecvTimeoutError::Timeout);
                     }
                     park::park_timeout(d - now);
@@ -1127,44 +1226,59 @@ impl Subscription {
     }
 
     fn detach(&mut self) {
-        // Take our waker first: the ring may be freed later on another
-        // thread, which must not run client code (waker drop).
+        // Take our waker out first and drop it here, with no lock held: the
+        // ring may be freed later on any thread, which must not run client
+        // code (a waker's drop).
         drop(self.ring.waker.take());
+        // Relaxed: only the receiver writes `waiting`.
+        self.ring.waiting.store(false, Ordering::Relaxed);
         let inner = &*self.queue.inner;
         let Some(slot) = inner.table.slot(self.handle) else {
             return;
         };
-        let guard = crate::sync::pin(&inner.collector);
-        let reg = inner.table.lock_registry();
-        let mut rings = current_rings(slot, self.handle.generation);
-        let before = rings.len();
-        rings.retain(|r| !Arc::ptr_eq(r, &self.ring));
-        if rings.len() != before {
-            let empty = rings.is_empty();
-            replace_list(slot, self.handle.generation, rings, &guard);
-            if empty {
-                // Last subscriber of this generation: clear SUBSCRIBED (see
-                // the module docs for why a concurrent subscriber loses
-                // nothing: it sets the bit under this same lock).
-                // Relaxed: validated by the CAS.
-                let mut cur = slot.state.load(Ordering::Relaxed);
-                while eventcount::generation(cur) == self.handle.generation {
-                    // Relaxed: no data is published by clearing the flag; the
-                    // list (now null) was published by `replace_list`.
-                    match slot.state.compare_exchange_weak(
-                        cur,
-                        cur & !SUBSCRIBED,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => break,
-                        Err(actual) => cur = actual,
-                    }
+        // Under the lock: plain data only. No pin, no retire, no drop of a
+        // reference that may be the last one (see `retire_lists`).
+        let (unlinked, leftover) = {
+            let _reg = inner.table.lock_registry();
+            let mut rings = current_rings(slot, self.handle.generation);
+            let before = rings.len();
+            // Our own entry: `self.ring` keeps that allocation alive, so
+            // dropping this clone under the lock frees nothing.
+            rings.retain(|r| !Arc::ptr_eq(r, &self.ring));
+            if rings.len() == before {
+                (Unlinked(core::ptr::null()), rings)
+            } else {
+                let empty = rings.is_empty();
+                let unlinked = swap_list(slot, self.handle.generation, rings);
+                if empty {
+                    clear_subscribed(slot, self.handle.generation);
                 }
+                (unlinked, Vec::new())
             }
+        };
+        drop(leftover);
+        retire_lists(&[unlinked], &inner.collector);
+    }
+}
+
+/// Clears `SUBSCRIBED` after the last unsubscribe of `generation`. Caller
+/// holds the registry lock (see the module docs for why a concurrent
+/// subscriber loses nothing: it sets the bit under this same lock).
+fn clear_subscribed(slot: &Slot, generation: u32) {
+    // Relaxed: validated by the CAS.
+    let mut cur = slot.state.load(Ordering::Relaxed);
+    while eventcount::generation(cur) == generation {
+        // Relaxed: no data is published by clearing the flag; the list (now
+        // null) was published by `swap_list`.
+        match slot.state.compare_exchange_weak(
+            cur,
+            cur & !SUBSCRIBED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break,
+            Err(actual) => cur = actual,
         }
-        drop(reg);
-        drop(guard);
     }
 }
 
@@ -1176,10 +1290,19 @@ impl Drop for Subscription {
 
 /// Future of [`Subscription::recv`]: the next value, `Lagged(n)` or
 /// `Closed`.
+///
+/// Dropping it while pending withdraws the wait: its waker is dropped and
+/// later notifies do not wake it.
 #[must_use = "a Recv does nothing unless polled or waited on"]
 #[derive(Debug)]
 pub struct Recv<'a> {
     sub: &'a mut Subscription,
+}
+
+impl Drop for Recv<'_> {
+    fn drop(&mut self) {
+        self.sub.cancel_wait();
+    }
 }
 
 impl Recv<'_> {
@@ -1226,22 +1349,228 @@ impl futures_core::FusedStream for Subscription {
     }
 }
 
+/// Test hooks: build ring states that take billions of notifies to reach.
+#[cfg(all(test, not(notification_queue_loom)))]
+impl Ring {
+    /// A ring whose positions start at `start`, as if `start` values had
+    /// been pushed and received, so stamps can be driven across their wrap.
+    fn starting_at(cap: usize, overflow: Overflow, start: u64) -> Self {
+        let ring = Self::new(cap, overflow, Hint::from(""));
+        let cap = cap as u64;
+        for i in 0..cap {
+            // The last position below `start` that lives in cell `i` (one
+            // lap before the first, if none): written and received.
+            let last = if start > i {
+                start - 1 - (start - 1 - i) % cap
+            } else {
+                i.wrapping_sub(cap)
+            };
+            ring.cells[i as usize].store(pack(last, 0, true), Ordering::Relaxed);
+        }
+        ring.tail.store(start, Ordering::Relaxed);
+        ring.head.store(start, Ordering::Relaxed);
+        ring
+    }
+
+    /// The state `k` sequential keep-newest pushes of `value(position)`
+    /// leave (no receiver running meanwhile), without doing them: only the
+    /// last `cap` positions are written, and every value the pushes would
+    /// have overwritten is counted as dropped, as `write` counts it.
+    fn push_many(&self, k: u64, value: impl Fn(u64) -> i32) {
+        assert_eq!(self.overflow, Overflow::KeepNewest);
+        let t = self.tail.load(Ordering::Relaxed);
+        assert_eq!(t & CLOSED, 0);
+        if k <= self.cap {
+            for p in t..t + k {
+                self.push(value(p));
+            }
+            return;
+        }
+        // Each cell is overwritten at least once: its unreceived value is
+        // lost, and so is every position of the batch but the last `cap`.
+        let mut drops = k - self.cap;
+        for c in self.cells.iter() {
+            if c.load(Ordering::Relaxed) & CONSUMED == 0 {
+                drops += 1;
+            }
+        }
+        for p in t + k - self.cap..t + k {
+            self.cell(p)
+                .store(pack(p, value(p), false), Ordering::Relaxed);
+        }
+        self.tail.store(t + k, Ordering::Relaxed);
+        self.count_drop(drops);
+    }
+}
+
 #[cfg(all(test, not(notification_queue_loom)))]
 mod tests {
     use super::*;
 
     #[test]
-    fn stamps_compare_across_wrap() {
+    fn stamps_pack_the_low_31_bits_of_the_position() {
         let w = pack(5, -1, false);
-        assert_eq!(stamp_diff(w, 5), 0);
-        assert_eq!(stamp_diff(w, 3), 2);
-        assert_eq!(stamp_diff(w, 9), -4);
+        assert!(stamp_matches(w, 5));
+        assert!(!stamp_matches(w, 4));
         assert_eq!(value_of(w), -1);
-        let wrapped = pack(STAMP_MASK + 2, 7, true); // stamp 1 after a wrap
-        assert_eq!(stamp_diff(wrapped, STAMP_MASK), 2);
+        assert_eq!(w & CONSUMED, 0);
+        // Positions 2^31 apart share a stamp: only the 64-bit positions
+        // around it (the window) make a match mean "this position".
+        let wrapped = pack(STAMP_MASK + 2, 7, true);
+        assert!(stamp_matches(wrapped, 1));
+        assert!(stamp_matches(wrapped, STAMP_MASK + 2));
         assert_ne!(wrapped & CONSUMED, 0);
-        // Initial cells read as "one lap ago".
+        assert_eq!(value_of(wrapped), 7);
+        // Initial cells hold "one lap ago".
         let init = pack(0u64.wrapping_sub(4), 0, true);
-        assert_eq!(stamp_diff(init, 0), -4);
+        assert!(stamp_matches(init, u64::MAX - 3));
+    }
+
+    fn val(p: u64) -> i32 {
+        (p as i32).wrapping_mul(31).wrapping_add(7)
+    }
+
+    /// Receives until `Empty` / `Closed`: the values and lags, in order.
+    fn drain(ring: &Ring, head: &mut u64) -> (Vec<Result<i32, TryRecvError>>, TryRecvError) {
+        let mut out = Vec::new();
+        loop {
+            match ring.recv(head) {
+                Err(e @ (TryRecvError::Empty | TryRecvError::Closed)) => return (out, e),
+                r => out.push(r),
+            }
+        }
+    }
+
+    /// What a silent receiver must see after `k` pushes into `cap` cells
+    /// starting at `start`: the exact lag, then the newest `cap` values.
+    fn expected(start: u64, k: u64, cap: u64) -> Vec<Result<i32, TryRecvError>> {
+        let mut want = Vec::new();
+        let first = if k > cap {
+            want.push(Err(TryRecvError::Lagged(k - cap)));
+            start + k - cap
+        } else {
+            start
+        };
+        want.extend((first..start + k).map(|p| Ok(val(p))));
+        want
+    }
+
+    /// A receiver that never reads gets the exact lag after any number of
+    /// notifies, in particular across the 31-bit stamp wrap (2^30 and 2^31
+    /// ahead) and far beyond it.
+    #[test]
+    fn silent_receiver_gets_exact_lag_after_any_number_of_pushes() {
+        let half = 1u64 << 30;
+        let wrap = 1u64 << 31;
+        for cap in [1u64, 2, 3, 4, 1000] {
+            for base in [half, wrap, 2 * wrap, 3 * half, 1 << 40] {
+                for k in [
+                    base - cap - 1,
+                    base - 1,
+                    base,
+                    base + 1,
+                    base + cap,
+                    base + cap + 1,
+                ] {
+                    for start in [0u64, 5, wrap - 3] {
+                        let ring = Ring::starting_at(cap as usize, Overflow::KeepNewest, start);
+                        let mut head = start;
+                        ring.push_many(k, val);
+                        assert_eq!(ring.len() as u64, k.min(cap));
+                        let (got, end) = drain(&ring, &mut head);
+                        assert_eq!(
+                            got,
+                            expected(start, k, cap),
+                            "cap {cap}, start {start}, k {k}"
+                        );
+                        assert_eq!(end, TryRecvError::Empty);
+                        assert_eq!(ring.dropped.load(Ordering::Relaxed), k.saturating_sub(cap));
+                        // Real pushes after the jump go on normally.
+                        ring.push(1);
+                        assert_eq!(ring.recv(&mut head), Ok(1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Normal traffic straddling the stamp wrap (positions around 2^31 and
+    /// 2^32): in-order values, exact lags, drain to `Closed`.
+    #[test]
+    fn traffic_across_the_stamp_wrap_is_exact() {
+        for start in [(1u64 << 31) - 20, (1 << 32) - 20, (3 << 30) - 20] {
+            for cap in [1u64, 3, 8] {
+                let ring = Ring::starting_at(cap as usize, Overflow::KeepNewest, start);
+                let mut head = start;
+                let mut pos = start;
+                let mut lost = 0;
+                for round in 0..20u64 {
+                    let k = round % 5 + round % 3 * cap; // sometimes overflows
+                    for _ in 0..k {
+                        ring.push(val(pos));
+                        pos += 1;
+                    }
+                    let (got, end) = drain(&ring, &mut head);
+                    assert_eq!(end, TryRecvError::Empty);
+                    assert_eq!(got, expected(pos - k, k, cap), "start {start} cap {cap}");
+                    lost += k.saturating_sub(cap);
+                }
+                assert_eq!(ring.dropped.load(Ordering::Relaxed), lost);
+                ring.push(val(pos));
+                ring.close();
+                assert_eq!(ring.recv(&mut head), Ok(val(pos)));
+                assert_eq!(ring.recv(&mut head), Err(TryRecvError::Closed));
+            }
+        }
+    }
+
+    fn noop_cx() -> core::task::Context<'static> {
+        core::task::Context::from_waker(Waker::noop())
+    }
+
+    /// Cancelling a pending receive (dropping its `Recv`, or a blocking
+    /// receive timing out) clears `waiting` and takes the waker out, so
+    /// notify goes back to one plain load for this ring.
+    #[test]
+    fn cancelled_receives_leave_waiting_clear_and_no_waker() {
+        let q = NotificationQueue::new(crate::Config::default());
+        let h = q.register("h").unwrap();
+        let mut sub = q.subscribe(h, 2, "").unwrap();
+        {
+            let mut fut = sub.recv();
+            let poll = Pin::new(&mut fut).poll(&mut noop_cx());
+            assert!(poll.is_pending());
+        }
+        assert!(!sub.ring.waiting.load(Ordering::Relaxed));
+        assert!(sub.ring.waker.take().is_none());
+        assert_eq!(
+            sub.recv_timeout(Duration::from_millis(1)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert!(!sub.ring.waiting.load(Ordering::Relaxed));
+        assert!(sub.ring.waker.take().is_none());
+        // A receive that completes after being woken clears it too.
+        let mut fut = sub.recv();
+        assert!(Pin::new(&mut fut).poll(&mut noop_cx()).is_pending());
+        q.notify(h, 1).unwrap();
+        assert_eq!(Pin::new(&mut fut).poll(&mut noop_cx()), Poll::Ready(Ok(1)));
+        drop(fut);
+        assert!(!sub.ring.waiting.load(Ordering::Relaxed));
+        assert!(sub.ring.waker.take().is_none());
+    }
+
+    /// Closing after a silent stretch longer than the stamp range: the
+    /// receiver reports the exact lag, drains, then `Closed`.
+    #[test]
+    fn close_after_a_wrapped_silent_stretch_drains_exactly() {
+        for k in [(1u64 << 30) + 5, (1 << 31) + 5, (1 << 31) + 6] {
+            let ring = Ring::starting_at(2, Overflow::KeepNewest, 0);
+            ring.push_many(k, val);
+            ring.close();
+            let mut head = 0;
+            let (got, end) = drain(&ring, &mut head);
+            assert_eq!(got, expected(0, k, 2), "k {k}");
+            assert_eq!(end, TryRecvError::Closed);
+        }
     }
 }

@@ -25,12 +25,102 @@
 
 #[cfg(not(notification_queue_loom))]
 mod imp {
+    pub(crate) use std::sync::Arc;
     pub(crate) use std::sync::atomic::{
         AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
         fence,
     };
-    pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
     pub(crate) use std::thread;
+
+    use core::ops::{Deref, DerefMut};
+    use std::sync::{LockResult, PoisonError};
+
+    /// `std::sync::Mutex` that, in debug builds, counts the crate locks the
+    /// current thread holds, so [`pin`] and [`flush`] can assert that no
+    /// foreign code (deferred destructors of the global collector) ever runs
+    /// under one of them. Same API as the parts of `std`'s mutex we use.
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T: ?Sized>(std::sync::Mutex<T>);
+
+    /// Guard of [`Mutex`]; unlocks (and uncounts) on drop.
+    #[derive(Debug)]
+    pub(crate) struct MutexGuard<'a, T: ?Sized> {
+        guard: std::sync::MutexGuard<'a, T>,
+        _held: Held,
+    }
+
+    impl<T> Mutex<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Self(std::sync::Mutex::new(value))
+        }
+    }
+
+    impl<T: ?Sized> Mutex<T> {
+        pub(crate) fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+            let wrap = |guard| MutexGuard {
+                guard,
+                _held: Held::new(),
+            };
+            match self.0.lock() {
+                Ok(g) => Ok(wrap(g)),
+                Err(e) => Err(PoisonError::new(wrap(e.into_inner()))),
+            }
+        }
+    }
+
+    impl<T: ?Sized> Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.guard
+        }
+    }
+
+    impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            &mut self.guard
+        }
+    }
+
+    #[cfg(debug_assertions)]
+    std::thread_local! {
+        /// Crate locks held by this thread (debug builds).
+        static LOCKS_HELD: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
+
+    /// One held crate lock, counted in debug builds.
+    #[derive(Debug)]
+    struct Held(());
+
+    impl Held {
+        fn new() -> Self {
+            #[cfg(debug_assertions)]
+            let _ = LOCKS_HELD.try_with(|n| n.set(n.get() + 1));
+            Self(())
+        }
+    }
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            #[cfg(debug_assertions)]
+            let _ = LOCKS_HELD.try_with(|n| n.set(n.get().saturating_sub(1)));
+        }
+    }
+
+    /// Debug builds: panics if the current thread holds a crate lock. Called
+    /// before anything that may run foreign code (pin, flush).
+    #[inline(always)]
+    pub(crate) fn assert_no_lock_held(what: &str) {
+        #[cfg(debug_assertions)]
+        {
+            let held = LOCKS_HELD.try_with(|n| n.get()).unwrap_or(0);
+            assert!(
+                held == 0,
+                "{what} while holding {held} crate lock(s): it may run foreign code"
+            );
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = what;
+    }
 
     pub(crate) use atomic_waker::AtomicWaker;
 
@@ -59,9 +149,44 @@ mod imp {
     pub(crate) use crossbeam_epoch::{Collector, Guard};
 
     /// Pins the current thread in the epoch scheme.
+    ///
+    /// Never while holding a crate lock: pinning may collect the global
+    /// collector, running other code's deferred destructors (checked in
+    /// debug builds).
     #[inline]
     pub(crate) fn pin(_collector: &Collector) -> Guard {
+        assert_no_lock_held("epoch pin");
         crossbeam_epoch::pin()
+    }
+
+    std::thread_local! {
+        /// Whether this thread is inside [`flush`] (deferred destructors that
+        /// run there may retire, and so flush, again).
+        static FLUSHING: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+
+    /// Hands the thread's deferred functions to the global queue and
+    /// collects, which runs expired deferred functions of *any* code: never
+    /// while holding a crate lock (checked in debug builds).
+    ///
+    /// Not nested: a deferred destructor run by this flush that retires
+    /// again (it drops a `Subscription`, say) leaves its own work in the
+    /// thread's bag instead of collecting recursively, so a chain of such
+    /// destructors cannot grow the stack without bound.
+    pub(crate) fn flush(guard: &Guard) {
+        assert_no_lock_held("epoch flush");
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                let _ = FLUSHING.try_with(|f| f.set(false));
+            }
+        }
+        // During thread teardown (TLS gone) the work just stays deferred.
+        if FLUSHING.try_with(|f| f.replace(true)) != Ok(false) {
+            return;
+        }
+        let _reset = Reset;
+        guard.flush();
     }
 
     /// Hint to the CPU that we are spinning.
@@ -94,16 +219,30 @@ mod imp {
             Self::default()
         }
 
+        /// Like `atomic_waker`, runs no waker code under the lock: the new
+        /// waker is cloned with the lock released, and the one it replaces
+        /// is dropped after unlocking (clone and drop may run client code).
         pub(crate) fn register(&self, waker: &Waker) {
-            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
-            match &*slot {
-                Some(old) if old.will_wake(waker) => {}
-                _ => *slot = Some(waker.clone()),
+            {
+                let slot = self.lock();
+                // `will_wake` compares pointers only; it runs no waker code.
+                if slot.as_ref().is_some_and(|old| old.will_wake(waker)) {
+                    return;
+                }
             }
+            let fresh = waker.clone();
+            let old = self.lock().replace(fresh);
+            drop(old);
         }
 
+        /// Takes the waker out; the caller drops or wakes it, unlocked.
         pub(crate) fn take(&self) -> Option<Waker> {
-            self.waker.lock().unwrap_or_else(|e| e.into_inner()).take()
+            let mut slot = self.lock();
+            slot.take()
+        }
+
+        fn lock(&self) -> MutexGuard<'_, Option<Waker>> {
+            self.waker.lock().unwrap_or_else(|e| e.into_inner())
         }
 
         pub(crate) fn wake(&self) {
@@ -119,6 +258,16 @@ mod imp {
     pub(crate) fn pin(collector: &Collector) -> Guard {
         collector.register().pin()
     }
+
+    /// Flushes the guard's deferred functions (the per-queue collector under
+    /// loom runs only this queue's own retirements).
+    pub(crate) fn flush(guard: &Guard) {
+        guard.flush();
+    }
+
+    /// Lock tracking is a debug aid of the std build only.
+    #[inline(always)]
+    pub(crate) fn assert_no_lock_held(_what: &str) {}
 
     /// Under loom a spin must yield so the model can make progress.
     pub(crate) fn spin_loop() {

@@ -474,8 +474,10 @@ fn blocking_waker_case(subscriber: bool) {
     let stuck_h = q.register("stuck").unwrap();
     let mut stuck_wait = q.wait(stuck_h);
     let mut stuck_sub = q.subscribe(stuck_h, 4, "stuck").unwrap();
+    // Kept pending (not dropped: a dropped `Recv` withdraws its waker).
+    let mut stuck_recv = stuck_sub.recv();
     if subscriber {
-        assert!(poll_once(&mut stuck_sub.recv(), &blocking).is_pending());
+        assert!(poll_once(&mut stuck_recv, &blocking).is_pending());
     } else {
         assert!(poll_once(&mut stuck_wait, &blocking).is_pending());
     }
@@ -536,6 +538,7 @@ fn blocking_waker_case(subscriber: bool) {
     if !subscriber {
         assert!(poll_once(&mut stuck_wait, &waker).is_ready());
     }
+    drop(stuck_recv);
     drop(stuck_sub);
     let growth = live_stuck.saturating_sub(live_after_warmup);
     eprintln!(

@@ -481,3 +481,48 @@ fn notify_wakes_more_sleeping_receivers_than_one_wake_batch() {
         assert_eq!(poll_once(r, waker), Poll::Ready(Ok(5)));
     }
 }
+
+/// A `Recv` dropped while pending leaves nothing registered: the next notify
+/// wakes nobody and the subscription holds no clone of the waker.
+#[test]
+fn dropped_pending_recv_leaves_no_waker_behind() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, 4, "s").unwrap();
+    let (count, waker) = CountingWaker::new();
+    {
+        let mut fut = sub.recv();
+        assert_eq!(poll_once(&mut fut, &waker), Poll::Pending);
+        assert_eq!(Arc::strong_count(&count), 3); // ours, `waker`, registered
+    } // cancelled
+    assert_eq!(
+        Arc::strong_count(&count),
+        2,
+        "the subscription kept the waker"
+    );
+    q.notify(h, 1).unwrap();
+    assert_eq!(count.count(), 0, "a cancelled receive was woken");
+    // Nothing was lost by cancelling.
+    assert_eq!(sub.try_recv(), Ok(1));
+}
+
+/// The same for a blocking receive that times out: it leaves no thread
+/// waker behind.
+#[test]
+fn timed_out_recv_leaves_no_waker_behind() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, 4, "s").unwrap();
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(1)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    let (count, waker) = CountingWaker::new();
+    // A later pending poll registers its own waker, and a notify wakes it
+    // (the cleanup must not break registration).
+    let mut fut = sub.recv();
+    assert_eq!(poll_once(&mut fut, &waker), Poll::Pending);
+    q.notify(h, 2).unwrap();
+    assert_eq!(count.count(), 1);
+    assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(2)));
+}

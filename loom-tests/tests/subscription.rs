@@ -159,3 +159,171 @@ fn overflow_accounting_keep_newest() {
 fn overflow_accounting_keep_oldest() {
     overflow_model(Overflow::KeepOldest);
 }
+
+/// Counts wakes; std atomics are fine here (a statistic read after joins).
+#[derive(Default)]
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl CountingWaker {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A `Recv` cancelled (dropped while pending) racing a notify: the value is
+/// never lost, the racing notify wakes the cancelled waker at most once, the
+/// subscription keeps no clone of it, and later notifies never wake it.
+#[test]
+fn cancelled_recv_vs_notify() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut sub = q.subscribe(h, 2, "s").unwrap();
+        let counter = std::sync::Arc::new(CountingWaker::default());
+        let waker = Waker::from(counter.clone());
+        let q1 = q.clone();
+        let t = thread::spawn(move || q1.notify(h, 1).unwrap());
+        let first = {
+            let mut fut = sub.recv();
+            let mut cx = Context::from_waker(&waker);
+            std::pin::Pin::new(&mut fut).poll(&mut cx)
+        }; // cancelled here if pending
+        t.join().unwrap();
+        drop(waker);
+        assert_eq!(std::sync::Arc::strong_count(&counter), 1, "waker kept");
+        let woken = counter.count();
+        match first {
+            Poll::Ready(v) => {
+                assert_eq!(v, Ok(1));
+                assert_eq!(woken, 0);
+            }
+            Poll::Pending => {
+                assert!(woken <= 1);
+                assert_eq!(sub.try_recv(), Ok(1));
+            }
+        }
+        q.notify(h, 2).unwrap();
+        assert_eq!(counter.count(), woken, "a cancelled receive was woken");
+        assert_eq!(sub.try_recv(), Ok(2));
+    });
+}
+
+/// A producer lapped between its claim and its write (capacity 1, one
+/// notifier racing two more) abandons by position, and the receiver,
+/// receiving concurrently, accounts for every value exactly: values plus
+/// `Lagged` add up to the notifies, the lag equals the producers' drop
+/// count, and values arrive in notify order of each thread.
+#[test]
+fn lapped_producer_vs_receiver_accounting() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut sub = q.subscribe(h, 1, "s").unwrap();
+        let q1 = q.clone();
+        let a = thread::spawn(move || q1.notify(h, 1).unwrap());
+        let q2 = q.clone();
+        let b = thread::spawn(move || {
+            q2.notify(h, 2).unwrap();
+            q2.notify(h, 3).unwrap();
+        });
+        let (mut got, mut lag) = (Vec::new(), 0);
+        let mut step = |got: &mut Vec<i32>, lag: &mut u64| match sub.try_recv() {
+            Ok(v) => got.push(v),
+            Err(TryRecvError::Lagged(n)) => *lag += n,
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Closed) => panic!("closed"),
+        };
+        step(&mut got, &mut lag);
+        a.join().unwrap();
+        b.join().unwrap();
+        for _ in 0..3 {
+            step(&mut got, &mut lag);
+        }
+        assert_eq!(got.len() as u64 + lag, 3, "got {got:?}, lag {lag}");
+        assert_eq!(sub.dropped(), lag);
+        let at = |x: i32| got.iter().position(|&v| v == x);
+        if let (Some(two), Some(three)) = (at(2), at(3)) {
+            assert!(two < three, "got {got:?}");
+        }
+        assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    });
+}
+
+/// Waker code (clone, drop) never runs under the waker cell's lock: a waker
+/// whose clone or drop unregisters the handle (which closes the ring and
+/// takes its waker) would otherwise deadlock on the cell.
+#[test]
+fn waker_clone_and_drop_run_outside_the_waker_cell() {
+    use std::future::Future;
+    use std::task::{Context, RawWaker, RawWakerVTable, Waker};
+    // The waker's data: the handle to unregister, and whether to do it on
+    // clone (else on drop).
+    struct Reentrant {
+        owned: std::sync::Mutex<Option<notification_queue::OwnedHandle>>,
+        on_clone: bool,
+        refs: std::sync::atomic::AtomicUsize,
+    }
+    impl Reentrant {
+        fn fire(&self) {
+            let owned = self.owned.lock().unwrap().take();
+            drop(owned); // unregisters: closes the ring, takes its waker
+        }
+    }
+    unsafe fn clone(p: *const ()) -> RawWaker {
+        // SAFETY: `p` is the `Reentrant` the test keeps alive.
+        let r = unsafe { &*(p as *const Reentrant) };
+        r.refs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if r.on_clone {
+            r.fire();
+        }
+        RawWaker::new(p, &VTABLE)
+    }
+    unsafe fn noop(_: *const ()) {}
+    unsafe fn drop_waker(p: *const ()) {
+        // SAFETY: as in `clone`.
+        let r = unsafe { &*(p as *const Reentrant) };
+        r.refs.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if !r.on_clone {
+            r.fire();
+        }
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, drop_waker);
+    for on_clone in [true, false] {
+        loom::model(move || {
+            let q = queue();
+            let owned = q.register_owned("h").unwrap();
+            let h = *owned;
+            let mut sub = q.subscribe(h, 1, "s").unwrap();
+            let data = Reentrant {
+                owned: std::sync::Mutex::new(Some(owned)),
+                on_clone,
+                refs: std::sync::atomic::AtomicUsize::new(0),
+            };
+            let p = &data as *const Reentrant as *const ();
+            {
+                // SAFETY: the vtable's functions uphold the RawWaker
+                // contract for `data`, which outlives the waker.
+                let reentrant = unsafe { Waker::from_raw(RawWaker::new(p, &VTABLE)) };
+                let mut fut = sub.recv();
+                let mut cx = Context::from_waker(&reentrant);
+                // Registers (clones) the waker; a second poll with another
+                // waker replaces (drops) it.
+                let _ = std::pin::Pin::new(&mut fut).poll(&mut cx);
+                let mut cx = Context::from_waker(Waker::noop());
+                let _ = std::pin::Pin::new(&mut fut).poll(&mut cx);
+                std::mem::forget(reentrant); // the test's own reference
+            }
+            assert!(!q.is_registered(h), "the waker's unregister ran");
+            drop(sub); // takes and drops any waker still registered
+            assert_eq!(data.refs.load(std::sync::atomic::Ordering::SeqCst), 0);
+        });
+    }
+}
