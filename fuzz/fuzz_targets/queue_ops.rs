@@ -47,6 +47,9 @@ struct Input {
     max_waiters: u8,
     max_subscribers: u8,
     max_capacity: u8,
+    /// `Config::slot_generations`: `None` keeps the default (2^23 handles
+    /// per slot), `Some(n)` gives `1 + n % 4`, so slots retire quickly.
+    slot_generations: Option<u8>,
     ops: Vec<Op>,
 }
 
@@ -83,6 +86,13 @@ enum Op {
     DropSub(u8),
     /// Checks `len`, `dropped`, `is_closed` of a subscription.
     SubState(u8),
+    /// Unregisters handle `.0`, then registers a new one (which takes the
+    /// oldest free slot): reaches slot reuse and retirement quickly.
+    Cycle(u8),
+    /// `queue.wait(h)` on handle `.0`, polled at once with waker `.1`.
+    WaitPoll(u8, u8),
+    /// Polls the most recently created wait with waker `.0`.
+    PollLast(u8),
 }
 
 const WAKERS: usize = 3;
@@ -99,11 +109,26 @@ impl Wake for CountingWaker {
 }
 
 /// One slot index of the real queue.
+/// The record of a slot's last unregister (what `closed_outcome` reads).
+#[derive(Debug, Clone, Copy)]
+struct MClose {
+    generation: u32,
+    /// The final sequence of that generation.
+    seq: u64,
+    /// The argument of its last notify.
+    arg: i32,
+}
+
 #[derive(Debug, Clone, Default)]
 struct MSlot {
     generation: u32,
     seq: u64,
+    /// Argument of the current generation's latest notify.
     arg: i32,
+    /// The live handle of this slot, if any.
+    handle: Option<Handle>,
+    /// The last unregister of this slot (overwritten by the next one).
+    closed: Option<MClose>,
     waiters_flag: bool,
     /// Index into `Model::lists` of the slot's current waiter list.
     list: Option<usize>,
@@ -177,10 +202,29 @@ struct MWait {
     leaked: bool,
 }
 
+impl MWait {
+    fn new(handle: Handle, foreign: bool, start: Result<u64, QueueError>) -> Self {
+        Self {
+            handle,
+            foreign,
+            start,
+            entry: None,
+            armed: None,
+            hint: None,
+            leaked: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Model {
     slots: Vec<MSlot>,
+    /// Free slot indices, reused oldest first.
     free: VecDeque<u32>,
+    /// The last generation a slot may be issued with (`2n - 1`).
+    generation_limit: u32,
+    /// Slots retired for good (`Stats::exhausted_slots`).
+    exhausted: usize,
     live: usize,
     lists: Vec<MList>,
     waits: Vec<MWait>,
@@ -217,16 +261,72 @@ impl Model {
 
     /// Records a new, not yet polled wait; returns its index.
     fn new_wait(&mut self, handle: Handle, foreign: bool, start: Result<u64, QueueError>) -> usize {
-        self.waits.push(MWait {
-            handle,
-            foreign,
-            start,
-            entry: None,
-            armed: None,
-            hint: None,
-            leaked: false,
-        });
+        self.waits.push(MWait::new(handle, foreign, start));
         self.waits.len() - 1
+    }
+
+    /// A wait of `generation` from `start` once its generation is gone: the
+    /// notifies it missed before the last unregister if the slot's close
+    /// record is that generation's, else `Closed`.
+    fn closed_outcome(slot: &MSlot, generation: u32, start: u64) -> Result<Notified, QueueError> {
+        match slot.closed {
+            Some(c) if c.generation == generation && c.seq != start => Ok(Notified {
+                sequence: c.seq,
+                arg: c.arg,
+                coalesced: c.seq - start,
+            }),
+            _ => Err(QueueError::Closed),
+        }
+    }
+
+    /// Registers into the oldest free slot (or a fresh one); returns the
+    /// index and generation the handle must have.
+    fn register(&mut self, hint: String) -> (u32, u32) {
+        let index = match self.free.pop_front() {
+            Some(i) => i,
+            None => {
+                self.slots.push(MSlot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let s = &mut self.slots[index as usize];
+        s.generation += 1;
+        assert!(s.generation <= self.generation_limit);
+        s.seq = 0;
+        s.arg = 0;
+        s.waiters_flag = false;
+        s.hint = hint;
+        assert!(s.subs.is_empty());
+        self.live += 1;
+        (index, s.generation)
+    }
+
+    /// Unregisters the live handle of slot `ix`: wakes its waiters and
+    /// subscribers, writes the close record, and frees or retires the slot.
+    fn unregister(&mut self, ix: usize) {
+        if let Some(list) = self.slots[ix].list.take() {
+            self.wake_list(list);
+        }
+        for sub in std::mem::take(&mut self.slots[ix].subs) {
+            self.subs[sub].end = Some(self.subs[sub].tail);
+            self.wake_sub(sub);
+        }
+        let s = &mut self.slots[ix];
+        s.closed = Some(MClose {
+            generation: s.generation,
+            seq: s.seq,
+            arg: s.arg,
+        });
+        let last = s.generation;
+        s.generation += 1;
+        s.waiters_flag = false;
+        s.handle = None;
+        self.live -= 1;
+        if last + 2 <= self.generation_limit {
+            self.free.push_back(ix as u32);
+        } else {
+            self.exhausted += 1;
+        }
     }
 
     fn wake_list(&mut self, list: usize) -> usize {
@@ -293,8 +393,10 @@ impl Model {
             return Poll::Ready(Err(QueueError::StaleHandle));
         };
         if slot.generation != handle.generation() {
+            // A stale wait: its outcome comes from the close record alone;
+            // it never touches the slot's newer owner (its list or flag).
             self.release(i);
-            return Poll::Ready(Err(QueueError::Closed));
+            return Poll::Ready(Self::closed_outcome(&slot, handle.generation(), start));
         }
         if slot.seq != start {
             self.release(i);
@@ -335,6 +437,50 @@ fn poll_wait(w: &mut Wait<'_>, waker: &Waker) -> Poll<Result<Notified, QueueErro
     Pin::new(w).poll(&mut cx)
 }
 
+/// Keeps `x` in `v` (at most `MAX_HANDLES_KEPT`; beyond that it replaces
+/// an older entry, round-robin).
+fn keep<T>(v: &mut Vec<T>, kept: &mut usize, x: T) {
+    if v.len() < MAX_HANDLES_KEPT {
+        v.push(x);
+    } else {
+        v[*kept % MAX_HANDLES_KEPT] = x;
+    }
+    *kept += 1;
+}
+
+/// Where a new wait goes: a dropped wait's place (not a leaked one's: the
+/// model still tracks its entry), or the end while there are fewer than
+/// `MAX_WAITS`.
+fn free_wait(waits: &[Option<Wait<'_>>], m: &Model) -> Option<usize> {
+    let reuse = waits
+        .iter()
+        .zip(&m.waits)
+        .position(|(w, mw)| w.is_none() && !mw.leaked);
+    if let Some(at) = reuse {
+        assert!(m.waits[at].entry.is_none() && m.waits[at].armed.is_none());
+        return Some(at);
+    }
+    (waits.len() < MAX_WAITS).then_some(waits.len())
+}
+
+fn place_wait<'q>(
+    waits: &mut Vec<Option<Wait<'q>>>,
+    m: &mut Model,
+    at: usize,
+    w: Wait<'q>,
+    handle: Handle,
+    foreign: bool,
+    start: Result<u64, QueueError>,
+) {
+    if at == waits.len() {
+        waits.push(Some(w));
+        m.new_wait(handle, foreign, start);
+    } else {
+        waits[at] = Some(w);
+        m.waits[at] = MWait::new(handle, foreign, start);
+    }
+}
+
 fn pick<T>(v: &[T], i: u8) -> Option<usize> {
     if v.is_empty() {
         None
@@ -353,6 +499,14 @@ fn run(input: Input) {
         .max_waiters_per_handle(max_waiters)
         .max_subscribers_per_handle(max_subscribers)
         .max_subscriber_capacity(max_capacity);
+    let (config, generation_limit) = match input.slot_generations {
+        Some(n) => {
+            let n = 1 + u32::from(n) % 4;
+            (config.slot_generations(n), 2 * n - 1)
+        }
+        // The default: 2^23 handles per slot, generations 1..=2^24 - 1.
+        None => (config, (1 << 24) - 1),
+    };
     let q = NotificationQueue::new(config);
     let other = NotificationQueue::new(Config::default());
     let counters: Vec<Arc<CountingWaker>> = (0..WAKERS)
@@ -360,7 +514,10 @@ fn run(input: Input) {
         .collect();
     let wakers: Vec<Waker> = counters.iter().map(|c| Waker::from(c.clone())).collect();
 
-    let mut m = Model::default();
+    let mut m = Model {
+        generation_limit,
+        ..Model::default()
+    };
     // Every handle ever issued (live and stale), with "is it foreign".
     let mut handles: Vec<(Handle, bool)> = Vec::new();
     let mut snapshots: Vec<(Snapshot, bool)> = Vec::new();
@@ -370,8 +527,15 @@ fn run(input: Input) {
     // Real subscriptions, index-aligned with `m.subs`; `None` once dropped.
     let mut subs: Vec<Option<Subscription>> = Vec::new();
     let mut registrations = 0u64;
+    // Kept handles/snapshots beyond `MAX_HANDLES_KEPT` replace older ones
+    // round-robin, so later generations stay reachable.
+    let mut kept = 0usize;
+    let mut snaps_kept = 0usize;
+    // The most recently created wait (for `PollLast`).
+    let mut last_wait: Option<usize> = None;
 
-    for op in input.ops {
+    let mut ops: VecDeque<Op> = input.ops.into();
+    while let Some(op) = ops.pop_front() {
         match op {
             Op::Register => {
                 let hint = format!("h{registrations}");
@@ -382,31 +546,15 @@ fn run(input: Input) {
                     continue;
                 }
                 let h = got.expect("register below the limit");
-                let index = match m.free.pop_front() {
-                    Some(i) => i,
-                    None => {
-                        m.slots.push(MSlot::default());
-                        (m.slots.len() - 1) as u32
-                    }
-                };
-                let s = &mut m.slots[index as usize];
-                s.generation += 1;
-                s.seq = 0;
-                s.waiters_flag = false;
-                s.hint = hint;
-                assert!(s.subs.is_empty());
-                m.live += 1;
-                assert_eq!((h.index(), h.generation()), (index, s.generation));
+                let (index, generation) = m.register(hint);
+                assert_eq!((h.index(), h.generation()), (index, generation));
                 assert_eq!(h.generation() % 2, 1);
-                if handles.len() < MAX_HANDLES_KEPT {
-                    handles.push((h, false));
-                }
+                m.slots[index as usize].handle = Some(h);
+                keep(&mut handles, &mut kept, (h, false));
             }
             Op::RegisterForeign => {
                 let h = other.register("foreign").expect("default limits");
-                if handles.len() < MAX_HANDLES_KEPT {
-                    handles.push((h, true));
-                }
+                keep(&mut handles, &mut kept, (h, true));
             }
             Op::Unregister(i) => {
                 let Some(i) = pick(&handles, i) else { continue };
@@ -417,19 +565,25 @@ fn run(input: Input) {
                     continue;
                 }
                 assert_eq!(got, Ok(()));
-                let ix = h.index() as usize;
-                if let Some(list) = m.slots[ix].list.take() {
-                    m.wake_list(list);
-                }
-                for sub in std::mem::take(&mut m.slots[ix].subs) {
-                    m.subs[sub].end = Some(m.subs[sub].tail);
-                    m.wake_sub(sub);
-                }
-                let s = &mut m.slots[ix];
-                s.generation += 1;
-                s.waiters_flag = false;
-                m.live -= 1;
-                m.free.push_back(h.index());
+                m.unregister(h.index() as usize);
+            }
+            Op::Cycle(i) => {
+                ops.push_front(Op::Register);
+                ops.push_front(Op::Unregister(i));
+                continue;
+            }
+            Op::WaitPoll(i, k) => {
+                ops.push_front(Op::PollLast(k));
+                ops.push_front(Op::Wait(i));
+                continue;
+            }
+            Op::PollLast(k) => {
+                let Some(i) = last_wait else { continue };
+                let Some(w) = waits[i].as_mut() else { continue };
+                let k = k as usize % WAKERS;
+                let got = poll_wait(w, &wakers[k]);
+                let want = m.poll(i, k, max_waiters);
+                assert_eq!(got, want, "poll of wait {i}: {:?}", m.waits[i]);
             }
             Op::Notify(i, arg) => {
                 let Some(i) = pick(&handles, i) else { continue };
@@ -470,9 +624,7 @@ fn run(input: Input) {
                 let snap = got.expect("live handle");
                 assert_eq!(snap.handle(), h);
                 assert_eq!(snap.sequence(), m.slots[h.index() as usize].seq);
-                if snapshots.len() < MAX_HANDLES_KEPT {
-                    snapshots.push((snap, foreign));
-                }
+                keep(&mut snapshots, &mut snaps_kept, (snap, foreign));
             }
             Op::IsRegistered(i) => {
                 let Some(i) = pick(&handles, i) else { continue };
@@ -481,28 +633,36 @@ fn run(input: Input) {
             }
             Op::Wait(i) => {
                 let Some(i) = pick(&handles, i) else { continue };
-                if waits.len() >= MAX_WAITS {
+                let Some(at) = free_wait(&waits, &m) else {
                     continue;
-                }
+                };
                 let (h, foreign) = handles[i];
                 let start = m.wait_start(&h, foreign);
                 let w = q.wait(h);
                 assert_eq!(w.snapshot().map(|s| s.sequence()), start);
-                waits.push(Some(w));
-                m.new_wait(h, foreign, start);
+                place_wait(&mut waits, &mut m, at, w, h, foreign, start);
+                last_wait = Some(at);
             }
             Op::WaitAfter(i) => {
                 let Some(i) = pick(&snapshots, i) else {
                     continue;
                 };
-                if waits.len() >= MAX_WAITS {
+                let Some(at) = free_wait(&waits, &m) else {
                     continue;
-                }
+                };
                 let (snap, foreign) = snapshots[i];
                 let w = q.wait_after(snap);
                 assert_eq!(w.snapshot(), Ok(snap));
-                waits.push(Some(w));
-                m.new_wait(snap.handle(), foreign, Ok(snap.sequence()));
+                place_wait(
+                    &mut waits,
+                    &mut m,
+                    at,
+                    w,
+                    snap.handle(),
+                    foreign,
+                    Ok(snap.sequence()),
+                );
+                last_wait = Some(at);
             }
             Op::WithHint(i) => {
                 let Some(i) = pick(&waits, i) else { continue };
@@ -641,6 +801,7 @@ fn run(input: Input) {
                     .sum();
                 assert_eq!(s.waiters, waiters);
                 assert_eq!((s.delivered, s.dropped), (m.delivered, m.dropped));
+                assert_eq!(s.exhausted_slots, m.exhausted);
                 // Slots are a few cache lines each; a list is a few hundred
                 // bytes per chunk of 8 entries, and at most `max_handles`
                 // lists hang off slots.
@@ -776,6 +937,14 @@ fn run(input: Input) {
                 assert_eq!(s.sequence(), m.slots[h.index() as usize].seq);
             }
         }
+        // Every live owner's waiters are exactly the model's: a stale wait
+        // (of an older generation of the slot) never replaced or emptied
+        // the list, and never took an entry in it.
+        for s in &m.slots {
+            let Some(h) = s.handle else { continue };
+            let claimed = s.list.map_or(0, |l| m.lists[l].claimed);
+            assert_eq!(q.waiters(h).map(|w| w.len()), Ok(claimed), "{h:?}");
+        }
     }
 
     // Tear-down: unregistering every live handle wakes every armed waiter
@@ -789,15 +958,10 @@ fn run(input: Input) {
                 .find(|d| d.handle.index() == ix as u32)
                 .expect("live handle in dump")
                 .handle;
+            assert_eq!(Some(h), m.slots[ix].handle);
             assert_eq!(h.generation(), generation);
             q.unregister(h).expect("live handle");
-            if let Some(list) = m.slots[ix].list.take() {
-                m.wake_list(list);
-            }
-            for sub in std::mem::take(&mut m.slots[ix].subs) {
-                m.subs[sub].end = Some(m.subs[sub].tail);
-                m.wake_sub(sub);
-            }
+            m.unregister(ix);
         }
     }
     for (k, c) in counters.iter().enumerate() {
@@ -820,8 +984,27 @@ fn run(input: Input) {
             }
         }
     }
+    // Every wait still in reach now completes: with the notifies it missed
+    // if its generation was the last one closed on its slot, else `Closed`.
+    for (i, w) in waits.iter_mut().enumerate() {
+        let Some(w) = w.as_mut() else { continue };
+        let got = poll_wait(w, &wakers[0]);
+        let want = m.poll(i, 0, max_waiters);
+        assert!(want.is_ready());
+        assert_eq!(got, want, "final poll of wait {i}: {:?}", m.waits[i]);
+    }
+    // So does a new wait from every kept snapshot.
+    for &(snap, foreign) in &snapshots {
+        let mut w = q.wait_after(snap);
+        let got = poll_wait(&mut w, &wakers[0]);
+        let t = m.new_wait(snap.handle(), foreign, Ok(snap.sequence()));
+        let want = m.poll(t, 0, max_waiters);
+        m.waits.pop();
+        assert_eq!(got, want, "wait after {snap:?}");
+    }
     let s = q.stats();
     assert_eq!((s.handles, s.waiters), (0, 0));
+    assert_eq!(s.exhausted_slots, m.exhausted);
     drop(subs);
     drop(waits);
     drop(leaked);
