@@ -93,6 +93,12 @@ enum Op {
     WaitPoll(u8, u8),
     /// Polls the most recently created wait with waker `.0`.
     PollLast(u8),
+    /// A stale wait across a reuse: a wait on handle `.0` polled (pending,
+    /// waker `.1`), the handle unregistered and a new one registered (the
+    /// slot is reused if it was the oldest free one), a wait on the new
+    /// handle polled (pending), the old wait polled again, and the new
+    /// handle notified with `.2`.
+    Reuse(u8, u8, i32),
 }
 
 const WAKERS: usize = 3;
@@ -570,6 +576,32 @@ fn run(input: Input) {
             Op::Cycle(i) => {
                 ops.push_front(Op::Register);
                 ops.push_front(Op::Unregister(i));
+                continue;
+            }
+            Op::Reuse(i, k, arg) => {
+                let Some(stale) = free_wait(&waits, &m) else {
+                    ops.push_front(Op::Cycle(i));
+                    continue;
+                };
+                // Where `Register` below keeps its handle (see `keep`).
+                let newest = if handles.len() < MAX_HANDLES_KEPT {
+                    handles.len()
+                } else {
+                    kept % MAX_HANDLES_KEPT
+                };
+                let (stale, newest) = (stale as u8, newest as u8);
+                let steps = [
+                    Op::Wait(i),
+                    Op::Poll(stale, k),
+                    Op::Unregister(i),
+                    Op::Register,
+                    Op::WaitPoll(newest, k.wrapping_add(1)),
+                    Op::Poll(stale, k.wrapping_add(2)),
+                    Op::Notify(newest, arg),
+                ];
+                for op in steps.into_iter().rev() {
+                    ops.push_front(op);
+                }
                 continue;
             }
             Op::WaitPoll(i, k) => {
