@@ -94,11 +94,12 @@ enum Op {
     /// Polls the most recently created wait with waker `.0`.
     PollLast(u8),
     /// A stale wait across a reuse: a wait on handle `.0` polled (pending,
-    /// waker `.1`), the handle unregistered and a new one registered (the
-    /// slot is reused if it was the oldest free one), a wait on the new
-    /// handle polled (pending), the old wait polled again, and the new
-    /// handle notified with `.2`.
-    Reuse(u8, u8, i32),
+    /// waker `.1`), the handle notified with `.2` if any (a notify the wait
+    /// has not seen), unregistered, and a new one registered (the slot is
+    /// reused if it was the oldest free one), a wait on the new handle
+    /// polled (pending), the old wait polled again, and the new handle
+    /// notified.
+    Reuse(u8, u8, Option<i32>),
 }
 
 const WAKERS: usize = 3;
@@ -590,15 +591,15 @@ fn run(input: Input) {
                     kept % MAX_HANDLES_KEPT
                 };
                 let (stale, newest) = (stale as u8, newest as u8);
-                let steps = [
-                    Op::Wait(i),
-                    Op::Poll(stale, k),
+                let mut steps = vec![Op::Wait(i), Op::Poll(stale, k)];
+                steps.extend(arg.map(|arg| Op::Notify(i, arg)));
+                steps.extend([
                     Op::Unregister(i),
                     Op::Register,
                     Op::WaitPoll(newest, k.wrapping_add(1)),
                     Op::Poll(stale, k.wrapping_add(2)),
-                    Op::Notify(newest, arg),
-                ];
+                    Op::Notify(newest, i32::from(k)),
+                ]);
                 for op in steps.into_iter().rev() {
                     ops.push_front(op);
                 }
