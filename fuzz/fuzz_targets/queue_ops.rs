@@ -36,8 +36,8 @@ use notification_queue::{
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -108,6 +108,21 @@ const MAX_WAITS: usize = 64;
 
 #[derive(Default)]
 struct CountingWaker(AtomicUsize);
+
+/// The waker of one poll of wait `wait`: counts on waker `counter` and
+/// logs the wait, so the order of one notify's wakes is seen.
+struct WaitWaker {
+    wait: usize,
+    counter: Arc<CountingWaker>,
+    log: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Wake for WaitWaker {
+    fn wake(self: Arc<Self>) {
+        self.counter.0.fetch_add(1, Ordering::SeqCst);
+        self.log.lock().expect("log").push(self.wait);
+    }
+}
 
 impl Wake for CountingWaker {
     fn wake(self: Arc<Self>) {
@@ -190,10 +205,65 @@ impl MSub {
     }
 }
 
+/// Entries in a list's first chunk; each later chunk doubles, up to the
+/// waiter limit.
+const FIRST_CHUNK: usize = 4;
+
 #[derive(Debug, Clone)]
 struct MList {
     generation: u32,
     claimed: usize,
+    /// Per allocated entry: claimed?
+    taken: Vec<bool>,
+    /// Where the next claim starts looking (the list's hint).
+    next_free: usize,
+    /// Length of the last chunk.
+    last_chunk: usize,
+    limit: usize,
+}
+
+impl MList {
+    fn new(generation: u32, limit: usize) -> Self {
+        let first = FIRST_CHUNK.min(limit);
+        Self {
+            generation,
+            claimed: 0,
+            taken: vec![false; first],
+            next_free: 0,
+            last_chunk: first,
+            limit,
+        }
+    }
+
+    /// The entry index a claim takes: the first free one from the hint on,
+    /// then from 0, else the first of a new chunk (`None` at the limit).
+    fn claim(&mut self) -> Option<usize> {
+        let start = self.next_free;
+        let n = self.taken.len();
+        let index = match (start..n).chain(0..start.min(n)).find(|&j| !self.taken[j]) {
+            Some(j) => j,
+            None => {
+                let len = (self.last_chunk * 2).min(self.limit - n);
+                if len == 0 {
+                    return None;
+                }
+                self.last_chunk = len;
+                self.taken.resize(n + len, false);
+                n
+            }
+        };
+        self.taken[index] = true;
+        self.claimed += 1;
+        self.next_free = index + 1;
+        Some(index)
+    }
+
+    fn release(&mut self, index: usize) {
+        assert!(self.taken[index]);
+        self.taken[index] = false;
+        self.claimed -= 1;
+        self.next_free = index;
+    }
 }
 
 #[derive(Debug)]
@@ -203,6 +273,8 @@ struct MWait {
     start: Result<u64, QueueError>,
     /// The list this wait holds an entry in.
     entry: Option<usize>,
+    /// The entry's index in that list.
+    index: usize,
     /// Which waker is registered in the entry (and not yet woken).
     armed: Option<usize>,
     hint: Option<String>,
@@ -216,6 +288,7 @@ impl MWait {
             foreign,
             start,
             entry: None,
+            index: 0,
             armed: None,
             hint: None,
             leaked: false,
@@ -239,6 +312,8 @@ struct Model {
     slow: u64,
     wakes: u64,
     wakes_per_waker: [usize; WAKERS],
+    /// Waits woken (by index), in order, since the last step's check.
+    wake_log: Vec<usize>,
     subs: Vec<MSub>,
     delivered: u64,
     dropped: u64,
@@ -336,18 +411,21 @@ impl Model {
         }
     }
 
+    /// Wakes the armed waits of `list`, in entry order (logged by wait).
     fn wake_list(&mut self, list: usize) -> usize {
-        let mut n = 0;
-        for w in &mut self.waits {
+        let mut woken: Vec<(usize, usize)> = Vec::new();
+        for (i, w) in self.waits.iter_mut().enumerate() {
             if w.entry == Some(list)
                 && let Some(k) = w.armed.take()
             {
                 self.wakes_per_waker[k] += 1;
-                n += 1;
+                woken.push((w.index, i));
             }
         }
-        self.wakes += n as u64;
-        n
+        woken.sort();
+        self.wake_log.extend(woken.iter().map(|&(_, i)| i));
+        self.wakes += woken.len() as u64;
+        woken.len()
     }
 
     fn wake_sub(&mut self, sub: usize) {
@@ -381,7 +459,7 @@ impl Model {
 
     fn release(&mut self, wait: usize) {
         if let Some(list) = self.waits[wait].entry.take() {
-            self.lists[list].claimed -= 1;
+            self.lists[list].release(self.waits[wait].index);
             self.waits[wait].armed = None;
         }
     }
@@ -418,19 +496,16 @@ impl Model {
             let list = match slot.list {
                 Some(l) if self.lists[l].generation == handle.generation() => l,
                 _ => {
-                    self.lists.push(MList {
-                        generation: handle.generation(),
-                        claimed: 0,
-                    });
+                    self.lists.push(MList::new(handle.generation(), limit));
                     let l = self.lists.len() - 1;
                     self.slots[ix].list = Some(l);
                     l
                 }
             };
-            if self.lists[list].claimed >= limit {
+            let Some(index) = self.lists[list].claim() else {
                 return Poll::Ready(Err(QueueError::WaiterLimit { limit }));
-            }
-            self.lists[list].claimed += 1;
+            };
+            self.waits[i].index = index;
             self.waits[i].entry = Some(list);
         }
         self.waits[i].armed = Some(k);
@@ -520,6 +595,15 @@ fn run(input: Input) {
         .map(|_| Arc::new(CountingWaker::default()))
         .collect();
     let wakers: Vec<Waker> = counters.iter().map(|c| Waker::from(c.clone())).collect();
+    let wake_log: Arc<Mutex<Vec<usize>>> = Arc::default();
+    // A fresh waker per poll of a wait (so a re-poll replaces it).
+    let wait_waker = |wait: usize, k: usize| {
+        Waker::from(Arc::new(WaitWaker {
+            wait,
+            counter: counters[k].clone(),
+            log: wake_log.clone(),
+        }))
+    };
 
     let mut m = Model {
         generation_limit,
@@ -614,7 +698,7 @@ fn run(input: Input) {
                 let Some(i) = last_wait else { continue };
                 let Some(w) = waits[i].as_mut() else { continue };
                 let k = k as usize % WAKERS;
-                let got = poll_wait(w, &wakers[k]);
+                let got = poll_wait(w, &wait_waker(i, k));
                 let want = m.poll(i, k, max_waiters);
                 assert_eq!(got, want, "poll of wait {i}: {:?}", m.waits[i]);
             }
@@ -708,7 +792,7 @@ fn run(input: Input) {
                 let Some(i) = pick(&waits, i) else { continue };
                 let Some(w) = waits[i].as_mut() else { continue };
                 let k = k as usize % WAKERS;
-                let got = poll_wait(w, &wakers[k]);
+                let got = poll_wait(w, &wait_waker(i, k));
                 let want = m.poll(i, k, max_waiters);
                 assert_eq!(got, want, "poll of wait {i}: {:?}", m.waits[i]);
             }
@@ -962,6 +1046,9 @@ fn run(input: Input) {
                 "waker {k}"
             );
         }
+        // Waiters were woken in entry order.
+        let log = std::mem::take(&mut *wake_log.lock().expect("log"));
+        assert_eq!(log, std::mem::take(&mut m.wake_log), "wake order");
         for &(h, foreign) in &handles {
             let live = m.live(&h, foreign);
             let snap = q.snapshot(h);
@@ -1004,6 +1091,8 @@ fn run(input: Input) {
             "waker {k}"
         );
     }
+    let log = std::mem::take(&mut *wake_log.lock().expect("log"));
+    assert_eq!(log, std::mem::take(&mut m.wake_log), "wake order");
     assert!(m.waits.iter().all(|w| w.armed.is_none()));
     // Every live subscription drains what was buffered, then ends.
     for (i, sub) in subs.iter_mut().enumerate() {
