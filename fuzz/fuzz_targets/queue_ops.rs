@@ -1,30 +1,59 @@
 //! Differential fuzzing of the queue core against a plain reference model.
 //!
 //! The input is a small [`Config`] (limits of a few handles and waiters, so
-//! every limit error is reached) and a sequence of operations: register,
-//! unregister, notify, snapshot, wait futures created from a handle or from a
-//! saved snapshot, polled with one of three counting wakers, re-polled,
-//! dropped or "leaked" (moved out of reach and never polled again, as a
-//! `mem::forget` would leave it; the run drops them only at its end), blocking
-//! waits with a zero timeout, stale and foreign handles (handles kept after
-//! unregister, handles of another queue), subscriptions (subscribe with any
-//! capacity and either overflow policy, `try_recv`, a `recv` future polled
-//! with a counting waker, drop, length and drop counters), the debug dump and
-//! the statistics.
+//! every limit error is reached; `slot_generations` either the default or
+//! 1 to 4 handles per slot, so slots are reused and retired within a run)
+//! and a sequence of operations: register, unregister, notify, snapshot,
+//! wait futures created from a handle or from a saved snapshot, polled with
+//! one of three counting wakers, re-polled, dropped or "leaked" (moved out
+//! of reach and never polled again, as a `mem::forget` would leave it; the
+//! run drops them only at its end), blocking waits with a zero timeout,
+//! stale and foreign handles (handles kept after unregister, handles of
+//! another queue), subscriptions (subscribe with any capacity and either
+//! overflow policy, `try_recv`, a `recv` future polled with a counting
+//! waker, drop, length and drop counters), the debug dump and the
+//! statistics. Compound operations reach slot reuse on purpose: `Cycle`
+//! (unregister, register), `WaitPoll` (a wait polled at once) and `Reuse`
+//! (a wait left pending on a handle, maybe a notify it has not seen, the
+//! handle unregistered, a new handle registered into the freed slot with a
+//! pending wait of its own, the old wait polled, the new handle notified).
 //!
 //! The model is single-threaded bookkeeping: per slot index the generation,
-//! sequence, last argument, `WAITERS` flag, current waiter list and
-//! subscribers; per list how many entries are claimed; per wait its snapshot,
-//! the list entry it holds and which waker it armed; per subscription its
-//! ring as plain positions (`head`, `tail`, every value ever pushed), its
-//! rejected and dropped counts and where it was closed. Every operation's result (errors, counts
-//! woken, `Notified { sequence, arg, coalesced }`, handle index and
-//! generation, waiter counts and hints, dump, stats) is compared with the
-//! model's prediction, and after every step each waker's wake count and each
-//! known handle's snapshot/registration state are compared too. So a lost
-//! wakeup (an armed waker not woken by a notify), a spurious wake, a leaked or
-//! double-freed waiter entry, or a stale handle acting on its slot's next
-//! owner all fail an assertion.
+//! sequence, last argument of the current generation, `WAITERS` flag,
+//! current waiter list, subscribers and the *close record* of its last
+//! unregister (generation, final sequence, last argument of that
+//! generation); the FIFO free list, the generation limit and the count of
+//! slots retired because their generations ran out (a slot whose handle had
+//! the last generation is never put back on the free list; a new index is
+//! taken instead); per list its claimed entries by index (first chunk of 4,
+//! doubling up to the limit, the claim hint moved by every claim and
+//! release), per wait its snapshot, the list entry it holds and which waker
+//! it armed; per subscription its ring as plain positions (`head`, `tail`,
+//! every value ever pushed), its rejected and dropped counts and where it
+//! was closed.
+//!
+//! A wait whose generation is gone (its handle was unregistered, whether or
+//! not the slot has a new owner) completes from the close record alone:
+//! `Notified` with the final sequence and that generation's last argument
+//! if the record is its generation's and ends past its snapshot, else
+//! `Closed` (also once the slot's next owner was unregistered and the record
+//! overwritten). It releases its entry in the old list and never touches the
+//! new owner's list or `WAITERS` flag.
+//!
+//! Every operation's result (errors, counts woken, `Notified { sequence,
+//! arg, coalesced }`, handle index and generation, waiter counts and hints,
+//! dump, stats including `exhausted_slots`) is compared with the model's
+//! prediction. After every step each waker's wake count, the order in which
+//! waits were woken (each notify or unregister wakes its waiters by
+//! ascending entry index; every poll gets a fresh waker that logs its wait),
+//! each known handle's snapshot/registration state and every live owner's
+//! waiter count (`waiters()`) are compared too. At the end every wait still
+//! in reach and a new wait from every kept snapshot are polled once more and
+//! must complete as predicted. So a lost wakeup (an armed waker not woken by
+//! a notify), a spurious wake, a wake out of order, a leaked or double-freed
+//! waiter entry, a stale handle or stale wait acting on its slot's next
+//! owner, a reused retired slot or a wrong outcome after unregister all fail
+//! an assertion.
 #![no_main]
 
 use arbitrary::Arbitrary;
