@@ -1,30 +1,59 @@
 //! Differential fuzzing of the queue core against a plain reference model.
 //!
 //! The input is a small [`Config`] (limits of a few handles and waiters, so
-//! every limit error is reached) and a sequence of operations: register,
-//! unregister, notify, snapshot, wait futures created from a handle or from a
-//! saved snapshot, polled with one of three counting wakers, re-polled,
-//! dropped or "leaked" (moved out of reach and never polled again, as a
-//! `mem::forget` would leave it; the run drops them only at its end), blocking
-//! waits with a zero timeout, stale and foreign handles (handles kept after
-//! unregister, handles of another queue), subscriptions (subscribe with any
-//! capacity and either overflow policy, `try_recv`, a `recv` future polled
-//! with a counting waker, drop, length and drop counters), the debug dump and
-//! the statistics.
+//! every limit error is reached; `slot_generations` either the default or
+//! 1 to 4 handles per slot, so slots are reused and retired within a run)
+//! and a sequence of operations: register, unregister, notify, snapshot,
+//! wait futures created from a handle or from a saved snapshot, polled with
+//! one of three counting wakers, re-polled, dropped or "leaked" (moved out
+//! of reach and never polled again, as a `mem::forget` would leave it; the
+//! run drops them only at its end), blocking waits with a zero timeout,
+//! stale and foreign handles (handles kept after unregister, handles of
+//! another queue), subscriptions (subscribe with any capacity and either
+//! overflow policy, `try_recv`, a `recv` future polled with a counting
+//! waker, drop, length and drop counters), the debug dump and the
+//! statistics. Compound operations reach slot reuse on purpose: `Cycle`
+//! (unregister, register), `WaitPoll` (a wait polled at once) and `Reuse`
+//! (a wait left pending on a handle, maybe a notify it has not seen, the
+//! handle unregistered, a new handle registered into the freed slot with a
+//! pending wait of its own, the old wait polled, the new handle notified).
 //!
 //! The model is single-threaded bookkeeping: per slot index the generation,
-//! sequence, last argument, `WAITERS` flag, current waiter list and
-//! subscribers; per list how many entries are claimed; per wait its snapshot,
-//! the list entry it holds and which waker it armed; per subscription its
-//! ring as plain positions (`head`, `tail`, every value ever pushed), its
-//! rejected and dropped counts and where it was closed. Every operation's result (errors, counts
-//! woken, `Notified { sequence, arg, coalesced }`, handle index and
-//! generation, waiter counts and hints, dump, stats) is compared with the
-//! model's prediction, and after every step each waker's wake count and each
-//! known handle's snapshot/registration state are compared too. So a lost
-//! wakeup (an armed waker not woken by a notify), a spurious wake, a leaked or
-//! double-freed waiter entry, or a stale handle acting on its slot's next
-//! owner all fail an assertion.
+//! sequence, last argument of the current generation, `WAITERS` flag,
+//! current waiter list, subscribers and the *close record* of its last
+//! unregister (generation, final sequence, last argument of that
+//! generation); the FIFO free list, the generation limit and the count of
+//! slots retired because their generations ran out (a slot whose handle had
+//! the last generation is never put back on the free list; a new index is
+//! taken instead); per list its claimed entries by index (first chunk of 4,
+//! doubling up to the limit, the claim hint moved by every claim and
+//! release), per wait its snapshot, the list entry it holds and which waker
+//! it armed; per subscription its ring as plain positions (`head`, `tail`,
+//! every value ever pushed), its rejected and dropped counts and where it
+//! was closed.
+//!
+//! A wait whose generation is gone (its handle was unregistered, whether or
+//! not the slot has a new owner) completes from the close record alone:
+//! `Notified` with the final sequence and that generation's last argument
+//! if the record is its generation's and ends past its snapshot, else
+//! `Closed` (also once the slot's next owner was unregistered and the record
+//! overwritten). It releases its entry in the old list and never touches the
+//! new owner's list or `WAITERS` flag.
+//!
+//! Every operation's result (errors, counts woken, `Notified { sequence,
+//! arg, coalesced }`, handle index and generation, waiter counts and hints,
+//! dump, stats including `exhausted_slots`) is compared with the model's
+//! prediction. After every step each waker's wake count, the order in which
+//! waits were woken (each notify or unregister wakes its waiters by
+//! ascending entry index; every poll gets a fresh waker that logs its wait),
+//! each known handle's snapshot/registration state and every live owner's
+//! waiter count (`waiters()`) are compared too. At the end every wait still
+//! in reach and a new wait from every kept snapshot are polled once more and
+//! must complete as predicted. So a lost wakeup (an armed waker not woken by
+//! a notify), a spurious wake, a wake out of order, a leaked or double-freed
+//! waiter entry, a stale handle or stale wait acting on its slot's next
+//! owner, a reused retired slot or a wrong outcome after unregister all fail
+//! an assertion.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -36,8 +65,8 @@ use notification_queue::{
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -47,6 +76,9 @@ struct Input {
     max_waiters: u8,
     max_subscribers: u8,
     max_capacity: u8,
+    /// `Config::slot_generations`: `None` keeps the default (2^23 handles
+    /// per slot), `Some(n)` gives `1 + n % 4`, so slots retire quickly.
+    slot_generations: Option<u8>,
     ops: Vec<Op>,
 }
 
@@ -83,6 +115,20 @@ enum Op {
     DropSub(u8),
     /// Checks `len`, `dropped`, `is_closed` of a subscription.
     SubState(u8),
+    /// Unregisters handle `.0`, then registers a new one (which takes the
+    /// oldest free slot): reaches slot reuse and retirement quickly.
+    Cycle(u8),
+    /// `queue.wait(h)` on handle `.0`, polled at once with waker `.1`.
+    WaitPoll(u8, u8),
+    /// Polls the most recently created wait with waker `.0`.
+    PollLast(u8),
+    /// A stale wait across a reuse: a wait on handle `.0` polled (pending,
+    /// waker `.1`), the handle notified with `.2` if any (a notify the wait
+    /// has not seen), unregistered, and a new one registered (the slot is
+    /// reused if it was the oldest free one), a wait on the new handle
+    /// polled (pending), the old wait polled again, and the new handle
+    /// notified.
+    Reuse(u8, u8, Option<i32>),
 }
 
 const WAKERS: usize = 3;
@@ -92,6 +138,21 @@ const MAX_WAITS: usize = 64;
 #[derive(Default)]
 struct CountingWaker(AtomicUsize);
 
+/// The waker of one poll of wait `wait`: counts on waker `counter` and
+/// logs the wait, so the order of one notify's wakes is seen.
+struct WaitWaker {
+    wait: usize,
+    counter: Arc<CountingWaker>,
+    log: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Wake for WaitWaker {
+    fn wake(self: Arc<Self>) {
+        self.counter.0.fetch_add(1, Ordering::SeqCst);
+        self.log.lock().expect("log").push(self.wait);
+    }
+}
+
 impl Wake for CountingWaker {
     fn wake(self: Arc<Self>) {
         self.0.fetch_add(1, Ordering::SeqCst);
@@ -99,11 +160,26 @@ impl Wake for CountingWaker {
 }
 
 /// One slot index of the real queue.
+/// The record of a slot's last unregister (what `closed_outcome` reads).
+#[derive(Debug, Clone, Copy)]
+struct MClose {
+    generation: u32,
+    /// The final sequence of that generation.
+    seq: u64,
+    /// The argument of its last notify.
+    arg: i32,
+}
+
 #[derive(Debug, Clone, Default)]
 struct MSlot {
     generation: u32,
     seq: u64,
+    /// Argument of the current generation's latest notify.
     arg: i32,
+    /// The live handle of this slot, if any.
+    handle: Option<Handle>,
+    /// The last unregister of this slot (overwritten by the next one).
+    closed: Option<MClose>,
     waiters_flag: bool,
     /// Index into `Model::lists` of the slot's current waiter list.
     list: Option<usize>,
@@ -158,10 +234,65 @@ impl MSub {
     }
 }
 
+/// Entries in a list's first chunk; each later chunk doubles, up to the
+/// waiter limit.
+const FIRST_CHUNK: usize = 4;
+
 #[derive(Debug, Clone)]
 struct MList {
     generation: u32,
     claimed: usize,
+    /// Per allocated entry: claimed?
+    taken: Vec<bool>,
+    /// Where the next claim starts looking (the list's hint).
+    next_free: usize,
+    /// Length of the last chunk.
+    last_chunk: usize,
+    limit: usize,
+}
+
+impl MList {
+    fn new(generation: u32, limit: usize) -> Self {
+        let first = FIRST_CHUNK.min(limit);
+        Self {
+            generation,
+            claimed: 0,
+            taken: vec![false; first],
+            next_free: 0,
+            last_chunk: first,
+            limit,
+        }
+    }
+
+    /// The entry index a claim takes: the first free one from the hint on,
+    /// then from 0, else the first of a new chunk (`None` at the limit).
+    fn claim(&mut self) -> Option<usize> {
+        let start = self.next_free;
+        let n = self.taken.len();
+        let index = match (start..n).chain(0..start.min(n)).find(|&j| !self.taken[j]) {
+            Some(j) => j,
+            None => {
+                let len = (self.last_chunk * 2).min(self.limit - n);
+                if len == 0 {
+                    return None;
+                }
+                self.last_chunk = len;
+                self.taken.resize(n + len, false);
+                n
+            }
+        };
+        self.taken[index] = true;
+        self.claimed += 1;
+        self.next_free = index + 1;
+        Some(index)
+    }
+
+    fn release(&mut self, index: usize) {
+        assert!(self.taken[index]);
+        self.taken[index] = false;
+        self.claimed -= 1;
+        self.next_free = index;
+    }
 }
 
 #[derive(Debug)]
@@ -171,16 +302,38 @@ struct MWait {
     start: Result<u64, QueueError>,
     /// The list this wait holds an entry in.
     entry: Option<usize>,
+    /// The entry's index in that list.
+    index: usize,
     /// Which waker is registered in the entry (and not yet woken).
     armed: Option<usize>,
     hint: Option<String>,
     leaked: bool,
 }
 
+impl MWait {
+    fn new(handle: Handle, foreign: bool, start: Result<u64, QueueError>) -> Self {
+        Self {
+            handle,
+            foreign,
+            start,
+            entry: None,
+            index: 0,
+            armed: None,
+            hint: None,
+            leaked: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Model {
     slots: Vec<MSlot>,
+    /// Free slot indices, reused oldest first.
     free: VecDeque<u32>,
+    /// The last generation a slot may be issued with (`2n - 1`).
+    generation_limit: u32,
+    /// Slots retired for good (`Stats::exhausted_slots`).
+    exhausted: usize,
     live: usize,
     lists: Vec<MList>,
     waits: Vec<MWait>,
@@ -188,6 +341,8 @@ struct Model {
     slow: u64,
     wakes: u64,
     wakes_per_waker: [usize; WAKERS],
+    /// Waits woken (by index), in order, since the last step's check.
+    wake_log: Vec<usize>,
     subs: Vec<MSub>,
     delivered: u64,
     dropped: u64,
@@ -217,30 +372,89 @@ impl Model {
 
     /// Records a new, not yet polled wait; returns its index.
     fn new_wait(&mut self, handle: Handle, foreign: bool, start: Result<u64, QueueError>) -> usize {
-        self.waits.push(MWait {
-            handle,
-            foreign,
-            start,
-            entry: None,
-            armed: None,
-            hint: None,
-            leaked: false,
-        });
+        self.waits.push(MWait::new(handle, foreign, start));
         self.waits.len() - 1
     }
 
+    /// A wait of `generation` from `start` once its generation is gone: the
+    /// notifies it missed before the last unregister if the slot's close
+    /// record is that generation's, else `Closed`.
+    fn closed_outcome(slot: &MSlot, generation: u32, start: u64) -> Result<Notified, QueueError> {
+        match slot.closed {
+            Some(c) if c.generation == generation && c.seq != start => Ok(Notified {
+                sequence: c.seq,
+                arg: c.arg,
+                coalesced: c.seq - start,
+            }),
+            _ => Err(QueueError::Closed),
+        }
+    }
+
+    /// Registers into the oldest free slot (or a fresh one); returns the
+    /// index and generation the handle must have.
+    fn register(&mut self, hint: String) -> (u32, u32) {
+        let index = match self.free.pop_front() {
+            Some(i) => i,
+            None => {
+                self.slots.push(MSlot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let s = &mut self.slots[index as usize];
+        s.generation += 1;
+        assert!(s.generation <= self.generation_limit);
+        s.seq = 0;
+        s.arg = 0;
+        s.waiters_flag = false;
+        s.hint = hint;
+        assert!(s.subs.is_empty());
+        self.live += 1;
+        (index, s.generation)
+    }
+
+    /// Unregisters the live handle of slot `ix`: wakes its waiters and
+    /// subscribers, writes the close record, and frees or retires the slot.
+    fn unregister(&mut self, ix: usize) {
+        if let Some(list) = self.slots[ix].list.take() {
+            self.wake_list(list);
+        }
+        for sub in std::mem::take(&mut self.slots[ix].subs) {
+            self.subs[sub].end = Some(self.subs[sub].tail);
+            self.wake_sub(sub);
+        }
+        let s = &mut self.slots[ix];
+        s.closed = Some(MClose {
+            generation: s.generation,
+            seq: s.seq,
+            arg: s.arg,
+        });
+        let last = s.generation;
+        s.generation += 1;
+        s.waiters_flag = false;
+        s.handle = None;
+        self.live -= 1;
+        if last + 2 <= self.generation_limit {
+            self.free.push_back(ix as u32);
+        } else {
+            self.exhausted += 1;
+        }
+    }
+
+    /// Wakes the armed waits of `list`, in entry order (logged by wait).
     fn wake_list(&mut self, list: usize) -> usize {
-        let mut n = 0;
-        for w in &mut self.waits {
+        let mut woken: Vec<(usize, usize)> = Vec::new();
+        for (i, w) in self.waits.iter_mut().enumerate() {
             if w.entry == Some(list)
                 && let Some(k) = w.armed.take()
             {
                 self.wakes_per_waker[k] += 1;
-                n += 1;
+                woken.push((w.index, i));
             }
         }
-        self.wakes += n as u64;
-        n
+        woken.sort();
+        self.wake_log.extend(woken.iter().map(|&(_, i)| i));
+        self.wakes += woken.len() as u64;
+        woken.len()
     }
 
     fn wake_sub(&mut self, sub: usize) {
@@ -274,7 +488,7 @@ impl Model {
 
     fn release(&mut self, wait: usize) {
         if let Some(list) = self.waits[wait].entry.take() {
-            self.lists[list].claimed -= 1;
+            self.lists[list].release(self.waits[wait].index);
             self.waits[wait].armed = None;
         }
     }
@@ -293,8 +507,10 @@ impl Model {
             return Poll::Ready(Err(QueueError::StaleHandle));
         };
         if slot.generation != handle.generation() {
+            // A stale wait: its outcome comes from the close record alone;
+            // it never touches the slot's newer owner (its list or flag).
             self.release(i);
-            return Poll::Ready(Err(QueueError::Closed));
+            return Poll::Ready(Self::closed_outcome(&slot, handle.generation(), start));
         }
         if slot.seq != start {
             self.release(i);
@@ -309,19 +525,16 @@ impl Model {
             let list = match slot.list {
                 Some(l) if self.lists[l].generation == handle.generation() => l,
                 _ => {
-                    self.lists.push(MList {
-                        generation: handle.generation(),
-                        claimed: 0,
-                    });
+                    self.lists.push(MList::new(handle.generation(), limit));
                     let l = self.lists.len() - 1;
                     self.slots[ix].list = Some(l);
                     l
                 }
             };
-            if self.lists[list].claimed >= limit {
+            let Some(index) = self.lists[list].claim() else {
                 return Poll::Ready(Err(QueueError::WaiterLimit { limit }));
-            }
-            self.lists[list].claimed += 1;
+            };
+            self.waits[i].index = index;
             self.waits[i].entry = Some(list);
         }
         self.waits[i].armed = Some(k);
@@ -333,6 +546,50 @@ impl Model {
 fn poll_wait(w: &mut Wait<'_>, waker: &Waker) -> Poll<Result<Notified, QueueError>> {
     let mut cx = Context::from_waker(waker);
     Pin::new(w).poll(&mut cx)
+}
+
+/// Keeps `x` in `v` (at most `MAX_HANDLES_KEPT`; beyond that it replaces
+/// an older entry, round-robin).
+fn keep<T>(v: &mut Vec<T>, kept: &mut usize, x: T) {
+    if v.len() < MAX_HANDLES_KEPT {
+        v.push(x);
+    } else {
+        v[*kept % MAX_HANDLES_KEPT] = x;
+    }
+    *kept += 1;
+}
+
+/// Where a new wait goes: a dropped wait's place (not a leaked one's: the
+/// model still tracks its entry), or the end while there are fewer than
+/// `MAX_WAITS`.
+fn free_wait(waits: &[Option<Wait<'_>>], m: &Model) -> Option<usize> {
+    let reuse = waits
+        .iter()
+        .zip(&m.waits)
+        .position(|(w, mw)| w.is_none() && !mw.leaked);
+    if let Some(at) = reuse {
+        assert!(m.waits[at].entry.is_none() && m.waits[at].armed.is_none());
+        return Some(at);
+    }
+    (waits.len() < MAX_WAITS).then_some(waits.len())
+}
+
+fn place_wait<'q>(
+    waits: &mut Vec<Option<Wait<'q>>>,
+    m: &mut Model,
+    at: usize,
+    w: Wait<'q>,
+    handle: Handle,
+    foreign: bool,
+    start: Result<u64, QueueError>,
+) {
+    if at == waits.len() {
+        waits.push(Some(w));
+        m.new_wait(handle, foreign, start);
+    } else {
+        waits[at] = Some(w);
+        m.waits[at] = MWait::new(handle, foreign, start);
+    }
 }
 
 fn pick<T>(v: &[T], i: u8) -> Option<usize> {
@@ -353,14 +610,34 @@ fn run(input: Input) {
         .max_waiters_per_handle(max_waiters)
         .max_subscribers_per_handle(max_subscribers)
         .max_subscriber_capacity(max_capacity);
+    let (config, generation_limit) = match input.slot_generations {
+        Some(n) => {
+            let n = 1 + u32::from(n) % 4;
+            (config.slot_generations(n), 2 * n - 1)
+        }
+        // The default: 2^23 handles per slot, generations 1..=2^24 - 1.
+        None => (config, (1 << 24) - 1),
+    };
     let q = NotificationQueue::new(config);
     let other = NotificationQueue::new(Config::default());
     let counters: Vec<Arc<CountingWaker>> = (0..WAKERS)
         .map(|_| Arc::new(CountingWaker::default()))
         .collect();
     let wakers: Vec<Waker> = counters.iter().map(|c| Waker::from(c.clone())).collect();
+    let wake_log: Arc<Mutex<Vec<usize>>> = Arc::default();
+    // A fresh waker per poll of a wait (so a re-poll replaces it).
+    let wait_waker = |wait: usize, k: usize| {
+        Waker::from(Arc::new(WaitWaker {
+            wait,
+            counter: counters[k].clone(),
+            log: wake_log.clone(),
+        }))
+    };
 
-    let mut m = Model::default();
+    let mut m = Model {
+        generation_limit,
+        ..Model::default()
+    };
     // Every handle ever issued (live and stale), with "is it foreign".
     let mut handles: Vec<(Handle, bool)> = Vec::new();
     let mut snapshots: Vec<(Snapshot, bool)> = Vec::new();
@@ -370,8 +647,15 @@ fn run(input: Input) {
     // Real subscriptions, index-aligned with `m.subs`; `None` once dropped.
     let mut subs: Vec<Option<Subscription>> = Vec::new();
     let mut registrations = 0u64;
+    // Kept handles/snapshots beyond `MAX_HANDLES_KEPT` replace older ones
+    // round-robin, so later generations stay reachable.
+    let mut kept = 0usize;
+    let mut snaps_kept = 0usize;
+    // The most recently created wait (for `PollLast`).
+    let mut last_wait: Option<usize> = None;
 
-    for op in input.ops {
+    let mut ops: VecDeque<Op> = input.ops.into();
+    while let Some(op) = ops.pop_front() {
         match op {
             Op::Register => {
                 let hint = format!("h{registrations}");
@@ -382,31 +666,15 @@ fn run(input: Input) {
                     continue;
                 }
                 let h = got.expect("register below the limit");
-                let index = match m.free.pop_front() {
-                    Some(i) => i,
-                    None => {
-                        m.slots.push(MSlot::default());
-                        (m.slots.len() - 1) as u32
-                    }
-                };
-                let s = &mut m.slots[index as usize];
-                s.generation += 1;
-                s.seq = 0;
-                s.waiters_flag = false;
-                s.hint = hint;
-                assert!(s.subs.is_empty());
-                m.live += 1;
-                assert_eq!((h.index(), h.generation()), (index, s.generation));
+                let (index, generation) = m.register(hint);
+                assert_eq!((h.index(), h.generation()), (index, generation));
                 assert_eq!(h.generation() % 2, 1);
-                if handles.len() < MAX_HANDLES_KEPT {
-                    handles.push((h, false));
-                }
+                m.slots[index as usize].handle = Some(h);
+                keep(&mut handles, &mut kept, (h, false));
             }
             Op::RegisterForeign => {
                 let h = other.register("foreign").expect("default limits");
-                if handles.len() < MAX_HANDLES_KEPT {
-                    handles.push((h, true));
-                }
+                keep(&mut handles, &mut kept, (h, true));
             }
             Op::Unregister(i) => {
                 let Some(i) = pick(&handles, i) else { continue };
@@ -417,19 +685,51 @@ fn run(input: Input) {
                     continue;
                 }
                 assert_eq!(got, Ok(()));
-                let ix = h.index() as usize;
-                if let Some(list) = m.slots[ix].list.take() {
-                    m.wake_list(list);
+                m.unregister(h.index() as usize);
+            }
+            Op::Cycle(i) => {
+                ops.push_front(Op::Register);
+                ops.push_front(Op::Unregister(i));
+                continue;
+            }
+            Op::Reuse(i, k, arg) => {
+                let Some(stale) = free_wait(&waits, &m) else {
+                    ops.push_front(Op::Cycle(i));
+                    continue;
+                };
+                // Where `Register` below keeps its handle (see `keep`).
+                let newest = if handles.len() < MAX_HANDLES_KEPT {
+                    handles.len()
+                } else {
+                    kept % MAX_HANDLES_KEPT
+                };
+                let (stale, newest) = (stale as u8, newest as u8);
+                let mut steps = vec![Op::Wait(i), Op::Poll(stale, k)];
+                steps.extend(arg.map(|arg| Op::Notify(i, arg)));
+                steps.extend([
+                    Op::Unregister(i),
+                    Op::Register,
+                    Op::WaitPoll(newest, k.wrapping_add(1)),
+                    Op::Poll(stale, k.wrapping_add(2)),
+                    Op::Notify(newest, i32::from(k)),
+                ]);
+                for op in steps.into_iter().rev() {
+                    ops.push_front(op);
                 }
-                for sub in std::mem::take(&mut m.slots[ix].subs) {
-                    m.subs[sub].end = Some(m.subs[sub].tail);
-                    m.wake_sub(sub);
-                }
-                let s = &mut m.slots[ix];
-                s.generation += 1;
-                s.waiters_flag = false;
-                m.live -= 1;
-                m.free.push_back(h.index());
+                continue;
+            }
+            Op::WaitPoll(i, k) => {
+                ops.push_front(Op::PollLast(k));
+                ops.push_front(Op::Wait(i));
+                continue;
+            }
+            Op::PollLast(k) => {
+                let Some(i) = last_wait else { continue };
+                let Some(w) = waits[i].as_mut() else { continue };
+                let k = k as usize % WAKERS;
+                let got = poll_wait(w, &wait_waker(i, k));
+                let want = m.poll(i, k, max_waiters);
+                assert_eq!(got, want, "poll of wait {i}: {:?}", m.waits[i]);
             }
             Op::Notify(i, arg) => {
                 let Some(i) = pick(&handles, i) else { continue };
@@ -470,9 +770,7 @@ fn run(input: Input) {
                 let snap = got.expect("live handle");
                 assert_eq!(snap.handle(), h);
                 assert_eq!(snap.sequence(), m.slots[h.index() as usize].seq);
-                if snapshots.len() < MAX_HANDLES_KEPT {
-                    snapshots.push((snap, foreign));
-                }
+                keep(&mut snapshots, &mut snaps_kept, (snap, foreign));
             }
             Op::IsRegistered(i) => {
                 let Some(i) = pick(&handles, i) else { continue };
@@ -481,28 +779,36 @@ fn run(input: Input) {
             }
             Op::Wait(i) => {
                 let Some(i) = pick(&handles, i) else { continue };
-                if waits.len() >= MAX_WAITS {
+                let Some(at) = free_wait(&waits, &m) else {
                     continue;
-                }
+                };
                 let (h, foreign) = handles[i];
                 let start = m.wait_start(&h, foreign);
                 let w = q.wait(h);
                 assert_eq!(w.snapshot().map(|s| s.sequence()), start);
-                waits.push(Some(w));
-                m.new_wait(h, foreign, start);
+                place_wait(&mut waits, &mut m, at, w, h, foreign, start);
+                last_wait = Some(at);
             }
             Op::WaitAfter(i) => {
                 let Some(i) = pick(&snapshots, i) else {
                     continue;
                 };
-                if waits.len() >= MAX_WAITS {
+                let Some(at) = free_wait(&waits, &m) else {
                     continue;
-                }
+                };
                 let (snap, foreign) = snapshots[i];
                 let w = q.wait_after(snap);
                 assert_eq!(w.snapshot(), Ok(snap));
-                waits.push(Some(w));
-                m.new_wait(snap.handle(), foreign, Ok(snap.sequence()));
+                place_wait(
+                    &mut waits,
+                    &mut m,
+                    at,
+                    w,
+                    snap.handle(),
+                    foreign,
+                    Ok(snap.sequence()),
+                );
+                last_wait = Some(at);
             }
             Op::WithHint(i) => {
                 let Some(i) = pick(&waits, i) else { continue };
@@ -515,7 +821,7 @@ fn run(input: Input) {
                 let Some(i) = pick(&waits, i) else { continue };
                 let Some(w) = waits[i].as_mut() else { continue };
                 let k = k as usize % WAKERS;
-                let got = poll_wait(w, &wakers[k]);
+                let got = poll_wait(w, &wait_waker(i, k));
                 let want = m.poll(i, k, max_waiters);
                 assert_eq!(got, want, "poll of wait {i}: {:?}", m.waits[i]);
             }
@@ -641,6 +947,7 @@ fn run(input: Input) {
                     .sum();
                 assert_eq!(s.waiters, waiters);
                 assert_eq!((s.delivered, s.dropped), (m.delivered, m.dropped));
+                assert_eq!(s.exhausted_slots, m.exhausted);
                 // Slots are a few cache lines each; a list is a few hundred
                 // bytes per chunk of 8 entries, and at most `max_handles`
                 // lists hang off slots.
@@ -768,6 +1075,9 @@ fn run(input: Input) {
                 "waker {k}"
             );
         }
+        // Waiters were woken in entry order.
+        let log = std::mem::take(&mut *wake_log.lock().expect("log"));
+        assert_eq!(log, std::mem::take(&mut m.wake_log), "wake order");
         for &(h, foreign) in &handles {
             let live = m.live(&h, foreign);
             let snap = q.snapshot(h);
@@ -775,6 +1085,14 @@ fn run(input: Input) {
             if let Ok(s) = snap {
                 assert_eq!(s.sequence(), m.slots[h.index() as usize].seq);
             }
+        }
+        // Every live owner's waiters are exactly the model's: a stale wait
+        // (of an older generation of the slot) never replaced or emptied
+        // the list, and never took an entry in it.
+        for s in &m.slots {
+            let Some(h) = s.handle else { continue };
+            let claimed = s.list.map_or(0, |l| m.lists[l].claimed);
+            assert_eq!(q.waiters(h).map(|w| w.len()), Ok(claimed), "{h:?}");
         }
     }
 
@@ -789,15 +1107,10 @@ fn run(input: Input) {
                 .find(|d| d.handle.index() == ix as u32)
                 .expect("live handle in dump")
                 .handle;
+            assert_eq!(Some(h), m.slots[ix].handle);
             assert_eq!(h.generation(), generation);
             q.unregister(h).expect("live handle");
-            if let Some(list) = m.slots[ix].list.take() {
-                m.wake_list(list);
-            }
-            for sub in std::mem::take(&mut m.slots[ix].subs) {
-                m.subs[sub].end = Some(m.subs[sub].tail);
-                m.wake_sub(sub);
-            }
+            m.unregister(ix);
         }
     }
     for (k, c) in counters.iter().enumerate() {
@@ -807,6 +1120,8 @@ fn run(input: Input) {
             "waker {k}"
         );
     }
+    let log = std::mem::take(&mut *wake_log.lock().expect("log"));
+    assert_eq!(log, std::mem::take(&mut m.wake_log), "wake order");
     assert!(m.waits.iter().all(|w| w.armed.is_none()));
     // Every live subscription drains what was buffered, then ends.
     for (i, sub) in subs.iter_mut().enumerate() {
@@ -820,8 +1135,27 @@ fn run(input: Input) {
             }
         }
     }
+    // Every wait still in reach now completes: with the notifies it missed
+    // if its generation was the last one closed on its slot, else `Closed`.
+    for (i, w) in waits.iter_mut().enumerate() {
+        let Some(w) = w.as_mut() else { continue };
+        let got = poll_wait(w, &wakers[0]);
+        let want = m.poll(i, 0, max_waiters);
+        assert!(want.is_ready());
+        assert_eq!(got, want, "final poll of wait {i}: {:?}", m.waits[i]);
+    }
+    // So does a new wait from every kept snapshot.
+    for &(snap, foreign) in &snapshots {
+        let mut w = q.wait_after(snap);
+        let got = poll_wait(&mut w, &wakers[0]);
+        let t = m.new_wait(snap.handle(), foreign, Ok(snap.sequence()));
+        let want = m.poll(t, 0, max_waiters);
+        m.waits.pop();
+        assert_eq!(got, want, "wait after {snap:?}");
+    }
     let s = q.stats();
     assert_eq!((s.handles, s.waiters), (0, 0));
+    assert_eq!(s.exhausted_slots, m.exhausted);
     drop(subs);
     drop(waits);
     drop(leaked);
