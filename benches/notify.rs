@@ -32,8 +32,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 type WatchPair = (
-    tokio::sync::watch::Sender<i32>,
-    tokio::sync::watch::Receiver<i32>,
+    tokio::sync::watch::Sender<i64>,
+    tokio::sync::watch::Receiver<i64>,
 );
 
 /// The peers for one scenario: two of everything (index 0 and 1). For the

@@ -29,13 +29,13 @@ const FANOUT: [usize; 3] = [1, 8, 64];
 
 /// Runs `iters` sends in batches of `BATCH`, each batch followed by a
 /// drain of every receiver; times both.
-fn batched(iters: u64, mut send: impl FnMut(i32), mut drain: impl FnMut()) -> Duration {
+fn batched(iters: u64, mut send: impl FnMut(i64), mut drain: impl FnMut()) -> Duration {
     let start = Instant::now();
     let mut left = iters;
     while left > 0 {
         let n = left.min(BATCH);
         for i in 0..n {
-            send(black_box(i as i32));
+            send(black_box(i as i64));
         }
         drain();
         left -= n;
@@ -72,7 +72,7 @@ fn fanout(c: &mut Criterion) {
         drop(subs);
 
         let chans: Vec<_> = (0..n)
-            .map(|_| crossbeam_channel::bounded::<i32>(BATCH as usize))
+            .map(|_| crossbeam_channel::bounded::<i64>(BATCH as usize))
             .collect();
         group.bench_function("crossbeam-channel", |b| {
             b.iter_custom(|iters| {
@@ -93,7 +93,7 @@ fn fanout(c: &mut Criterion) {
         });
         drop(chans);
 
-        let (tx, rx0) = tokio::sync::broadcast::channel::<i32>(BATCH as usize);
+        let (tx, rx0) = tokio::sync::broadcast::channel::<i64>(BATCH as usize);
         let mut rxs: Vec<_> = (1..n).map(|_| tx.subscribe()).collect();
         rxs.push(rx0);
         group.bench_function("tokio-broadcast", |b| {

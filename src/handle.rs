@@ -13,7 +13,7 @@
 //! mutex that no client code ever runs under.
 
 use crate::eventcount::{self, WaiterList};
-use crate::sync::{AtomicI32, AtomicPtr, AtomicU64, Hint, Ordering};
+use crate::sync::{AtomicI64, AtomicPtr, AtomicU64, Hint, Ordering};
 use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
 
@@ -67,7 +67,7 @@ pub(crate) struct Slot {
     /// Argument of the latest notify of each generation, in the cell
     /// `eventcount::arg_cell(generation)`; written before the notify's CAS
     /// and published by it.
-    pub(crate) args: [AtomicI32; eventcount::ARG_CELLS],
+    pub(crate) args: [AtomicI64; eventcount::ARG_CELLS],
     /// The state word the last unregister replaced (its generation and final
     /// sequence, flags cleared); see `eventcount`, "The last close".
     pub(crate) closed: AtomicU64,
@@ -80,7 +80,7 @@ pub(crate) struct Slot {
 impl Slot {
     /// The argument cell of `generation`.
     #[inline(always)]
-    pub(crate) fn arg(&self, generation: u32) -> &AtomicI32 {
+    pub(crate) fn arg(&self, generation: u32) -> &AtomicI64 {
         // `arg_cell` masks with `ARG_CELLS - 1`, so the index is in bounds;
         // the array is indexed with a mask rather than `get` so the fast
         // path has no branch.
@@ -90,7 +90,7 @@ impl Slot {
     fn new() -> Self {
         Self {
             state: AtomicU64::new(eventcount::fresh(0)),
-            args: core::array::from_fn(|_| AtomicI32::new(0)),
+            args: core::array::from_fn(|_| AtomicI64::new(0)),
             closed: AtomicU64::new(0),
             waiters: AtomicPtr::new(core::ptr::null_mut()),
             subscribers: AtomicPtr::new(core::ptr::null_mut()),

@@ -254,7 +254,7 @@ impl<K: Eq + Hash, S: BuildHasher + Clone> KeyedQueue<K, S> {
     /// # Ok::<(), QueueError>(())
     /// ```
     #[inline]
-    pub fn notify<Q>(&self, key: &Q, arg: i32) -> Result<usize, QueueError>
+    pub fn notify<Q>(&self, key: &Q, arg: i64) -> Result<usize, QueueError>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,

@@ -1,7 +1,7 @@
 //! Lock-free notification primitives for an operating-system core.
 //!
 //! A [`NotificationQueue`] hands out checked [`Handle`]s. Worker threads
-//! [`notify`](NotificationQueue::notify) a handle with an `i32` argument;
+//! [`notify`](NotificationQueue::notify) a handle with an `i64` argument (a signal value, or another handle's id);
 //! clients wait for it (as a [`Future`] on any executor
 //! or blocking a thread), or subscribe with a bounded buffer. A broadcast
 //! in-memory pipe ([`mempipe`]) is built on top.

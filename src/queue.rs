@@ -382,7 +382,7 @@ impl NotificationQueue {
     /// With nobody
     /// waiting or subscribed it is one CAS and allocates nothing.
     #[inline]
-    pub fn notify(&self, handle: Handle, arg: i32) -> Result<usize, QueueError> {
+    pub fn notify(&self, handle: Handle, arg: i64) -> Result<usize, QueueError> {
         let inner = &*self.inner;
         let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
         // Relaxed: the CAS below validates what we read.
@@ -545,7 +545,7 @@ impl NotificationQueue {
 impl Inner {
     #[cold]
     #[inline(never)]
-    fn notify_slow(&self, slot: &Slot, prev: u64, arg: i32) -> usize {
+    fn notify_slow(&self, slot: &Slot, prev: u64, arg: i64) -> usize {
         // Relaxed: statistic.
         self.counters.slow_notifies.fetch_add(1, Ordering::Relaxed);
         let mut n = 0;

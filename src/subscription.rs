@@ -4,14 +4,15 @@
 //! # The ring
 //!
 //! Every [`Subscription`] owns a [`Ring`] of `cap` cells. Each cell is one
-//! `AtomicU64` holding a *stamp* (the low 31 bits of the position written
-//! there), a `CONSUMED` bit and the `i32` value:
+//! 128-bit atomic (`cmpxchg16b` / `casp`, through `portable-atomic`)
+//! holding a *stamp* (the position written there, 63 bits), a `CONSUMED`
+//! bit and the `i64` value:
 //!
 //! ```text
-//!  63         33   32        31            0
-//! +-------------+----------+----------------+
-//! | stamp (31)  | CONSUMED | value (32)     |
-//! +-------------+----------+----------------+
+//!  127       126             64 63                    0
+//! +----------+-----------------+-----------------------+
+//! | CONSUMED | stamp (63)      | value (64)            |
+//! +----------+-----------------+-----------------------+
 //! ```
 //!
 //! Positions are handed out by `tail` (a `u64` that never wraps in practice).
@@ -65,23 +66,16 @@
 //!
 //! # Stamps
 //!
-//! A stamp is only 31 bits, so by itself it cannot tell position `p` from
-//! `p ± 2^31`. It is therefore only compared for equality, and only where
-//! the 64-bit positions have already narrowed the cell down. The receiver
-//! loads the cell before `tail`, and the cell's word was published after its
+//! A stamp is the whole position (positions stay below 2^63: at one notify
+//! per nanosecond that is 292 years), so stamps never wrap and are compared
+//! exactly. They are still only compared for equality, and only where the
+//! 64-bit positions have already narrowed the cell down: the receiver loads
+//! the cell before `tail`, and the cell's word was published after its
 //! producer's claim, so the cell's position `s` is below the `claimed` it
-//! reads; in the window `head < claimed <= head + cap`, `s <= head`. A
-//! stamp match then means `s == head` unless the cell was last written
-//! `2^31` or more positions before `head`: at least `2^31 / cap - 1`
-//! consecutive positions of that cell below `head` left unwritten, each by a
-//! notify that stalled between its claim and its write while `cap` further
-//! positions were claimed (capacity is at most 2^24, so at least 127 such
-//! overlapping stalls spanning more than 2^31 notifications of one handle).
-//! Producers compare no stamps at all. Separately, every CAS compares the
-//! whole word, which can only reappear in the cell (same stamp, value and
-//! `CONSUMED` bit) if the CASing thread stalls between its load and its CAS
-//! for 2^31 or more notifications of the handle. Outside those two cases
-//! the stamps are exact.
+//! reads; in the window `head < claimed <= head + cap`, `s <= head`, and
+//! `s == head` exactly when the stamp says so. Producers compare no stamps
+//! at all. Every CAS compares the whole 128-bit word, which never reappears
+//! in a cell (its stamp grows).
 //!
 //! # Closing
 //!
@@ -157,7 +151,9 @@ use crate::QueueError;
 use crate::eventcount::{self, SUBSCRIBED, WakeBatch};
 use crate::handle::{Handle, Slot};
 use crate::queue::{Inner, NotificationQueue};
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicWaker, Collector, Hint, Ordering, fence};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU64, AtomicU128, AtomicWaker, Collector, Hint, Ordering, fence,
+};
 use crate::wait::park;
 use core::fmt;
 use core::future::Future;
@@ -166,33 +162,33 @@ use core::task::{Context, Poll, Waker};
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
-/// Largest ring this crate builds, whatever the configuration says (a cell
-/// is reused every `cap` positions, so this keeps at least 2^31 / 2^24 = 128
-/// of its positions within one stamp range; see "Stamps" in the module docs).
+/// Largest ring this crate builds, whatever the configuration says.
 const MAX_RING: usize = 1 << 24;
 
-const CONSUMED: u64 = 1 << 32;
-const STAMP_SHIFT: u32 = 33;
-const STAMP_MASK: u64 = (1 << 31) - 1;
+/// A cell: `CONSUMED | stamp (63) | value (64)`.
+type Word = u128;
+const CONSUMED: Word = 1 << 127;
+const STAMP_SHIFT: u32 = 64;
+const STAMP_MASK: u64 = (1 << 63) - 1;
 /// Set in `tail` once the ring is closed.
 const CLOSED: u64 = 1 << 63;
 
 #[inline(always)]
-const fn pack(pos: u64, value: i32, consumed: bool) -> u64 {
-    ((pos & STAMP_MASK) << STAMP_SHIFT) | ((consumed as u64) << 32) | (value as u32 as u64)
+const fn pack(pos: u64, value: i64, consumed: bool) -> Word {
+    ((consumed as Word) << 127)
+        | (((pos & STAMP_MASK) as Word) << STAMP_SHIFT)
+        | (value as u64 as Word)
 }
 
 #[inline(always)]
-const fn value_of(word: u64) -> i32 {
-    word as u32 as i32
+const fn value_of(word: Word) -> i64 {
+    word as u64 as i64
 }
 
-/// Whether the stamp in `word` is the low 31 bits of `pos`. Says `pos` is
-/// the position stored there only within the window the caller establishes
-/// from the 64-bit positions (see "Stamps" in the module docs).
+/// Whether the stamp in `word` is `pos` (see "Stamps" in the module docs).
 #[inline(always)]
-const fn stamp_matches(word: u64, pos: u64) -> bool {
-    (word >> STAMP_SHIFT) == (pos & STAMP_MASK)
+const fn stamp_matches(word: Word, pos: u64) -> bool {
+    ((word >> STAMP_SHIFT) as u64 & STAMP_MASK) == (pos & STAMP_MASK)
 }
 
 /// What to keep when a subscriber's buffer is full.
@@ -218,7 +214,7 @@ struct Pushed {
 /// receiver) and the subscriber lists (the producers' view).
 #[derive(Debug)]
 pub(crate) struct Ring {
-    cells: Box<[AtomicU64]>,
+    cells: Box<[AtomicU128]>,
     cap: u64,
     overflow: Overflow,
     /// Next position to claim, plus `CLOSED`.
@@ -244,7 +240,7 @@ impl Ring {
         let cap64 = cap as u64;
         Self {
             cells: (0..cap64)
-                .map(|i| AtomicU64::new(pack(i.wrapping_sub(cap64), 0, true)))
+                .map(|i| AtomicU128::new(pack(i.wrapping_sub(cap64), 0, true)))
                 .collect(),
             cap: cap64,
             overflow,
@@ -260,7 +256,7 @@ impl Ring {
     }
 
     #[inline]
-    fn cell(&self, pos: u64) -> &AtomicU64 {
+    fn cell(&self, pos: u64) -> &AtomicU128 {
         // `cells.len() == cap > 0`, so the index is in bounds.
         &self.cells[(pos % self.cap) as usize]
     }
@@ -272,7 +268,7 @@ impl Ring {
 
     /// Offers `value`; never blocks. Does not wake the receiver: the caller
     /// does, after a `SeqCst` fence (see "Waking").
-    fn push(&self, value: i32) -> Pushed {
+    fn push(&self, value: i64) -> Pushed {
         let pos = match self.overflow {
             Overflow::KeepNewest => {
                 // Relaxed: the claim only hands out a position; the value is
@@ -341,7 +337,7 @@ impl Ring {
     /// have jumped past it) and is abandoned; before that, the cell holds an
     /// older position of the same cell (it is below `claimed <= pos + cap`),
     /// which we replace.
-    fn write(&self, pos: u64, value: i32) -> u64 {
+    fn write(&self, pos: u64, value: i64) -> u64 {
         let cell = self.cell(pos);
         let fresh = pack(pos, value, false);
         // Acquire: a later position found here has its claim on `tail`
@@ -434,7 +430,7 @@ impl Ring {
 
     /// The receiver's side of [`Subscription::try_recv`]: `head` is its
     /// position (only the one receiver calls this).
-    fn recv(&self, head: &mut u64) -> Result<i32, TryRecvError> {
+    fn recv(&self, head: &mut u64) -> Result<i64, TryRecvError> {
         // Relaxed: only a cheap check; the swap is what takes the count.
         if self.rejected.load(Ordering::Relaxed) != 0 {
             // Relaxed: a counter; the values themselves travel in the cells.
@@ -584,7 +580,7 @@ fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
 /// that blocks does not hold back the reclamation of every other handle's
 /// retired lists. Only past `WakeBatch` capacity sleeping receivers is a
 /// reference to the list taken (two RMWs) to wake the rest unpinned.
-pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i32, inner: &Inner) -> usize {
+pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i64, inner: &Inner) -> usize {
     let mut batch = WakeBatch::new();
     let (stored, rest) = {
         let _guard = crate::sync::pin(&inner.collector);
@@ -1001,7 +997,7 @@ impl From<RecvError> for RecvTimeoutError {
 /// [`Recv`] future that also blocks with [`Recv::wait`]; thread-blocking
 /// [`recv_timeout`](Self::recv_timeout) / [`recv_deadline`](Self::recv_deadline);
 /// and, with the `stream` feature, `futures_core::Stream` with items
-/// `Result<i32, Lagged>`, ending after `Closed`.
+/// `Result<i64, Lagged>`, ending after `Closed`.
 ///
 /// ```
 /// use notification_queue::{Config, NotificationQueue, RecvError, TryRecvError};
@@ -1093,7 +1089,7 @@ impl Subscription {
     /// queue.notify(h, 3).unwrap();
     /// assert_eq!(sub.try_recv(), Ok(3));
     /// ```
-    pub fn try_recv(&mut self) -> Result<i32, TryRecvError> {
+    pub fn try_recv(&mut self) -> Result<i64, TryRecvError> {
         if self.closed {
             return Err(TryRecvError::Closed);
         }
@@ -1105,7 +1101,7 @@ impl Subscription {
     }
 
     /// One receive attempt that registers `waker` when nothing is there.
-    fn poll_recv(&mut self, waker: &Waker) -> Poll<Result<i32, RecvError>> {
+    fn poll_recv(&mut self, waker: &Waker) -> Poll<Result<i64, RecvError>> {
         let first = self.try_recv();
         let got = if first == Err(TryRecvError::Empty) {
             self.ring.waker.register(waker);
@@ -1144,7 +1140,7 @@ impl Subscription {
         }
     }
 
-    fn block(&mut self, deadline: Option<Instant>) -> Result<i32, RecvTimeoutError> {
+    fn block(&mut self, deadline: Option<Instant>) -> Result<i64, RecvTimeoutError> {
         let waker = park::current_waker();
         loop {
             if let Poll::Ready(r) = self.poll_recv(&waker) {
@@ -1199,7 +1195,7 @@ impl Subscription {
     /// queue.notify(h, 2).unwrap();
     /// assert_eq!(sub.recv_timeout(t), Ok(2));
     /// ```
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<i32, RecvTimeoutError> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<i64, RecvTimeoutError> {
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.block(Some(deadline)),
             None => self.block(None),
@@ -1216,7 +1212,7 @@ impl Subscription {
     /// let mut sub = queue.subscribe(h, 8, "").unwrap();
     /// assert_eq!(sub.recv_deadline(Instant::now()), Err(RecvTimeoutError::Timeout));
     /// ```
-    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<i32, RecvTimeoutError> {
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<i64, RecvTimeoutError> {
         self.block(Some(deadline))
     }
 
@@ -1307,7 +1303,7 @@ impl Drop for Recv<'_> {
 
 impl Recv<'_> {
     /// Blocks the thread until a value (or `Lagged` / `Closed`).
-    pub fn wait(self) -> Result<i32, RecvError> {
+    pub fn wait(self) -> Result<i64, RecvError> {
         match self.sub.block(None) {
             Ok(v) => Ok(v),
             Err(RecvTimeoutError::Lagged(n)) => Err(RecvError::Lagged(n)),
@@ -1318,7 +1314,7 @@ impl Recv<'_> {
 }
 
 impl Future for Recv<'_> {
-    type Output = Result<i32, RecvError>;
+    type Output = Result<i64, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.get_mut().sub.poll_recv(cx.waker())
@@ -1330,7 +1326,7 @@ impl Future for Recv<'_> {
 /// drained.
 #[cfg(feature = "stream")]
 impl futures_core::Stream for Subscription {
-    type Item = Result<i32, Lagged>;
+    type Item = Result<i64, Lagged>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.get_mut().poll_recv(cx.waker()) {
@@ -1376,7 +1372,7 @@ impl Ring {
     /// leave (no receiver running meanwhile), without doing them: only the
     /// last `cap` positions are written, and every value the pushes would
     /// have overwritten is counted as dropped, as `write` counts it.
-    fn push_many(&self, k: u64, value: impl Fn(u64) -> i32) {
+    fn push_many(&self, k: u64, value: impl Fn(u64) -> i64) {
         assert_eq!(self.overflow, Overflow::KeepNewest);
         let t = self.tail.load(Ordering::Relaxed);
         assert_eq!(t & CLOSED, 0);
@@ -1426,12 +1422,12 @@ mod tests {
         assert!(stamp_matches(init, u64::MAX - 3));
     }
 
-    fn val(p: u64) -> i32 {
-        (p as i32).wrapping_mul(31).wrapping_add(7)
+    fn val(p: u64) -> i64 {
+        (p as i64).wrapping_mul(31).wrapping_add(7)
     }
 
     /// Receives until `Empty` / `Closed`: the values and lags, in order.
-    fn drain(ring: &Ring, head: &mut u64) -> (Vec<Result<i32, TryRecvError>>, TryRecvError) {
+    fn drain(ring: &Ring, head: &mut u64) -> (Vec<Result<i64, TryRecvError>>, TryRecvError) {
         let mut out = Vec::new();
         loop {
             match ring.recv(head) {
@@ -1443,7 +1439,7 @@ mod tests {
 
     /// What a silent receiver must see after `k` pushes into `cap` cells
     /// starting at `start`: the exact lag, then the newest `cap` values.
-    fn expected(start: u64, k: u64, cap: u64) -> Vec<Result<i32, TryRecvError>> {
+    fn expected(start: u64, k: u64, cap: u64) -> Vec<Result<i64, TryRecvError>> {
         let mut want = Vec::new();
         let first = if k > cap {
             want.push(Err(TryRecvError::Lagged(k - cap)));

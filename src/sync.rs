@@ -16,6 +16,9 @@
 //!   cell, assuming the cell itself is linearizable (which `atomic-waker`
 //!   is, and is tested for upstream).
 //!
+//! - `AtomicU128` is `portable-atomic`'s normally (subscription ring cells);
+//!   the loom build substitutes a mutex-backed cell, on the same terms.
+//!
 //! Epoch reclamation goes through [`pin`]: crossbeam-epoch's global collector
 //! normally, and under loom a per-queue [`Collector`] (crossbeam-epoch only
 //! becomes loom-aware under its own `crossbeam_loom` cfg, where the global
@@ -27,10 +30,12 @@
 mod imp {
     pub(crate) use std::sync::Arc;
     pub(crate) use std::sync::atomic::{
-        AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
-        fence,
+        AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+        Ordering, fence,
     };
     pub(crate) use std::thread;
+
+    pub(crate) use portable_atomic::AtomicU128;
 
     use core::ops::{Deref, DerefMut};
     use std::sync::{LockResult, PoisonError};
@@ -200,13 +205,60 @@ mod imp {
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{
-        AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
-        fence,
+        AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+        Ordering, fence,
     };
     pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
     pub(crate) use loom::thread;
 
     use core::task::Waker;
+
+    /// Loom stand-in for `portable_atomic::AtomicU128` (loom has no 128-bit
+    /// atomics): a loom mutex around the value, so every operation is one
+    /// linearizable step loom can interleave. As for [`AtomicWaker`], the
+    /// models check our protocol around the cell, assuming the cell itself
+    /// is linearizable (which `cmpxchg16b` / `casp` are). Orderings are
+    /// accepted and ignored: the mutex is stronger than any of them.
+    #[derive(Debug)]
+    pub(crate) struct AtomicU128 {
+        v: Mutex<u128>,
+    }
+
+    impl AtomicU128 {
+        pub(crate) fn new(v: u128) -> Self {
+            Self { v: Mutex::new(v) }
+        }
+
+        pub(crate) fn load(&self, _: Ordering) -> u128 {
+            *self.v.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        pub(crate) fn compare_exchange(
+            &self,
+            current: u128,
+            new: u128,
+            _: Ordering,
+            _: Ordering,
+        ) -> Result<u128, u128> {
+            let mut v = self.v.lock().unwrap_or_else(|e| e.into_inner());
+            if *v == current {
+                *v = new;
+                Ok(current)
+            } else {
+                Err(*v)
+            }
+        }
+
+        pub(crate) fn compare_exchange_weak(
+            &self,
+            current: u128,
+            new: u128,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<u128, u128> {
+            self.compare_exchange(current, new, success, failure)
+        }
+    }
 
     /// Loom stand-in for `atomic_waker::AtomicWaker` (see the module docs).
     #[derive(Debug, Default)]

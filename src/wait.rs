@@ -52,7 +52,7 @@ pub struct Notified {
     /// notify that produced `sequence`. Notifiers racing on one handle
     /// store their arguments before their CASes, so it may then be the
     /// argument of a notify that has not yet bumped the sequence.
-    pub arg: i32,
+    pub arg: i64,
     /// Notifies since the snapshot: how many this wake coalesced. Always at
     /// least 1. Counted modulo 2^38 (like [`Snapshot::sequence`]): only a
     /// wait first polled more than 2^38 notifies (over 2.7 * 10^11) after

@@ -20,13 +20,13 @@ fn silent_subscriber_gets_exact_lag_after_2_pow_31_plus_1_notifies() {
     let started = Instant::now();
     for i in 0..n {
         // The value is the position's low 32 bits.
-        q.notify(h, i as u32 as i32).unwrap();
+        q.notify(h, i64::from(i as u32)).unwrap();
     }
     eprintln!("{n} notifies in {:?}", started.elapsed());
     assert_eq!(sub.len(), 1);
     assert_eq!(sub.dropped(), 1 << 31);
     assert_eq!(sub.try_recv(), Err(TryRecvError::Lagged(1 << 31)));
-    assert_eq!(sub.try_recv(), Ok((n - 1) as u32 as i32));
+    assert_eq!(sub.try_recv(), Ok(i64::from((n - 1) as u32)));
     assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
     assert_eq!(q.stats().dropped, 1 << 31);
 }

@@ -95,7 +95,7 @@ fn no_lost_wakeup_stress_million_rounds() {
                             .unwrap_or_else(|e| panic!("lost wakeup at round {round}: {e}"));
                     }
                     ball.store(want + 1, Ordering::Release);
-                    q.notify(wake_other, want as i32).unwrap();
+                    q.notify(wake_other, want as i64).unwrap();
                 }
                 waits
             })
@@ -484,4 +484,20 @@ fn notify_wakes_more_waiters_than_one_wake_batch() {
         assert!(matches!(poll_once(w, waker), Poll::Ready(Ok(n)) if n.arg == 8));
     }
     assert_eq!(q.stats().wakes, 100);
+}
+
+#[test]
+fn sixty_four_bit_arguments_reach_waits_and_subscribers_unchanged() {
+    let q = queue();
+    let h = q.register("wide").unwrap();
+    let mut sub = q.subscribe(h, 8).unwrap();
+    // Another handle's identity as a 64-bit value, and the extremes.
+    let other = q.register("other").unwrap();
+    let id = (i64::from(other.index()) << 32) | i64::from(other.generation());
+    for arg in [i64::MIN, -1, 0, 1 << 40, id, i64::MAX] {
+        let snap = q.snapshot(h).unwrap();
+        assert_eq!(q.notify(h, arg), Ok(1));
+        assert_eq!(q.wait_after(snap).wait().map(|n| n.arg), Ok(arg));
+        assert_eq!(sub.try_recv(), Ok(arg));
+    }
 }

@@ -170,11 +170,11 @@ impl Probe {
                     let before = count.count();
                     let mut w = q.wait(h);
                     assert!(poll_once(&mut w, &waker).is_pending());
-                    assert_eq!(q.notify(h, i as i32), Ok(1), "probe wake {i}");
+                    assert_eq!(q.notify(h, i as i64), Ok(1), "probe wake {i}");
                     assert_eq!(count.count(), before + 1);
                     assert!(poll_once(&mut w, &waker).is_ready());
                 } else {
-                    assert_eq!(q.notify(h, i as i32), Ok(0), "probe notify {i}");
+                    assert_eq!(q.notify(h, i as i64), Ok(0), "probe notify {i}");
                 }
             }
             let took = began.elapsed();
@@ -275,7 +275,7 @@ fn leaked_wait_futures_are_capped_by_the_waiter_limit() {
         }
         assert_eq!(q.waiters(h).unwrap().len(), LIMIT);
         let before = count.count();
-        assert_eq!(q.notify(h, round as i32), Ok(LIMIT));
+        assert_eq!(q.notify(h, round as i64), Ok(LIMIT));
         assert_eq!(count.count(), before + LIMIT);
         // Still at the limit: the leaked futures keep their entries.
         let mut w = q.wait(h);
@@ -332,7 +332,7 @@ fn wait_futures_dropped_mid_wait_leave_nothing_behind() {
         thread::spawn(move || {
             let mut n = 0u64;
             while !done.load(Ordering::SeqCst) {
-                q.notify(h, n as i32).unwrap();
+                q.notify(h, n as i64).unwrap();
                 n += 1;
             }
             n
@@ -398,7 +398,7 @@ fn panicking_wakers_neither_poison_nor_skip_others() {
         let before = count.count();
         // From another thread: the panics happen on the notifier's thread.
         let q2 = q.clone();
-        let woken = thread::spawn(move || q2.notify(h, round as i32))
+        let woken = thread::spawn(move || q2.notify(h, round as i64))
             .join()
             .expect("a waker's panic escaped notify");
         assert_eq!(woken, Ok(8));
@@ -499,7 +499,7 @@ fn blocking_waker_case(subscriber: bool) {
             assert!(poll_once(w, &waker).is_pending());
         }
         let before = count.count();
-        assert_eq!(q.notify(h, round as i32), Ok(4));
+        assert_eq!(q.notify(h, round as i64), Ok(4));
         assert_eq!(count.count(), before + 4);
         drop(ws);
         let mut w = q.wait(h);
@@ -810,7 +810,7 @@ fn subscribers_that_never_read() {
             let q = q.clone();
             thread::spawn(move || {
                 for i in 0..per_thread {
-                    let n = q.notify(h, (t * per_thread + i) as i32).unwrap();
+                    let n = q.notify(h, (t * per_thread + i) as i64).unwrap();
                     // Each KeepNewest ring always takes the value.
                     assert!(n >= SUBS / 2, "delivered to {n}");
                 }
@@ -830,11 +830,11 @@ fn subscribers_that_never_read() {
     for s in &mut silent {
         let keep_oldest = s.overflow() == Overflow::KeepOldest;
         assert_eq!(s.try_recv(), Err(TryRecvError::Lagged(total - CAP as u64)));
-        let values: Vec<i32> = (0..CAP).map(|_| s.try_recv().unwrap()).collect();
+        let values: Vec<i64> = (0..CAP).map(|_| s.try_recv().unwrap()).collect();
         assert_eq!(s.try_recv(), Err(TryRecvError::Empty));
         if keep_oldest {
             // The first values each notifier thread sent are among them.
-            assert!(values.contains(&0) || values.contains(&(per_thread as i32)));
+            assert!(values.contains(&0) || values.contains(&(per_thread as i64)));
         }
     }
     let s = q.stats();

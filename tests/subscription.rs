@@ -19,7 +19,7 @@ fn queue() -> NotificationQueue {
 }
 
 /// Receives until `Empty`, returning the values and the total lag reported.
-fn drain(sub: &mut Subscription) -> (Vec<i32>, u64) {
+fn drain(sub: &mut Subscription) -> (Vec<i64>, u64) {
     let (mut values, mut lag) = (Vec::new(), 0);
     loop {
         match sub.try_recv() {
@@ -39,7 +39,7 @@ fn values_arrive_in_order_per_subscriber() {
     for v in 0..1000 {
         assert_eq!(q.notify(h, v), Ok(2));
     }
-    let want: Vec<i32> = (0..1000).collect();
+    let want: Vec<i64> = (0..1000).collect();
     assert_eq!(drain(&mut a), (want.clone(), 0));
     assert_eq!(drain(&mut b), (want, 0));
     let s = q.stats();
@@ -183,7 +183,7 @@ fn new_owner_of_a_slot_never_sees_old_subscribers() {
 
 #[test]
 fn subscriber_that_never_reads_does_not_stall_notify() {
-    const N: i32 = 100_000;
+    const N: i64 = 100_000;
     let q = queue();
     let h = q.register("h").unwrap();
     let stuck = q.subscribe(h, 8, "stuck").unwrap();
@@ -213,8 +213,8 @@ fn subscriber_that_never_reads_does_not_stall_notify() {
 
 #[test]
 fn many_notifiers_into_one_subscriber_lose_nothing_below_capacity() {
-    const THREADS: i32 = 4;
-    const PER: i32 = 2500;
+    const THREADS: i64 = 4;
+    const PER: i64 = 2500;
     let q = queue();
     let h = q.register("h").unwrap();
     let mut sub = q.subscribe(h, (THREADS * PER) as usize, "s").unwrap();
@@ -245,15 +245,15 @@ fn many_notifiers_into_one_subscriber_lose_nothing_below_capacity() {
     assert_eq!(sub.dropped(), 0);
     // Each notifier's values arrive in its own order.
     for t in 0..THREADS {
-        let mine: Vec<i32> = got.iter().copied().filter(|v| v / PER == t).collect();
+        let mine: Vec<i64> = got.iter().copied().filter(|v| v / PER == t).collect();
         assert_eq!(mine, (t * PER..(t + 1) * PER).collect::<Vec<_>>());
     }
 }
 
 #[test]
 fn racing_notifiers_and_a_small_buffer_account_for_every_value() {
-    const THREADS: i32 = 3;
-    const PER: i32 = 20_000;
+    const THREADS: i64 = 3;
+    const PER: i64 = 20_000;
     for overflow in [Overflow::KeepNewest, Overflow::KeepOldest] {
         let q = queue();
         let h = q.register("h").unwrap();
@@ -287,7 +287,7 @@ fn racing_notifiers_and_a_small_buffer_account_for_every_value() {
         assert_eq!(sub.dropped(), lag, "{overflow:?}");
         assert_eq!(q.stats().dropped, lag, "{overflow:?}");
         for t in 0..THREADS {
-            let mine: Vec<i32> = got.iter().copied().filter(|v| v / PER == t).collect();
+            let mine: Vec<i64> = got.iter().copied().filter(|v| v / PER == t).collect();
             assert!(mine.windows(2).all(|w| w[0] < w[1]), "{overflow:?}");
         }
     }

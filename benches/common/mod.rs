@@ -3,7 +3,7 @@
 //! - [`config`]: the criterion settings every group uses, sized so the whole
 //!   suite (all bench binaries) finishes in under 15 minutes on two cores.
 //! - [`Sketch`]: the user's first design, kept as the baseline to beat: one
-//!   `RwLock<HashMap<u64, Vec<oneshot::Sender<i32>>>>`; notify takes the
+//!   `RwLock<HashMap<u64, Vec<oneshot::Sender<i64>>>>`; notify takes the
 //!   write lock, takes the handle's `Vec` and sends to each waiter.
 //! - [`CountingWaker`]: a waker that only counts wakes, so async benches can
 //!   poll futures by hand (a minimal executor) and check every waiter woke.
@@ -36,7 +36,7 @@ pub fn config() -> Criterion {
 /// The user's first sketch: a global lock around a map of oneshot senders.
 #[derive(Default)]
 pub struct Sketch {
-    map: RwLock<HashMap<u64, Vec<tokio::sync::oneshot::Sender<i32>>>>,
+    map: RwLock<HashMap<u64, Vec<tokio::sync::oneshot::Sender<i64>>>>,
 }
 
 impl Sketch {
@@ -57,7 +57,7 @@ impl Sketch {
     }
 
     /// Adds a waiter to `handle`; `None` if it is not listed.
-    pub fn wait(&self, handle: u64) -> Option<tokio::sync::oneshot::Receiver<i32>> {
+    pub fn wait(&self, handle: u64) -> Option<tokio::sync::oneshot::Receiver<i64>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.map
             .write()
@@ -69,7 +69,7 @@ impl Sketch {
 
     /// Wakes every waiter of `handle` with `arg`; returns how many.
     #[inline]
-    pub fn notify(&self, handle: u64, arg: i32) -> usize {
+    pub fn notify(&self, handle: u64, arg: i64) -> usize {
         let waiters = {
             let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
             match map.get_mut(&handle) {

@@ -50,10 +50,10 @@ enum Op {
     Unregister(u8),
     /// `queue().unregister(handle of key)`, bypassing the layer.
     UnregisterDirect(u8),
-    Notify(u8, i32),
+    Notify(u8, i64),
     /// Saves `handle(&key)` for the `*Looked` operations.
     Lookup(u8),
-    NotifyLooked(u8, i32),
+    NotifyLooked(u8, i64),
     UnregisterLooked(u8),
     IsRegisteredLooked(u8),
     /// `queue().wait(looked-up handle)`.
@@ -93,7 +93,7 @@ impl Wake for CountingWaker {
 struct MHandle {
     live: bool,
     seq: u64,
-    arg: i32,
+    arg: i64,
 }
 
 struct MWait {
@@ -112,7 +112,7 @@ struct MWait {
 struct MSub {
     handle: Handle,
     cap: u64,
-    values: Vec<i32>,
+    values: Vec<i64>,
     head: u64,
     tail: u64,
     end: Option<u64>,
@@ -122,7 +122,7 @@ struct MSub {
 
 impl MSub {
     /// Keep-newest ring semantics (as in the queue_ops model).
-    fn try_recv(&mut self) -> Result<i32, TryRecvError> {
+    fn try_recv(&mut self) -> Result<i64, TryRecvError> {
         if self.done {
             return Err(TryRecvError::Closed);
         }
@@ -185,7 +185,7 @@ impl Model {
         }
     }
 
-    fn notify(&mut self, h: Handle, arg: i32) -> usize {
+    fn notify(&mut self, h: Handle, arg: i64) -> usize {
         let m = self.handles.get_mut(&h).expect("live handle");
         m.seq += 1;
         m.arg = arg;

@@ -88,7 +88,7 @@ enum Op {
     /// Registers a handle on a second queue (a foreign handle for the first).
     RegisterForeign,
     Unregister(u8),
-    Notify(u8, i32),
+    Notify(u8, i64),
     Snapshot(u8),
     IsRegistered(u8),
     /// `queue.wait(h)`.
@@ -128,7 +128,7 @@ enum Op {
     /// reused if it was the oldest free one), a wait on the new handle
     /// polled (pending), the old wait polled again, and the new handle
     /// notified.
-    Reuse(u8, u8, Option<i32>),
+    Reuse(u8, u8, Option<i64>),
 }
 
 const WAKERS: usize = 3;
@@ -167,7 +167,7 @@ struct MClose {
     /// The final sequence of that generation.
     seq: u64,
     /// The argument of its last notify.
-    arg: i32,
+    arg: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -175,7 +175,7 @@ struct MSlot {
     generation: u32,
     seq: u64,
     /// Argument of the current generation's latest notify.
-    arg: i32,
+    arg: i64,
     /// The live handle of this slot, if any.
     handle: Option<Handle>,
     /// The last unregister of this slot (overwritten by the next one).
@@ -197,7 +197,7 @@ struct MSub {
     hint: String,
     head: u64,
     tail: u64,
-    values: Vec<i32>,
+    values: Vec<i64>,
     rejected: u64,
     dropped: u64,
     /// `tail` at the close (the handle was unregistered).
@@ -208,7 +208,7 @@ struct MSub {
 }
 
 impl MSub {
-    fn try_recv(&mut self) -> Result<i32, TryRecvError> {
+    fn try_recv(&mut self) -> Result<i64, TryRecvError> {
         if self.done {
             return Err(TryRecvError::Closed);
         }
@@ -464,7 +464,7 @@ impl Model {
     }
 
     /// A notify's delivery to subscription `i`; returns whether it was stored.
-    fn deliver(&mut self, i: usize, arg: i32) -> bool {
+    fn deliver(&mut self, i: usize, arg: i64) -> bool {
         let s = &mut self.subs[i];
         let full = s.tail - s.head >= s.cap;
         let stored = if full && s.keep_oldest {
@@ -711,7 +711,7 @@ fn run(input: Input) {
                     Op::Register,
                     Op::WaitPoll(newest, k.wrapping_add(1)),
                     Op::Poll(stale, k.wrapping_add(2)),
-                    Op::Notify(newest, i32::from(k)),
+                    Op::Notify(newest, i64::from(k)),
                 ]);
                 for op in steps.into_iter().rev() {
                     ops.push_front(op);

@@ -161,7 +161,7 @@ impl Writer {
             .committed
             .store(self.written, Ordering::Release);
         self.wake_readers();
-        let arg = i32::try_from(n).unwrap_or(i32::MAX);
+        let arg = i64::try_from(n).unwrap_or(i64::MAX);
         // A failure means someone else unregistered our handle: only its
         // outside waiters and subscribers miss this; readers do not use it.
         let _ = self.shared.queue.notify(self.shared.handle, arg);
