@@ -831,6 +831,23 @@ mod tests {
     }
 
     #[test]
+    fn permit_survives_notify_not_unregister_and_is_no_slow_path() {
+        let w = fresh(3) | PERMIT;
+        assert!(!needs_slow_path(w));
+        assert_ne!(bumped(w) & PERMIT, 0);
+        assert_eq!(retired(w) & PERMIT, 0);
+        assert_eq!(record(w) & PERMIT, 0);
+        assert_eq!(generation(w), 3);
+        assert_eq!(sequence(w), 0);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn entry_is_40_bytes_as_documented() {
+        assert_eq!(core::mem::size_of::<Entry>(), 40);
+    }
+
+    #[test]
     fn sequence_wraps_without_touching_generation() {
         let w = fresh(7) | (SEQ_MASK);
         let b = bumped(w);

@@ -44,9 +44,12 @@ impl Snapshot {
 /// What a completed wait saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Notified {
-    /// The handle's sequence when the wait completed.
+    /// The handle's sequence when the wait completed (a wait completed by
+    /// `notify_one` or a permit reports its snapshot's sequence, and
+    /// `coalesced == 1`).
     pub sequence: u64,
-    /// The argument of the latest notify (see below).
+    /// The argument of the latest notify (see below), or of the
+    /// `notify_one` (or its permit) that completed this wait.
     ///
     /// With one notifier per handle this is exactly the argument of the
     /// notify that produced `sequence`. Notifiers racing on one handle
@@ -84,16 +87,28 @@ pub struct Notified {
 /// A pending wait holds one entry of its handle's waiter list (and keeps
 /// that list alive). A wait that is leaked (`mem::forget`) keeps its entry
 /// until the handle is unregistered and pins at most that one list: at most
-/// `max_waiters_per_handle` entries of 32 bytes on 64-bit targets plus a
+/// `max_waiters_per_handle` entries of 40 bytes on 64-bit targets plus a
 /// few hundred bytes of list header. Leaking waits can use up the handle's
 /// waiter limit (later waits get [`QueueError::WaiterLimit`]) but never
-/// another handle's, and never blocks or slows a notify.
+/// another handle's, and never blocks or slows a notify. A leaked wait
+/// that [`notify_one`](crate::NotificationQueue::notify_one) had chosen
+/// keeps that one wake (it is handed on only when a wait completes or is
+/// dropped).
 ///
 /// # Cancel safety
 ///
 /// Dropping a `Wait` at any point releases its waiter entry at once; no
-/// notification is consumed by a wait (notifications are a counter, not a
-/// queue), so a new wait from the same snapshot sees the same outcome.
+/// [`notify`](crate::NotificationQueue::notify) is consumed by a wait
+/// (notifications are a counter, not a queue), so a new wait from the same
+/// snapshot sees the same outcome. A `notify_one` *is* consumed by the
+/// wait that reports it; one that chose a wait dropped before it could
+/// report it passes on to the next waiting wait, or becomes the permit.
+///
+/// # Owned waits
+///
+/// [`NotificationQueue::wait_owned`](crate::NotificationQueue::wait_owned) and
+/// [`NotificationQueue::wait_after_owned`](crate::NotificationQueue::wait_after_owned) return a `Wait<'static>` that
+/// holds a clone of the queue: `Send + 'static`, for spawned tasks.
 ///
 /// [`NotificationQueue::wait`]: crate::NotificationQueue::wait
 /// [`NotificationQueue::wait_after`]: crate::NotificationQueue::wait_after

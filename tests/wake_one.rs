@@ -4,7 +4,7 @@
 mod common;
 
 use common::{CountingWaker, poll_once};
-use notification_queue::{Config, Handle, NotificationQueue, QueueError, Wait};
+use notification_queue::{Config, Handle, KeyedQueue, NotificationQueue, QueueError, Wait};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::task::{Poll, Waker};
@@ -339,4 +339,16 @@ fn owned_wait_spawned_on_tokio() {
     assert_eq!(got.arg, 21);
     assert!(rx.recv().unwrap() <= 1);
     notifier.join().unwrap();
+}
+
+#[test]
+fn keyed_notify_one_and_owned_wait() {
+    let keyed = KeyedQueue::new(NotificationQueue::new(Config::default()));
+    keyed.register(1u64, "one").unwrap();
+    let w: Wait<'static> = keyed.wait_owned(&1).unwrap();
+    let t = thread::spawn(move || w.wait().unwrap().arg);
+    assert!(keyed.notify_one(&1, 4).unwrap() <= 1);
+    assert_eq!(t.join().unwrap(), 4);
+    assert!(matches!(keyed.wait_owned(&2), Err(QueueError::UnknownKey)));
+    assert_eq!(keyed.notify_one(&2, 1), Err(QueueError::UnknownKey));
 }
