@@ -101,6 +101,24 @@
 //! reader takes it before checking its buffer), and tells the waker how many
 //! notifications it coalesced.
 //!
+//! # Waking one (`notify_one`, `notify_n`)
+//!
+//! A claim takes a ticket (registration order) and stores it in the entry's
+//! state with the claim, then bumps the list's claim count. `notify_one`
+//! never touches the sequence: if `WAITERS` is set it reads the claim
+//! count, then moves the smallest-ticket `CLAIMED` entry through
+//! `NOTIFYING` (storing its argument) to `NOTIFIED` and wakes its waker.
+//! With nobody to complete it sets `PERMIT` with a CAS on the word, and the
+//! waiter's registration RMW orders the two: a waiter registering after the
+//! CAS takes the permit; one registering before it has its claim counted
+//! before its RMW, so a changed claim count makes the notifier take the
+//! permit back and scan again. (With `WAITERS` clear, the waiter's RMW
+//! changes the word and fails the notifier's CAS instead.) A waiter checks
+//! its entry after registering its waker, so it sees `NOTIFIED` or the
+//! notifier sees its waker. An owner leaving a `NOTIFIED` entry it did not
+//! report hands the wake on (`notify_one` again); one leaving a `NOTIFYING`
+//! entry marks it `ABANDONED` and the notifier frees it and moves on.
+//!
 //! # Waiter storage
 //!
 //! A [`WaiterList`] belongs to one generation of one slot and is created on
