@@ -9,6 +9,10 @@
 //!    event-listener: `notify(usize::MAX)`; sketch: `notify`),
 //! 4. poll each again (`Ready`), then drop them.
 //!
+//! The `wake_one` group does the same with one wake per cycle
+//! (`notify_one`; tokio: `Notify::notify_one`; event-listener:
+//! `notify(1)`), then cancels the other waits.
+//!
 //! The iteration is checked (every waker fired, every future ready) so a
 //! peer cannot win by doing less. Throughput is set to N elements: the
 //! report divides the median by N to give the cost per waiter.
@@ -114,9 +118,72 @@ fn wake(c: &mut Criterion) {
     g.finish();
 }
 
+/// One checked `notify_one` cycle: `n` waits register, one notify wakes
+/// exactly one of them (the oldest), then all are dropped (the other
+/// `n - 1` cancelled).
+fn cycle_one<F: Future>(futs: &mut Vec<F>, notify: impl FnOnce(), cx: &mut Context<'_>) {
+    // SAFETY: as in `cycle`.
+    assert_eq!(unsafe { poll_all(futs, cx) }, 0);
+    notify();
+    // SAFETY: as above. Only the first is ready; polling it first keeps
+    // the others' second poll cheap and equal for every peer.
+    assert_eq!(unsafe { poll_all(&mut futs[..1], cx) }, 1);
+    futs.clear();
+}
+
+/// `notify_one` with 1 and 16 waiters against tokio `Notify::notify_one`
+/// and event-listener `Event::notify(1)`. Each iteration is one
+/// [`cycle_one`]; the time is per iteration (one wake plus n registrations
+/// and n - 1 cancellations).
+fn wake_one(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wake_one");
+    let (count, waker) = CountingWaker::new();
+    let mut cx = Context::from_waker(&waker);
+
+    let queue = NotificationQueue::new(Config::default());
+    let h = queue.register("wake_one").unwrap();
+    let notify = tokio::sync::Notify::new();
+    let event = event_listener::Event::new();
+
+    for n in [1usize, 16] {
+        g.bench_with_input(BenchmarkId::new(CRATE, n), &n, |b, &n| {
+            let mut futs = Vec::with_capacity(n);
+            b.iter(|| {
+                let before = count.wakes();
+                futs.extend((0..n).map(|_| queue.wait(h)));
+                cycle_one(
+                    &mut futs,
+                    || assert_eq!(queue.notify_one(h, 1), Ok(1)),
+                    &mut cx,
+                );
+                assert_eq!(count.wakes() - before, 1);
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("tokio_notify", n), &n, |b, &n| {
+            let mut futs = Vec::with_capacity(n);
+            b.iter(|| {
+                let before = count.wakes();
+                futs.extend((0..n).map(|_| notify.notified()));
+                cycle_one(&mut futs, || notify.notify_one(), &mut cx);
+                assert_eq!(count.wakes() - before, 1);
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("event_listener", n), &n, |b, &n| {
+            let mut futs = Vec::with_capacity(n);
+            b.iter(|| {
+                let before = count.wakes();
+                futs.extend((0..n).map(|_| event.listen()));
+                cycle_one(&mut futs, || assert_eq!(event.notify(1), 1), &mut cx);
+                assert_eq!(count.wakes() - before, 1);
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = wake
+    targets = wake, wake_one
 }
 criterion_main!(benches);

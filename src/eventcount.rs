@@ -5,10 +5,10 @@
 //! Every slot has one `AtomicU64`:
 //!
 //! ```text
-//!  63                        26 25              2    1          0
-//! +----------------------------+------------------+-----------+---------+
-//! | sequence (38)              | generation (24)  | SUBSCRIBED| WAITERS |
-//! +----------------------------+------------------+-----------+---------+
+//!  63                  27 26              3     2         1          0
+//! +----------------------+------------------+--------+-----------+---------+
+//! | sequence (37)        | generation (24)  | PERMIT | SUBSCRIBED| WAITERS |
+//! +----------------------+------------------+--------+-----------+---------+
 //! ```
 //!
 //! The sequence sits in the top bits so that a notify's new word is one add
@@ -19,13 +19,16 @@
 //!   A [`Handle`](crate::Handle) carries the odd generation it was issued
 //!   with; every operation compares it with the word, so a stale handle can
 //!   never act on the slot's next owner.
-//! - *sequence*: bumped by every notify (wrapping inside its 38 bits; it
+//! - *sequence*: bumped by every notify (wrapping inside its 37 bits; it
 //!   never carries into the generation).
 //! - `WAITERS`: set by a waiter after it has published its waker; taken
 //!   (cleared) by the notify that will wake it. With the bit clear, notify
 //!   knows nobody registered since the previous notify and skips the list.
 //! - `SUBSCRIBED`: set while the handle has subscribers; never cleared by
 //!   notify.
+//! - `PERMIT`: a `notify_one` found no waiter to complete and left one
+//!   permit; the next wait that would otherwise sleep takes it (clears it
+//!   with the CAS it registers with). notify keeps it; unregister clears it.
 //!
 //! # Notifying
 //!
@@ -98,6 +101,24 @@
 //! reader takes it before checking its buffer), and tells the waker how many
 //! notifications it coalesced.
 //!
+//! # Waking one (`notify_one`, `notify_n`)
+//!
+//! A claim takes a ticket (registration order) and stores it in the entry's
+//! state with the claim, then bumps the list's claim count. `notify_one`
+//! never touches the sequence: if `WAITERS` is set it reads the claim
+//! count, then moves the smallest-ticket `CLAIMED` entry through
+//! `NOTIFYING` (storing its argument) to `NOTIFIED` and wakes its waker.
+//! With nobody to complete it sets `PERMIT` with a CAS on the word, and the
+//! waiter's registration RMW orders the two: a waiter registering after the
+//! CAS takes the permit; one registering before it has its claim counted
+//! before its RMW, so a changed claim count makes the notifier take the
+//! permit back and scan again. (With `WAITERS` clear, the waiter's RMW
+//! changes the word and fails the notifier's CAS instead.) A waiter checks
+//! its entry after registering its waker, so it sees `NOTIFIED` or the
+//! notifier sees its waker. An owner leaving a `NOTIFIED` entry it did not
+//! report hands the wake on (`notify_one` again); one leaving a `NOTIFYING`
+//! entry marks it `ABANDONED` and the notifier frees it and moves on.
+//!
 //! # Waiter storage
 //!
 //! A [`WaiterList`] belongs to one generation of one slot and is created on
@@ -108,7 +129,9 @@
 //! notifiers read the slot's pointer under an epoch pin without taking a
 //! reference.
 
-use crate::sync::{AtomicPtr, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering};
+use crate::sync::{
+    AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering,
+};
 use core::mem::MaybeUninit;
 use core::ptr;
 use core::task::Waker;
@@ -117,11 +140,16 @@ use core::task::Waker;
 pub(crate) const WAITERS: u64 = 1;
 /// The handle has at least one subscriber (bit 1).
 pub(crate) const SUBSCRIBED: u64 = 1 << 1;
-const FLAGS: u64 = WAITERS | SUBSCRIBED;
-const GEN_SHIFT: u32 = 2;
+/// A `notify_one` left a permit for the next wait (bit 2).
+pub(crate) const PERMIT: u64 = 1 << 2;
+const FLAGS: u64 = WAITERS | SUBSCRIBED | PERMIT;
+/// Flags that send a notify down its slow path (not `PERMIT`: a plain
+/// notify neither takes nor makes permits).
+const SLOW: u64 = WAITERS | SUBSCRIBED;
+const GEN_SHIFT: u32 = 3;
 /// Generations are 24 bits wide.
 pub(crate) const GEN_MASK: u32 = (1 << 24) - 1;
-const SEQ_SHIFT: u32 = 26;
+const SEQ_SHIFT: u32 = 27;
 const SEQ_BITS: u32 = 64 - SEQ_SHIFT;
 /// Mask of a sequence value once shifted down.
 pub(crate) const SEQ_VALUE_MASK: u64 = (1 << SEQ_BITS) - 1;
@@ -184,10 +212,10 @@ pub(crate) const fn record(word: u64) -> u64 {
 /// Whether the word replaced by a notify asks for the slow path.
 #[inline(always)]
 pub(crate) const fn needs_slow_path(word: u64) -> bool {
-    word & FLAGS != 0
+    word & SLOW != 0
 }
 
-/// Number of notifications between two sequence values (mod 2^38).
+/// Number of notifications between two sequence values (mod 2^37).
 #[inline(always)]
 pub(crate) const fn distance(from: u64, to: u64) -> u64 {
     to.wrapping_sub(from) & SEQ_VALUE_MASK
@@ -195,24 +223,63 @@ pub(crate) const fn distance(from: u64, to: u64) -> u64 {
 
 /// Entries in a list's first chunk; each further chunk doubles.
 const FIRST: usize = 4;
-const FREE: usize = 0;
-const CLAIMED: usize = 1;
+
+// Entry states. An entry's state word is `FREE` or `ticket << TAG_BITS | tag`:
+// the ticket (from `WaiterList::tickets`, taken just before the claim) is the
+// registration order `notify_one` serves first in, first out. The ticket in
+// every non-free state also keeps a CAS from matching a later owner's state.
+//
+// - `CLAIMED`: owned by a pending wait.
+// - `NOTIFYING`: a `notify_one` chose it and is storing its argument.
+// - `NOTIFIED`: the argument is stored; the owner completes with it, or
+//   hands it on if it completes otherwise or is dropped.
+// - `ABANDONED`: the owner left while it was `NOTIFYING`; the notifier frees
+//   the entry and passes the notification to the next waiter.
+const FREE: u64 = 0;
+const TAG_BITS: u32 = 3;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+const CLAIMED: u64 = 1;
+const NOTIFYING: u64 = 2;
+const NOTIFIED: u64 = 3;
+const ABANDONED: u64 = 4;
+
+#[inline(always)]
+const fn tag(state: u64) -> u64 {
+    state & TAG_MASK
+}
+
+#[inline(always)]
+const fn with_tag(state: u64, tag: u64) -> u64 {
+    (state & !TAG_MASK) | tag
+}
 
 /// One pending waiter's waker cell. Hints live beside, in
 /// `WaiterList::hints`, so an unhinted wait never touches a lock.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    /// `FREE` or `CLAIMED`; the claimer owns the entry until it stores `FREE`.
-    state: AtomicUsize,
+    /// `FREE`, or a ticket with a tag (see above); the claimer owns the
+    /// entry until it (or, for `ABANDONED`, the notifier) stores `FREE`.
+    state: AtomicU64,
     pub(crate) waker: AtomicWaker,
+    /// The argument of the `notify_one` that moved the entry to `NOTIFIED`,
+    /// written while it was `NOTIFYING` (only by that notifier).
+    arg: AtomicI64,
 }
 
 impl Entry {
     fn new() -> Self {
         Self {
-            state: AtomicUsize::new(FREE),
+            state: AtomicU64::new(FREE),
             waker: AtomicWaker::new(),
+            arg: AtomicI64::new(0),
         }
+    }
+
+    /// Whether a `notify_one` completed this (owned) entry.
+    pub(crate) fn is_notified(&self) -> bool {
+        // Acquire: pairs with the notifier's Release CAS to `NOTIFIED`, so a
+        // following `release` reads its argument.
+        tag(self.state.load(Ordering::Acquire)) == NOTIFIED
     }
 }
 
@@ -254,6 +321,12 @@ pub(crate) struct WaiterList {
     next_free: AtomicUsize,
     /// Entries allocated so far (sum of chunk lengths).
     allocated: AtomicUsize,
+    /// Registration order: each claim takes the next ticket first.
+    tickets: AtomicU64,
+    /// Successful claims so far, counted after each claim: `notify_one`
+    /// compares it before its scan and after leaving a permit, to catch a
+    /// waiter that registered in between (see `notify_oldest`).
+    claims: AtomicU64,
     head: Chunk,
     /// Debug hints of hinted waiters, by entry index. Cold: only waits that
     /// carry a hint and the debug dump lock it; never held over client code.
@@ -358,6 +431,8 @@ impl WaiterList {
             high: AtomicUsize::new(0),
             next_free: AtomicUsize::new(0),
             allocated: AtomicUsize::new(first),
+            tickets: AtomicU64::new(0),
+            claims: AtomicU64::new(0),
             head: Chunk::new(0, first),
             hints: Mutex::new(Vec::new()),
         }
@@ -385,14 +460,14 @@ impl WaiterList {
 
     /// Finds and claims a free entry with index in `from..to`.
     #[inline]
-    fn claim_in(&self, from: usize, to: usize) -> Option<(usize, &Entry)> {
+    fn claim_in(&self, from: usize, to: usize, claimed: u64) -> Option<(usize, &Entry)> {
         let mut chunk = self.chunk_of(from)?;
         let mut index = from;
         loop {
             let end = (chunk.base + chunk.entries.len()).min(to);
             while index < end {
                 if let Some(entry) = chunk.entries.get(index - chunk.base) {
-                    if Self::try_take(entry) {
+                    if Self::try_take(entry, claimed) {
                         return Some((index, entry));
                     }
                 }
@@ -430,27 +505,37 @@ impl WaiterList {
             })
     }
 
-    fn try_take(entry: &Entry) -> bool {
+    fn try_take(entry: &Entry, claimed: u64) -> bool {
         // Relaxed pre-check keeps the claim from bouncing claimed entries'
         // cache lines; Acquire on the CAS takes over an entry the previous
         // owner released with Release, so its waker cell is quiescent.
         entry.state.load(Ordering::Relaxed) == FREE
             && entry
                 .state
-                .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(FREE, claimed, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
     }
 
     /// Claims a free entry: its index and the entry. `None` when `limit`
     /// entries are allocated and none was free during the scan.
     pub(crate) fn claim(&self) -> Option<(usize, &Entry)> {
+        // Relaxed: the ticket only orders claims among themselves (each
+        // claim takes a distinct, increasing one); it is published with the
+        // entry's state by the claim CAS.
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        let claimed = (ticket << TAG_BITS) | CLAIMED;
         loop {
             // Relaxed: a hint only; correctness rests on the CAS per entry.
             let start = self.next_free.load(Ordering::Relaxed);
             let found = self
-                .claim_in(start, usize::MAX)
-                .or_else(|| self.claim_in(0, start));
+                .claim_in(start, usize::MAX, claimed)
+                .or_else(|| self.claim_in(0, start, claimed));
             if let Some((index, entry)) = found {
+                // Release: a notifier that Acquire-loads this count before
+                // its scan sees our claim in the scan; one that loads it
+                // after its permit CAS sees it when our registration CAS
+                // came first (see `notify_oldest`).
+                self.claims.fetch_add(1, Ordering::Release);
                 // Relaxed: hint.
                 self.next_free.store(index + 1, Ordering::Relaxed);
                 // Relaxed suffices: the claimer publishes its entry (and so
@@ -501,15 +586,148 @@ impl WaiterList {
     }
 
     /// Gives entry `index` back. The caller must own it (from `claim`).
-    pub(crate) fn release(&self, index: usize, entry: &Entry, hinted: bool) {
+    ///
+    /// Returns the argument of a `notify_one` that completed the entry
+    /// (`NOTIFIED`): the caller either completes with it or hands it on.
+    /// An entry caught mid-notify (`NOTIFYING`) is left to its notifier,
+    /// which frees it and passes the notification on itself.
+    pub(crate) fn release(&self, index: usize, entry: &Entry, hinted: bool) -> Option<i64> {
         drop(entry.waker.take());
         if hinted {
             self.set_hint(index, None);
         }
-        // Release: the next claimer (Acquire CAS) sees the cell cleared.
-        entry.state.store(FREE, Ordering::Release);
-        // Relaxed: hint.
-        self.next_free.store(index, Ordering::Relaxed);
+        // Acquire: a `NOTIFIED` state read here makes the notifier's arg
+        // store visible.
+        let mut state = entry.state.load(Ordering::Acquire);
+        loop {
+            let next = match tag(state) {
+                CLAIMED => FREE,
+                NOTIFYING => with_tag(state, ABANDONED),
+                NOTIFIED => {
+                    // Relaxed: ordered by the Acquire load of `NOTIFIED`.
+                    let arg = entry.arg.load(Ordering::Relaxed);
+                    // Release: the next claimer sees the cells cleared.
+                    entry.state.store(FREE, Ordering::Release);
+                    // Relaxed: hint.
+                    self.next_free.store(index, Ordering::Relaxed);
+                    return Some(arg);
+                }
+                // Not ours (cannot happen for an owner): leave it.
+                _ => return None,
+            };
+            // AcqRel: Release hands the cleared cells to the next claimer
+            // (or to the notifier, for `ABANDONED`); Acquire on failure
+            // reads a `NOTIFIED` state's argument.
+            match entry
+                .state
+                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if next == FREE {
+                        // Relaxed: hint.
+                        self.next_free.store(index, Ordering::Relaxed);
+                    }
+                    return None;
+                }
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// The claimed entry with the smallest ticket and its state.
+    fn oldest_claimed(&self) -> Option<(usize, &Entry, u64)> {
+        // Relaxed: ordered by the Acquire on `claims` in `notify_oldest`.
+        let high = self.high.load(Ordering::Relaxed);
+        let mut best: Option<(usize, &Entry, u64)> = None;
+        for (index, entry) in self.entries_from(0).take_while(|&(i, _)| i < high) {
+            // Relaxed: a candidate only; the CAS in `notify_oldest` checks it.
+            let state = entry.state.load(Ordering::Relaxed);
+            if tag(state) == CLAIMED && best.is_none_or(|(_, _, b)| state < b) {
+                best = Some((index, entry, state));
+            }
+        }
+        best
+    }
+
+    /// Completes up to `max` of the longest-waiting claimed entries with
+    /// `arg` (oldest ticket first) and moves their wakers into `batch`
+    /// (stopping when it is full). Returns how many entries were completed
+    /// and the claim count read before the scan. Runs no client code.
+    ///
+    /// A caller that completed fewer than it wanted leaves a permit with a
+    /// CAS on the state word and then compares the claim count again: a
+    /// waiter the scan missed either registered (its RMW on the word) after
+    /// that CAS, and takes the permit, or before it, and then its claim,
+    /// counted before its RMW, is visible after the caller's CAS (which
+    /// reads the RMW's release sequence with Acquire), so the count moved.
+    pub(crate) fn notify_oldest(
+        &self,
+        max: usize,
+        arg: i64,
+        batch: &mut WakeBatch,
+    ) -> (usize, u64) {
+        // Acquire: pairs with the claimer's Release count, so the scan sees
+        // every claim this count includes.
+        let claims = self.claims.load(Ordering::Acquire);
+        let mut done = 0;
+        while done < max && !batch.is_full() {
+            let Some((index, entry, state)) = self.oldest_claimed() else {
+                break;
+            };
+            // Acquire: we read the entry's cells after taking it over.
+            if entry
+                .state
+                .compare_exchange(
+                    state,
+                    with_tag(state, NOTIFYING),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                continue; // released or taken by another notifier: look again
+            }
+            // Relaxed: published by the Release CAS to `NOTIFIED` below; only
+            // this notifier writes the cell while the entry is `NOTIFYING`.
+            entry.arg.store(arg, Ordering::Relaxed);
+            // Release publishes the argument to the owner, which reads it
+            // after an Acquire load of `NOTIFIED`; Acquire on failure sees
+            // the owner's cleared cells before we free the entry.
+            match entry.state.compare_exchange(
+                with_tag(state, NOTIFYING),
+                with_tag(state, NOTIFIED),
+                Ordering::Release,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    done += 1;
+                    // Taken after `NOTIFIED`: the owner registered its waker
+                    // before it looks at the state, so either we see the
+                    // waker or it sees `NOTIFIED`. A waker of a later owner
+                    // (the entry was released and claimed meanwhile) is
+                    // woken spuriously, never lost.
+                    if let Some(waker) = entry.waker.take() {
+                        batch.push(waker);
+                    }
+                }
+                Err(_) => {
+                    // `ABANDONED`: the owner left mid-notify; it is ours to
+                    // free, and the notification goes to the next waiter.
+                    drop(entry.waker.take());
+                    // Release: the next claimer sees the cells cleared.
+                    entry.state.store(FREE, Ordering::Release);
+                    // Relaxed: hint.
+                    self.next_free.store(index, Ordering::Relaxed);
+                }
+            }
+        }
+        (done, claims)
+    }
+
+    /// The claim count (see `notify_oldest`).
+    pub(crate) fn claims(&self) -> u64 {
+        // Acquire: see `notify_oldest`.
+        self.claims.load(Ordering::Acquire)
     }
 
     /// Sets or clears the debug hint of entry `index` (owned by the caller).
@@ -540,7 +758,7 @@ impl WaiterList {
                     // hand-over of the waker; a racing release only makes us
                     // see FREE (nothing to wake) or cause a spurious wake of
                     // the next owner.
-                    if entry.state.load(Ordering::Relaxed) == CLAIMED {
+                    if entry.state.load(Ordering::Relaxed) != FREE {
                         if let Some(waker) = entry.waker.take() {
                             batch.push(waker);
                         }
@@ -576,7 +794,7 @@ impl WaiterList {
         self.entries_from(0)
             .take_while(|&(i, _)| i < high)
             // Acquire: a statistic, but see a claim that finished.
-            .filter(|(_, e)| e.state.load(Ordering::Acquire) == CLAIMED)
+            .filter(|(_, e)| e.state.load(Ordering::Acquire) != FREE)
             .map(|(i, _)| hints.iter().find(|(j, _)| *j == i).map(|(_, h)| h.clone()))
             .collect()
     }
@@ -587,7 +805,7 @@ impl WaiterList {
         self.entries_from(0)
             .take_while(|&(i, _)| i < high)
             // Acquire: as in `hints`.
-            .filter(|(_, e)| e.state.load(Ordering::Acquire) == CLAIMED)
+            .filter(|(_, e)| e.state.load(Ordering::Acquire) != FREE)
             .count()
     }
 
@@ -631,6 +849,23 @@ mod tests {
     }
 
     #[test]
+    fn permit_survives_notify_not_unregister_and_is_no_slow_path() {
+        let w = fresh(3) | PERMIT;
+        assert!(!needs_slow_path(w));
+        assert_ne!(bumped(w) & PERMIT, 0);
+        assert_eq!(retired(w) & PERMIT, 0);
+        assert_eq!(record(w) & PERMIT, 0);
+        assert_eq!(generation(w), 3);
+        assert_eq!(sequence(w), 0);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn entry_is_40_bytes_as_documented() {
+        assert_eq!(core::mem::size_of::<Entry>(), 40);
+    }
+
+    #[test]
     fn sequence_wraps_without_touching_generation() {
         let w = fresh(7) | (SEQ_MASK);
         let b = bumped(w);
@@ -660,7 +895,7 @@ mod tests {
             [4, 8, 8]
         );
         let (i, e) = got[3];
-        list.release(i, e, false);
+        assert_eq!(list.release(i, e, false), None);
         assert_eq!(list.claim().map(|(j, _)| j), Some(i));
         assert_eq!(list.high.load(Ordering::Relaxed), 20);
     }
@@ -672,7 +907,7 @@ mod tests {
         let (b, _) = list.claim().unwrap();
         list.set_hint(a, Some("a".into()));
         assert_eq!(list.hints(), [Some("a".into()), None]);
-        list.release(a, ea, true);
+        assert_eq!(list.release(a, ea, true), None);
         assert_eq!(list.hints(), [None]);
         assert_eq!(b, 1);
     }

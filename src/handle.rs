@@ -68,6 +68,10 @@ pub(crate) struct Slot {
     /// `eventcount::arg_cell(generation)`; written before the notify's CAS
     /// and published by it.
     pub(crate) args: [AtomicI64; eventcount::ARG_CELLS],
+    /// Argument of the permit a `notify_one` left (`eventcount::PERMIT`),
+    /// per generation like `args`; written before the CAS that sets the
+    /// bit and read after the CAS that takes it.
+    pub(crate) permit_args: [AtomicI64; eventcount::ARG_CELLS],
     /// The state word the last unregister replaced (its generation and final
     /// sequence, flags cleared); see `eventcount`, "The last close".
     pub(crate) closed: AtomicU64,
@@ -87,10 +91,17 @@ impl Slot {
         &self.args[eventcount::arg_cell(generation)]
     }
 
+    /// The permit argument cell of `generation`.
+    #[inline]
+    pub(crate) fn permit_arg(&self, generation: u32) -> &AtomicI64 {
+        &self.permit_args[eventcount::arg_cell(generation)]
+    }
+
     fn new() -> Self {
         Self {
             state: AtomicU64::new(eventcount::fresh(0)),
             args: core::array::from_fn(|_| AtomicI64::new(0)),
+            permit_args: core::array::from_fn(|_| AtomicI64::new(0)),
             closed: AtomicU64::new(0),
             waiters: AtomicPtr::new(core::ptr::null_mut()),
             subscribers: AtomicPtr::new(core::ptr::null_mut()),

@@ -323,6 +323,29 @@ impl<K: Eq + Hash, S: BuildHasher + Clone> KeyedQueue<K, S> {
         Ok(self.queue.wait_after(snapshot))
     }
 
+    /// [`wait`](Self::wait) as a `Send + 'static` future that owns a clone
+    /// of the queue ([`NotificationQueue::wait_owned`]).
+    pub fn wait_owned<Q>(&self, key: &Q) -> Result<Wait<'static>, QueueError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let snapshot = self.snapshot(key)?;
+        Ok(self.queue.wait_after_owned(snapshot))
+    }
+
+    /// Completes the longest-waiting wait of `key`'s handle, or leaves a
+    /// permit ([`NotificationQueue::notify_one`]). Errors:
+    /// [`QueueError::UnknownKey`] if `key` is not registered.
+    pub fn notify_one<Q>(&self, key: &Q, arg: i64) -> Result<usize, QueueError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let handle = self.handle(key)?;
+        self.queue.notify_one(handle, arg).map_err(by_key)
+    }
+
     /// Subscribes to `key`'s handle with a buffer of `capacity` values
     /// (keep-newest); see [`NotificationQueue::subscribe`]. The subscription
     /// ends (after draining) when `key` is unregistered, and does not follow

@@ -8,6 +8,7 @@
 use crate::eventcount::{self, WaiterList};
 use crate::handle::{Handle, Slot, SlotTable};
 use crate::sync::{Arc, AtomicU64, Collector, Guard, Hint, Ordering};
+use crate::wait::QueueRef;
 use crate::{QueueError, Snapshot, Wait};
 use crossbeam_utils::CachePadded;
 
@@ -413,6 +414,44 @@ impl NotificationQueue {
         Ok(inner.notify_slow(slot, cur, arg))
     }
 
+    /// Completes the longest-waiting pending wait of `handle` with `arg`,
+    /// leaving the others pending, or leaves a permit if none is pending.
+    /// Returns how many waits it completed (0 or 1).
+    ///
+    /// Like a futex `FUTEX_WAKE(1)` or tokio's `Notify::notify_one`, for a
+    /// pool of workers waiting on one handle:
+    /// - **First in, first out.** Waits are served in the order they first
+    ///   registered (their first `Pending` poll), whichever waiter entry
+    ///   they occupy. A wait completed this way reports `arg`, its
+    ///   snapshot's sequence and `coalesced == 1`. The sequence is not
+    ///   bumped, so a plain [`notify`](Self::notify) waiter is not woken.
+    /// - **Permits.** With no wait pending, the handle keeps one permit (at
+    ///   most one: further `notify_one`s coalesce into it, the latest `arg`
+    ///   wins). The next wait of the handle that would otherwise sleep
+    ///   (whatever its snapshot) takes it and completes at once with its
+    ///   argument. A plain `notify` neither takes nor makes permits;
+    ///   [`unregister`](Self::unregister) drops it.
+    /// - **Cancellation.** A wait chosen by `notify_one` and dropped (or
+    ///   completed by a plain notify) before it reports the argument passes
+    ///   it on to the next waiting wait, or leaves it as the permit: a
+    ///   `notify_one` is never lost to a cancelled wait.
+    ///
+    /// Lock-free; wakes at most one waker, with no lock held (see
+    /// [`notify`](Self::notify) for what a waker may block). With nobody
+    /// waiting it is two loads and one CAS and allocates nothing.
+    pub fn notify_one(&self, handle: Handle, arg: i64) -> Result<usize, QueueError> {
+        self.inner.notify_some(handle, arg, 1)
+    }
+
+    /// Completes the `n` longest-waiting pending waits of `handle` with
+    /// `arg` (all of them if fewer wait) and returns how many it completed.
+    /// If fewer than `n` were waiting it leaves one permit (never more).
+    /// Exactly `n` times [`notify_one`](Self::notify_one) otherwise, in
+    /// one call; `n == 0` only checks the handle.
+    pub fn notify_n(&self, handle: Handle, arg: i64, n: usize) -> Result<usize, QueueError> {
+        self.inner.notify_some(handle, arg, n)
+    }
+
     /// The handle's current sequence: wait for "anything after this" with
     /// [`wait_after`](Self::wait_after).
     pub fn snapshot(&self, handle: Handle) -> Result<Snapshot, QueueError> {
@@ -437,13 +476,34 @@ impl NotificationQueue {
     /// already landed. A [`Future`](core::future::Future), and blocking via
     /// [`Wait::wait`], [`Wait::wait_timeout`] and [`Wait::wait_deadline`].
     pub fn wait_after(&self, snapshot: Snapshot) -> Wait<'_> {
-        Wait::new(&self.inner, snapshot.handle, Ok(snapshot.sequence))
+        Wait::new(
+            QueueRef::Borrowed(&self.inner),
+            snapshot.handle,
+            Ok(snapshot.sequence),
+        )
     }
 
     /// A wait for the next notify of `handle` (snapshot now, then wait).
     pub fn wait(&self, handle: Handle) -> Wait<'_> {
         let seq = self.snapshot(handle).map(|s| s.sequence);
-        Wait::new(&self.inner, handle, seq)
+        Wait::new(QueueRef::Borrowed(&self.inner), handle, seq)
+    }
+
+    /// [`wait`](Self::wait) as a future that owns a clone of the queue
+    /// (`Send + 'static`), for a spawned task or another thread.
+    pub fn wait_owned(&self, handle: Handle) -> Wait<'static> {
+        let seq = self.snapshot(handle).map(|s| s.sequence);
+        Wait::new(QueueRef::Owned(self.inner.clone()), handle, seq)
+    }
+
+    /// [`wait_after`](Self::wait_after) as a future that owns a clone of
+    /// the queue (`Send + 'static`).
+    pub fn wait_after_owned(&self, snapshot: Snapshot) -> Wait<'static> {
+        Wait::new(
+            QueueRef::Owned(self.inner.clone()),
+            snapshot.handle,
+            Ok(snapshot.sequence),
+        )
     }
 
     /// Whether `handle` is registered (its generation is current).
@@ -585,6 +645,125 @@ impl Inner {
             n += crate::subscription::deliver(slot, prev, arg, self);
         }
         n
+    }
+
+    /// `notify_one` / `notify_n`: completes up to `n` of the oldest waits,
+    /// then leaves a permit if it completed fewer (see `notify_oldest` for
+    /// why no registration racing with the permit is missed).
+    pub(crate) fn notify_some(
+        &self,
+        handle: Handle,
+        arg: i64,
+        n: usize,
+    ) -> Result<usize, QueueError> {
+        let slot = self.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        let mut done = 0;
+        // Acquire: as in the waiter's first look; the CASes below check it.
+        let mut word = slot.state.load(Ordering::Acquire);
+        loop {
+            if eventcount::generation(word) != handle.generation {
+                // Unregistered meanwhile: its waits complete as closed.
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(QueueError::StaleHandle)
+                };
+            }
+            if done >= n {
+                return Ok(done);
+            }
+            let mut seen_claims = None;
+            if word & eventcount::WAITERS != 0 {
+                loop {
+                    let mut batch = eventcount::WakeBatch::new();
+                    let (got, claims) = {
+                        let _guard = crate::sync::pin(&self.collector);
+                        // Acquire pairs with the Release CAS that installed it.
+                        let list = slot.waiters.load(Ordering::Acquire);
+                        // SAFETY: pinned; the slot's reference is only
+                        // released through `retire`, after this pin ends.
+                        match unsafe { list.as_ref() } {
+                            Some(list) if list.generation == handle.generation => {
+                                list.notify_oldest(n - done, arg, &mut batch)
+                            }
+                            _ => (0, 0),
+                        }
+                    };
+                    // A full batch may have cut the scan short: go on after
+                    // waking it.
+                    let more = batch.is_full();
+                    let count = batch.wake();
+                    self.note_wakes(count);
+                    done += got;
+                    seen_claims = Some(claims);
+                    if done >= n || !more {
+                        break;
+                    }
+                }
+                if done >= n {
+                    return Ok(done);
+                }
+            }
+            // Leave (or renew) the permit. The CAS runs even if the bit is
+            // set: it is what orders us after a waiter's registration RMW.
+            // Relaxed: published by the Release half of the CAS below.
+            slot.permit_arg(handle.generation)
+                .store(arg, Ordering::Relaxed);
+            // AcqRel: Release publishes the permit's argument to the wait
+            // that takes it; Acquire makes the claims of waiters that
+            // registered before us visible to the check below.
+            match slot.state.compare_exchange(
+                word,
+                word | eventcount::PERMIT,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => word |= eventcount::PERMIT,
+                Err(actual) => {
+                    word = actual;
+                    continue;
+                }
+            }
+            let Some(before) = seen_claims else {
+                // `WAITERS` was clear in the word we replaced: no wait had
+                // registered, and any later one sees the permit.
+                return Ok(done);
+            };
+            let now = {
+                let _guard = crate::sync::pin(&self.collector);
+                // Acquire pairs with the Release CAS that installed it.
+                let list = slot.waiters.load(Ordering::Acquire);
+                // SAFETY: pinned (as above).
+                unsafe { list.as_ref() }.map_or(before, |l| l.claims())
+            };
+            if now == before {
+                return Ok(done);
+            }
+            // A wait may have registered between our scan and our CAS without
+            // seeing the permit: take the permit back (if nobody took it) and
+            // look again.
+            loop {
+                if eventcount::generation(word) != handle.generation
+                    || word & eventcount::PERMIT == 0
+                {
+                    // Closed, or a wait took the permit: delivered.
+                    return Ok(done);
+                }
+                // AcqRel: as the CAS above (we rescan after it).
+                match slot.state.compare_exchange(
+                    word,
+                    word & !eventcount::PERMIT,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        word &= !eventcount::PERMIT;
+                        break;
+                    }
+                    Err(actual) => word = actual,
+                }
+            }
+        }
     }
 
     pub(crate) fn note_wakes(&self, count: eventcount::WakeCount) {

@@ -35,7 +35,7 @@ impl Snapshot {
         self.handle
     }
 
-    /// The sequence (number of notifies of this handle so far, mod 2^38).
+    /// The sequence (number of notifies of this handle so far, mod 2^37).
     pub fn sequence(&self) -> u64 {
         self.sequence
     }
@@ -44,9 +44,12 @@ impl Snapshot {
 /// What a completed wait saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Notified {
-    /// The handle's sequence when the wait completed.
+    /// The handle's sequence when the wait completed (a wait completed by
+    /// `notify_one` or a permit reports its snapshot's sequence, and
+    /// `coalesced == 1`).
     pub sequence: u64,
-    /// The argument of the latest notify (see below).
+    /// The argument of the latest notify (see below), or of the
+    /// `notify_one` (or its permit) that completed this wait.
     ///
     /// With one notifier per handle this is exactly the argument of the
     /// notify that produced `sequence`. Notifiers racing on one handle
@@ -54,10 +57,10 @@ pub struct Notified {
     /// argument of a notify that has not yet bumped the sequence.
     pub arg: i64,
     /// Notifies since the snapshot: how many this wake coalesced. Always at
-    /// least 1. Counted modulo 2^38 (like [`Snapshot::sequence`]): only a
-    /// wait first polled more than 2^38 notifies (over 2.7 * 10^11) after
+    /// least 1. Counted modulo 2^37 (like [`Snapshot::sequence`]): only a
+    /// wait first polled more than 2^37 notifies (over 1.3 * 10^11) after
     /// its snapshot can read a smaller count, and one polled exactly a
-    /// multiple of 2^38 notifies after it sees no change and waits for the
+    /// multiple of 2^37 notifies after it sees no change and waits for the
     /// next notify.
     pub coalesced: u64,
 }
@@ -84,29 +87,62 @@ pub struct Notified {
 /// A pending wait holds one entry of its handle's waiter list (and keeps
 /// that list alive). A wait that is leaked (`mem::forget`) keeps its entry
 /// until the handle is unregistered and pins at most that one list: at most
-/// `max_waiters_per_handle` entries of 32 bytes on 64-bit targets plus a
+/// `max_waiters_per_handle` entries of 40 bytes on 64-bit targets plus a
 /// few hundred bytes of list header. Leaking waits can use up the handle's
 /// waiter limit (later waits get [`QueueError::WaiterLimit`]) but never
-/// another handle's, and never blocks or slows a notify.
+/// another handle's, and never blocks or slows a notify. A leaked wait
+/// that [`notify_one`](crate::NotificationQueue::notify_one) had chosen
+/// keeps that one wake (it is handed on only when a wait completes or is
+/// dropped).
 ///
 /// # Cancel safety
 ///
 /// Dropping a `Wait` at any point releases its waiter entry at once; no
-/// notification is consumed by a wait (notifications are a counter, not a
-/// queue), so a new wait from the same snapshot sees the same outcome.
+/// [`notify`](crate::NotificationQueue::notify) is consumed by a wait
+/// (notifications are a counter, not a queue), so a new wait from the same
+/// snapshot sees the same outcome. A `notify_one` *is* consumed by the
+/// wait that reports it; one that chose a wait dropped before it could
+/// report it passes on to the next waiting wait, or becomes the permit.
+///
+/// # Owned waits
+///
+/// [`NotificationQueue::wait_owned`](crate::NotificationQueue::wait_owned) and
+/// [`NotificationQueue::wait_after_owned`](crate::NotificationQueue::wait_after_owned) return a `Wait<'static>` that
+/// holds a clone of the queue: `Send + 'static`, for spawned tasks.
 ///
 /// [`NotificationQueue::wait`]: crate::NotificationQueue::wait
 /// [`NotificationQueue::wait_after`]: crate::NotificationQueue::wait_after
 #[must_use = "a Wait does nothing unless polled or waited on"]
 #[derive(Debug)]
 pub struct Wait<'a> {
-    inner: &'a Inner,
+    inner: QueueRef<'a>,
     handle: Handle,
     /// The snapshot sequence, or the error found while taking it.
     start: Result<u64, QueueError>,
     hint: Option<Hint>,
     /// Our claimed entry and the list that owns it.
-    entry: Option<(Arc<WaiterList>, usize, *const Entry)>,
+    entry: Option<EntryRef>,
+}
+
+/// A claimed waiter entry and the list that owns it.
+type EntryRef = (Arc<WaiterList>, usize, *const Entry);
+
+/// The queue a [`Wait`] belongs to: borrowed, or owned for `'static` waits.
+#[derive(Debug)]
+pub(crate) enum QueueRef<'a> {
+    Borrowed(&'a Inner),
+    Owned(Arc<Inner>),
+}
+
+impl core::ops::Deref for QueueRef<'_> {
+    type Target = Inner;
+    #[inline]
+    fn deref(&self) -> &Inner {
+        match self {
+            QueueRef::Borrowed(inner) => inner,
+            QueueRef::Owned(inner) => inner,
+        }
+    }
 }
 
 // SAFETY: the raw entry pointer points into the `Arc<WaiterList>` held beside
@@ -118,7 +154,7 @@ unsafe impl Sync for Wait<'_> {}
 impl Unpin for Wait<'_> {}
 
 impl<'a> Wait<'a> {
-    pub(crate) fn new(inner: &'a Inner, handle: Handle, start: Result<u64, QueueError>) -> Self {
+    pub(crate) fn new(inner: QueueRef<'a>, handle: Handle, start: Result<u64, QueueError>) -> Self {
         Self {
             inner,
             handle,
@@ -167,11 +203,70 @@ impl<'a> Wait<'a> {
         }))
     }
 
-    fn release(&mut self) {
-        if let Some((list, index, entry)) = self.entry.take() {
-            // SAFETY: `entry` was claimed from `list`, which we still hold.
-            list.release(index, unsafe { &*entry }, self.hint.is_some());
+    /// Gives our entry back; returns the argument of a `notify_one` that
+    /// had chosen us, which the caller must report or hand on.
+    /// (An associated function on the fields, so a poll can call it while
+    /// it borrows the queue.)
+    fn take_entry(entry: &mut Option<EntryRef>, hinted: bool) -> Option<i64> {
+        let (list, index, entry) = entry.take()?;
+        // SAFETY: `entry` was claimed from `list`, which we still hold.
+        list.release(index, unsafe { &*entry }, hinted)
+    }
+
+    /// Gives our entry back, passing on a `notify_one` that had chosen us
+    /// (to the next waiter, or as the permit).
+    fn release_in(inner: &Inner, handle: Handle, entry: &mut Option<EntryRef>, hinted: bool) {
+        if let Some(arg) = Self::take_entry(entry, hinted) {
+            // Stale: the handle was closed, and its waits with it.
+            let _ = inner.notify_some(handle, arg, 1);
         }
+    }
+
+    fn release(&mut self) {
+        Self::release_in(
+            &self.inner,
+            self.handle,
+            &mut self.entry,
+            self.hint.is_some(),
+        );
+    }
+
+    /// The outcome of a wait completed by `notify_one` or a permit.
+    fn one(start: u64, arg: i64) -> Result<Notified, QueueError> {
+        Ok(Notified {
+            sequence: start,
+            arg,
+            coalesced: 1,
+        })
+    }
+
+    /// Takes the handle's permit if it has one, as long as the word is
+    /// still at our generation and snapshot. Returns its argument.
+    fn take_permit(&self, slot: &Slot, mut word: u64, start: u64) -> Option<i64> {
+        while word & eventcount::PERMIT != 0
+            && eventcount::generation(word) == self.handle.generation
+            && eventcount::sequence(word) == start
+        {
+            // AcqRel: Acquire reads the permit's argument, stored before
+            // the notifier's Release CAS; Release keeps our registration
+            // (if any) ordered before later RMWs, as the CAS below does.
+            match slot.state.compare_exchange_weak(
+                word,
+                word & !eventcount::PERMIT,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                // Relaxed: ordered by the Acquire CAS.
+                Ok(_) => {
+                    return Some(
+                        slot.permit_arg(self.handle.generation)
+                            .load(Ordering::Relaxed),
+                    );
+                }
+                Err(actual) => word = actual,
+            }
+        }
+        None
     }
 
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Result<Notified, QueueError>> {
@@ -182,10 +277,31 @@ impl<'a> Wait<'a> {
         let Some(slot) = self.inner.table.slot(self.handle) else {
             return Poll::Ready(Err(QueueError::StaleHandle));
         };
+        // A `notify_one` that chose us comes first: it was delivered to us.
+        if self.notified_one() {
+            if let Some(arg) = Self::take_entry(&mut self.entry, self.hint.is_some()) {
+                return Poll::Ready(Self::one(start, arg));
+            }
+        }
         // Acquire: see the arg published with a newer sequence.
-        if let Some(done) = self.check(slot, slot.state.load(Ordering::Acquire), start) {
-            self.release();
+        let word = slot.state.load(Ordering::Acquire);
+        if let Some(done) = self.check(slot, word, start) {
+            Self::release_in(
+                &self.inner,
+                self.handle,
+                &mut self.entry,
+                self.hint.is_some(),
+            );
             return Poll::Ready(done);
+        }
+        if let Some(arg) = self.take_permit(slot, word, start) {
+            Self::release_in(
+                &self.inner,
+                self.handle,
+                &mut self.entry,
+                self.hint.is_some(),
+            );
+            return Poll::Ready(Self::one(start, arg));
         }
         if self.entry.is_none() {
             let Some(list) = self.inner.waiter_list(slot, self.handle.generation) else {
@@ -226,6 +342,25 @@ impl<'a> Wait<'a> {
             {
                 break;
             }
+            if word & eventcount::PERMIT != 0 {
+                // A permit: take it instead of sleeping.
+                match self.take_permit(slot, word, start) {
+                    Some(arg) => {
+                        Self::release_in(
+                            &self.inner,
+                            self.handle,
+                            &mut self.entry,
+                            self.hint.is_some(),
+                        );
+                        return Poll::Ready(Self::one(start, arg));
+                    }
+                    None => {
+                        // Acquire: as above.
+                        word = slot.state.load(Ordering::Acquire);
+                        continue;
+                    }
+                }
+            }
             // AcqRel: Release publishes the registration above to the
             // notifier whose CAS reads this flag; Acquire sees its arg if it
             // came first.
@@ -240,10 +375,31 @@ impl<'a> Wait<'a> {
             }
         }
         if let Some(done) = self.check(slot, word, start) {
-            self.release();
+            Self::release_in(
+                &self.inner,
+                self.handle,
+                &mut self.entry,
+                self.hint.is_some(),
+            );
             return Poll::Ready(done);
         }
+        // After our registration: a `notify_one` that chose us either sees
+        // our waker or is seen here.
+        if self.notified_one() {
+            if let Some(arg) = Self::take_entry(&mut self.entry, self.hint.is_some()) {
+                return Poll::Ready(Self::one(start, arg));
+            }
+        }
         Poll::Pending
+    }
+
+    /// Whether a `notify_one` completed our entry.
+    fn notified_one(&self) -> bool {
+        self.entry.as_ref().is_some_and(|(_, _, entry)| {
+            // SAFETY: the entry lives in the list whose `Arc` we hold and we
+            // own it (claimed, not yet released).
+            unsafe { &**entry }.is_notified()
+        })
     }
 
     /// Blocks the thread until a notify after the snapshot, or close.
@@ -282,6 +438,15 @@ impl<'a> Wait<'a> {
         self.check(slot, slot.state.load(Ordering::Acquire), start)
     }
 
+    /// Whether the handle holds a `notify_one` permit.
+    fn permit_present(&self) -> bool {
+        self.inner.table.slot(self.handle).is_some_and(|slot| {
+            // Relaxed: a hint to stop spinning; the poll takes the permit
+            // with a CAS.
+            slot.state.load(Ordering::Relaxed) & eventcount::PERMIT != 0
+        })
+    }
+
     /// Spins (then yields) for a few microseconds, as crossbeam's channels
     /// do, before the caller parks: a notify from another CPU that comes
     /// within that time costs no sleep and no wake-up. Each step is one load
@@ -295,6 +460,9 @@ impl<'a> Wait<'a> {
         while !backoff.is_completed() {
             if let Some(done) = self.peek() {
                 return Some(done);
+            }
+            if self.permit_present() {
+                return None; // the first poll takes it
             }
             backoff.snooze();
         }

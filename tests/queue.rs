@@ -490,7 +490,7 @@ fn notify_wakes_more_waiters_than_one_wake_batch() {
 fn sixty_four_bit_arguments_reach_waits_and_subscribers_unchanged() {
     let q = queue();
     let h = q.register("wide").unwrap();
-    let mut sub = q.subscribe(h, 8).unwrap();
+    let mut sub = q.subscribe(h, 8, "wide-sub").unwrap();
     // Another handle's identity as a 64-bit value, and the extremes.
     let other = q.register("other").unwrap();
     let id = (i64::from(other.index()) << 32) | i64::from(other.generation());

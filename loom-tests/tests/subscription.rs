@@ -127,7 +127,7 @@ fn overflow_model(overflow: Overflow) {
         let q2 = q.clone();
         let b = thread::spawn(move || q2.notify(h, 2).unwrap());
         let (mut got, mut lag) = (Vec::new(), 0);
-        let mut step = |got: &mut Vec<i32>, lag: &mut u64| match sub.try_recv() {
+        let mut step = |got: &mut Vec<i64>, lag: &mut u64| match sub.try_recv() {
             Ok(v) => got.push(v),
             Err(TryRecvError::Lagged(n)) => *lag += n,
             Err(TryRecvError::Empty) => {}
@@ -235,7 +235,7 @@ fn lapped_producer_vs_receiver_accounting() {
             q2.notify(h, 3).unwrap();
         });
         let (mut got, mut lag) = (Vec::new(), 0);
-        let mut step = |got: &mut Vec<i32>, lag: &mut u64| match sub.try_recv() {
+        let mut step = |got: &mut Vec<i64>, lag: &mut u64| match sub.try_recv() {
             Ok(v) => got.push(v),
             Err(TryRecvError::Lagged(n)) => *lag += n,
             Err(TryRecvError::Empty) => {}
@@ -249,7 +249,7 @@ fn lapped_producer_vs_receiver_accounting() {
         }
         assert_eq!(got.len() as u64 + lag, 3, "got {got:?}, lag {lag}");
         assert_eq!(sub.dropped(), lag);
-        let at = |x: i32| got.iter().position(|&v| v == x);
+        let at = |x: i64| got.iter().position(|&v| v == x);
         if let (Some(two), Some(three)) = (at(2), at(3)) {
             assert!(two < three, "got {got:?}");
         }

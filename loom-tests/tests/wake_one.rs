@@ -1,0 +1,119 @@
+//! Loom models of `notify_one`: no lost wakeup against registration, and a
+//! wake is never lost to a cancelled wait.
+#![cfg(notification_queue_loom)]
+
+use loom::future::block_on;
+use loom::thread;
+use notification_queue::{Config, NotificationQueue};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+fn queue() -> NotificationQueue {
+    NotificationQueue::new(Config::default())
+}
+
+/// Counts its wakes (plain std atomics: only read after the threads joined).
+#[derive(Default)]
+struct Counting(AtomicUsize);
+
+impl Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn poll_with<F: std::future::Future + Unpin>(f: &mut F, waker: &Waker) -> Poll<F::Output> {
+    let mut cx = Context::from_waker(waker);
+    std::pin::Pin::new(f).poll(&mut cx)
+}
+
+/// No lost wakeup: a notify_one racing with a wait's registration either
+/// completes the wait or leaves the permit the wait takes.
+#[test]
+fn notify_one_vs_registration() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            q2.notify_one(h, 5).unwrap();
+        });
+        let got = block_on(q.wait(h)).unwrap();
+        assert_eq!(got.arg, 5);
+        t.join().unwrap();
+        // The one wake was used: nothing is left over.
+        let mut next = q.wait(h);
+        assert!(poll_with(&mut next, Waker::noop()).is_pending());
+    });
+}
+
+/// As above, but an earlier wait left `WAITERS` set, so notify_one scans
+/// the list: a wait that registers between that scan and the permit must
+/// still complete (the claim count check).
+#[test]
+fn notify_one_vs_registration_after_a_cancelled_wait() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut gone = q.wait(h);
+        assert!(poll_with(&mut gone, Waker::noop()).is_pending());
+        drop(gone);
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            q2.notify_one(h, 5).unwrap();
+        });
+        let got = block_on(q.wait(h)).unwrap();
+        assert_eq!(got.arg, 5);
+        t.join().unwrap();
+        let mut next = q.wait(h);
+        assert!(poll_with(&mut next, Waker::noop()).is_pending());
+    });
+}
+
+/// A notify_one racing with the cancellation of the oldest wait: the second
+/// wait is woken and completes with the argument, whatever the
+/// interleaving (the notifier moves on, or the cancelled wait hands the
+/// wake on), and no permit is left behind.
+#[test]
+fn notify_one_vs_cancel_of_the_chosen_wait() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut first = q.wait_owned(h);
+        let mut second = q.wait(h);
+        let count = Arc::new(Counting::default());
+        let waker = Waker::from(count.clone());
+        assert!(poll_with(&mut first, Waker::noop()).is_pending());
+        assert!(poll_with(&mut second, &waker).is_pending());
+        let canceller = thread::spawn(move || drop(first));
+        assert!(q.notify_one(h, 7).unwrap() <= 1);
+        canceller.join().unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the second wait was woken");
+        match poll_with(&mut second, &waker) {
+            Poll::Ready(r) => assert_eq!(r.unwrap().arg, 7),
+            Poll::Pending => panic!("the wake was lost"),
+        }
+        let mut next = q.wait(h);
+        assert!(poll_with(&mut next, Waker::noop()).is_pending(), "no permit");
+    });
+}
+
+/// The same race with no other wait: the wake becomes the permit.
+#[test]
+fn notify_one_vs_cancel_of_the_only_wait() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut only = q.wait_owned(h);
+        assert!(poll_with(&mut only, Waker::noop()).is_pending());
+        let canceller = thread::spawn(move || drop(only));
+        q.notify_one(h, 3).unwrap();
+        canceller.join().unwrap();
+        let mut next = q.wait(h);
+        match poll_with(&mut next, Waker::noop()) {
+            Poll::Ready(r) => assert_eq!(r.unwrap().arg, 3),
+            Poll::Pending => panic!("the wake was lost"),
+        }
+    });
+}
