@@ -1,6 +1,8 @@
 //! A fixed workload for counting instructions with cachegrind
 //! (`scripts/cachegrind.sh`): `N` idle notifies (nobody waiting) on one
-//! handle, or `N` bare `fetch_add`s for the floor.
+//! handle, `N` bare `fetch_add`s for the floor, or `N` idle notifies of a
+//! peer (`event_listener::Event::notify(usize::MAX)`,
+//! `tokio::sync::Notify::notify_waiters`).
 //!
 //! ```text
 //! cargo run --release --example notify_fastpath -- notify 1000000
@@ -21,7 +23,9 @@ fn main() {
         Some(Ok(n)) => n,
         None => 1_000_000,
         Some(Err(e)) => {
-            eprintln!("usage: notify_fastpath [notify|fetch_add] [N]: {e}");
+            eprintln!(
+                "usage: notify_fastpath [notify|fetch_add|event_listener|tokio_notify] [N]: {e}"
+            );
             std::process::exit(2);
         }
     };
@@ -41,6 +45,20 @@ fn main() {
                 ok += queue.notify(black_box(handle), black_box(1)).is_ok() as u64;
             }
         }
+        "event_listener" => {
+            let event = event_listener::Event::new();
+            for _ in 0..n {
+                black_box(black_box(&event).notify(black_box(usize::MAX)));
+                ok += 1;
+            }
+        }
+        "tokio_notify" => {
+            let notify = tokio::sync::Notify::new();
+            for _ in 0..n {
+                black_box(&notify).notify_waiters();
+                ok += 1;
+            }
+        }
         "fetch_add" => {
             for _ in 0..n {
                 // Relaxed: the floor being counted; nothing pairs with it.
@@ -49,7 +67,9 @@ fn main() {
             }
         }
         other => {
-            eprintln!("unknown mode {other:?} (notify | fetch_add)");
+            eprintln!(
+                "unknown mode {other:?} (notify | fetch_add | event_listener | tokio_notify)"
+            );
             std::process::exit(2);
         }
     }

@@ -572,8 +572,15 @@ def main():
               "instructions of a run with 2N operations minus a run with N, divided by N):", "",
               "| loop | instructions per iteration |", "|---|---|",
               f"| `queue.notify(h, 1)` (nobody waiting) | {cg['instructions_per_notify']:.1f} |",
-              f"| bare `fetch_add` | {cg['instructions_per_fetch_add']:.1f} |", "",
-              "Both counts include the loop and `black_box` overhead; the difference is the cost "
+              f"| bare `fetch_add` | {cg['instructions_per_fetch_add']:.1f} |"]
+        if "instructions_per_event_listener_notify" in cg:
+            L += [f"| `event_listener::Event::notify(usize::MAX)` (nobody listening) | "
+                  f"{cg['instructions_per_event_listener_notify']:.1f} |"]
+        if "instructions_per_tokio_notify_waiters" in cg:
+            L += [f"| `tokio::sync::Notify::notify_waiters()` (nobody waiting) | "
+                  f"{cg['instructions_per_tokio_notify_waiters']:.1f} |"]
+        L += ["",
+              "Every count includes the loop and `black_box` overhead; the difference to the floor is the cost "
               "of the handle check, bucket lookup, generation compare, argument store and CAS "
               "over a plain atomic add. Instruction counts are exact and noise-free; the time "
               "tables above say what the instructions cost.", ""]

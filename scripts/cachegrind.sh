@@ -2,7 +2,8 @@
 # Instructions per idle notify, counted exactly by cachegrind (no hardware
 # counters needed): runs examples/notify_fastpath.rs (release build) under
 # `valgrind --tool=cachegrind --cache-sim=no` with N and 2N operations, for
-# `notify` and for the bare `fetch_add` floor, and divides the difference of
+# `notify`, the bare `fetch_add` floor and the peers' idle notifies
+# (event-listener, tokio `Notify`), and divides the difference of
 # the instruction totals by N (set-up and tear-down cancel out).
 #
 # Usage: scripts/cachegrind.sh [N]          (default N = 1000000)
@@ -39,9 +40,13 @@ per_op() {
 
 NOTIFY="$(per_op notify)"
 FETCH_ADD="$(per_op fetch_add)"
+EVENT_LISTENER="$(per_op event_listener)"
+TOKIO_NOTIFY="$(per_op tokio_notify)"
 VERSION="$(valgrind --version)"
 echo "instructions per notify (idle):  $NOTIFY"
 echo "instructions per fetch_add loop: $FETCH_ADD"
+echo "instructions per event_listener::Event::notify (idle): $EVENT_LISTENER"
+echo "instructions per tokio::sync::Notify::notify_waiters (idle): $TOKIO_NOTIFY"
 echo "(N = $N, $VERSION, difference of runs with N and 2N operations; loop overhead included in both)"
 
 mkdir -p "$OUT_DIR"
@@ -51,6 +56,8 @@ cat >"$OUT_DIR/cachegrind.json" <<EOF
   "valgrind": "$VERSION",
   "command": "scripts/cachegrind.sh $N",
   "instructions_per_notify": $NOTIFY,
-  "instructions_per_fetch_add": $FETCH_ADD
+  "instructions_per_fetch_add": $FETCH_ADD,
+  "instructions_per_event_listener_notify": $EVENT_LISTENER,
+  "instructions_per_tokio_notify_waiters": $TOKIO_NOTIFY
 }
 EOF
