@@ -203,7 +203,11 @@ fn cancelled_recv_vs_notify() {
         match first {
             Poll::Ready(v) => {
                 assert_eq!(v, Ok(1));
-                assert_eq!(woken, 0);
+                // The notify that delivered the value may have taken the
+                // waker (it saw `waiting`) just before the poll's second look
+                // found the value: one wake racing the completion is allowed
+                // (a spurious wake, as with any waker), never more.
+                assert!(woken <= 1);
             }
             Poll::Pending => {
                 assert!(woken <= 1);
