@@ -1,7 +1,7 @@
 //! MemPipe: one test (or more) per rule of the writer and the reader.
 
 use futures::executor::block_on;
-use notification_queue::mempipe::{EBADF, EPIPE, Limits, PipeError, Reader, Writer, pipe};
+use notification_queue::mempipe::{EBADF, ENOSPC, EPIPE, Limits, PipeError, Reader, Writer, pipe};
 use notification_queue::{Config, NotificationQueue, QueueError};
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Waker};
@@ -145,7 +145,7 @@ fn close_vs_read_never_loses_the_tail() {
         for (mut w, fail) in writers {
             w.write(b"tail").unwrap();
             if fail {
-                w.set_error(11);
+                w.set_error(11).unwrap();
             } else {
                 w.close();
             }
@@ -211,7 +211,11 @@ fn write_after_close_is_ebadf_even_empty() {
     assert_eq!(w.write(b"x"), Err(PipeError::Closed));
     assert_eq!(w.write(b""), Err(PipeError::Closed));
     assert_eq!(PipeError::Closed.errno(), EBADF);
-    w.set_error(3); // ignored once closed
+    assert_eq!(
+        w.set_error(3),
+        Err(PipeError::Closed),
+        "refused once closed"
+    );
     assert_eq!(w.error(), None);
     assert_eq!(r.read(&mut [0u8; 4]), Ok(0));
     assert!(!q.is_registered(w.handle()), "close unregisters the handle");
@@ -222,8 +226,8 @@ fn error_state_returns_that_error_even_for_empty_writes() {
     let q = queue();
     let (mut w, f) = pipe(&q, "failed", small()).unwrap();
     let _r = f.reader().unwrap();
-    w.set_error(5);
-    w.set_error(6); // first error wins
+    w.set_error(5).unwrap();
+    assert_eq!(w.set_error(6), Err(PipeError::Failed { errno: 5 })); // first error wins
     assert_eq!(w.error(), Some(5));
     assert_eq!(w.write(b"x"), Err(PipeError::Failed { errno: 5 }));
     assert_eq!(w.write(b""), Err(PipeError::Failed { errno: 5 }));
@@ -239,7 +243,7 @@ fn failed_writer_readers_drain_then_epipe_with_errno() {
     let mut r2 = f.reader().unwrap();
     let data = stream(100);
     write_all(&mut w, &data);
-    w.set_error(42);
+    w.set_error(42).unwrap();
     let expect = PipeError::BrokenPipe {
         writer_errno: Some(42),
     };
@@ -273,7 +277,7 @@ fn reader_errors_are_private_and_take_precedence() {
     assert_eq!(w.write(b"gh"), Ok(2));
     assert_eq!(w.error(), None);
     // Own error beats the writer's.
-    w.set_error(9);
+    w.set_error(9).unwrap();
     assert_eq!(r1.read(&mut buf), Err(PipeError::Reader { errno: 7 }));
     r1.clear_error();
     assert_eq!(
@@ -309,13 +313,27 @@ fn write_with_no_readers_left_is_epipe() {
         w.write(b"x"),
         Err(PipeError::BrokenPipe { writer_errno: None })
     );
-    assert_eq!(w.write(b""), Ok(0), "an empty write is still a no-op");
-    // A new reader revives it (the factory is still there).
+    assert_eq!(
+        w.write(b""),
+        Err(PipeError::BrokenPipe { writer_errno: None }),
+        "the writer stays failed with EPIPE"
+    );
+    assert_eq!(w.error(), Some(EPIPE));
+    // A new reader does not revive it: it drains, then gets the EPIPE.
     let mut r = f.reader().unwrap();
-    assert_eq!(w.write(b"!"), Ok(1));
+    assert_eq!(
+        w.write(b"!"),
+        Err(PipeError::BrokenPipe { writer_errno: None })
+    );
     let mut buf = [0u8; 8];
-    assert_eq!(r.read(&mut buf), Ok(6));
-    assert_eq!(&buf[..6], b"early!");
+    assert_eq!(r.read(&mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"early");
+    assert_eq!(
+        r.read(&mut buf),
+        Err(PipeError::BrokenPipe {
+            writer_errno: Some(EPIPE)
+        })
+    );
 
     // No factory and no reader: nobody can ever read.
     let (mut w2, f2) = pipe(&q, "sealed-empty", small()).unwrap();
@@ -373,10 +391,18 @@ fn byte_limit_writes_what_fits_then_full() {
     assert_eq!(w.tell(), 10);
     let e: std::io::Error = PipeError::Full { limit: 10 }.into();
     assert_eq!(e.kind(), std::io::ErrorKind::OutOfMemory);
-    // Keeping everything, reading does not make room.
+    // Keeping everything, reading could never make room: the writer failed
+    // with ENOSPC, and the reader drains, then gets it.
+    assert_eq!(w.error(), Some(ENOSPC));
+    assert_eq!(w.write(b"z"), Err(PipeError::Failed { errno: ENOSPC }));
     let mut buf = [0u8; 16];
     assert_eq!(r.read(&mut buf), Ok(10));
-    assert_eq!(w.write(b"z"), Err(PipeError::Full { limit: 10 }));
+    assert_eq!(
+        r.read(&mut buf),
+        Err(PipeError::BrokenPipe {
+            writer_errno: Some(ENOSPC)
+        })
+    );
 }
 
 #[test]
@@ -654,7 +680,7 @@ fn embedded_io_async_traits() {
     block_on(async {
         Write::write_all(&mut w, b"async bytes").await.unwrap();
         Write::flush(&mut w).await.unwrap();
-        w.set_error(4);
+        w.set_error(4).unwrap();
         let mut buf = [0u8; 11];
         Read::read_exact(&mut r, &mut buf).await.unwrap();
         assert_eq!(&buf, b"async bytes");
@@ -693,7 +719,7 @@ fn std_io_traits() {
     let (mut w, f) = pipe(&q, "stdio-fail", small()).unwrap();
     let mut r = f.reader().unwrap();
     Write::write_all(&mut w, b"ab").unwrap();
-    w.set_error(13);
+    w.set_error(13).unwrap();
     let mut got = Vec::new();
     let e = Read::read_to_end(&mut r, &mut got).unwrap_err();
     assert_eq!(got, b"ab");

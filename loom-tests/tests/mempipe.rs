@@ -57,7 +57,7 @@ fn set_error_vs_read() {
         let mut r = f.reader().unwrap();
         let t = thread::spawn(move || {
             assert_eq!(w.write(b"ab"), Ok(2));
-            w.set_error(5);
+            w.set_error(5).unwrap();
         });
         let expect = PipeError::BrokenPipe {
             writer_errno: Some(5),

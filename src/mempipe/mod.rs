@@ -19,9 +19,18 @@
 //!   Nothing a reader waits on is shared: other clients of the queue, or a
 //!   reader that leaks its read futures, cannot stop a reader from waiting.
 //! - **The handle**: the writer also owns one queue handle and notifies it
-//!   after every non-empty write (argument: the length) and on close/failure
-//!   (then unregisters it), for anyone outside the pipe who waits on or
-//!   subscribes to it ([`Writer::handle`]). Readers do not use it.
+//!   after every non-empty write and on close/failure (then unregisters
+//!   it), for anyone outside the pipe who waits on or subscribes to it
+//!   ([`Writer::handle`]). Readers do not use it. The argument is a
+//!   [`PipeEvent`]: a commit notifies its length (`>= 0`), a failure
+//!   `-errno` (`errno` in `1..=4095`), a clean close [`CLOSED_ARG`]
+//!   (`i32::MIN`); decode it with [`PipeEvent::from_arg`].
+//! - **Errors that stick**: once every reader that joined has gone, the
+//!   next write fails with `EPIPE` and the writer stays failed with it (a
+//!   reader joining later reads what was written, then gets EPIPE). While
+//!   every byte is kept, a write that finds the byte limit reached fails
+//!   the writer with `ENOSPC` (nothing could ever free room); its readers
+//!   drain, then get it.
 //! - **End of stream**: the writer sets its terminal state after its last
 //!   commit; a reader that sees it reloads the length, drains every byte, and
 //!   only then returns EOF (closed) or [`PipeError::BrokenPipe`] carrying the
@@ -60,11 +69,13 @@
 
 mod buffer;
 mod error;
+mod event;
 mod io;
 mod reader;
 mod writer;
 
 pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
+pub use event::{CLOSED_ARG, MAX_ERRNO, NotifyArg, PipeEvent};
 pub use reader::Reader;
 pub use writer::Writer;
 

@@ -6,15 +6,16 @@
 //! needed), stores the new length with `Release`, wakes the sleeping readers
 //! (see `buffer::ReaderSlot`), then notifies the pipe's handle with the
 //! length. Close and failure store the terminal state with `Release` *after*
-//! the last commit, wake the sleeping readers, notify `-1` and unregister the
-//! handle; readers then drain and see EOF/EPIPE.
+//! the last commit, wake the sleeping readers, notify the handle (see
+//! `event`) and unregister it; readers then drain and see EOF/EPIPE.
 //!
 //! Reclamation runs here too (see `buffer`): on every new segment, and when
 //! the byte limit is reached, the writer retires segments every live reader
 //! has passed, once the factory is sealed.
 
 use super::buffer::{ReaderSlot, Segment, WriterState};
-use super::{EVER, LIVE_MASK, PipeError, SEALED, Shared};
+use super::event::{PipeEvent, valid_errno};
+use super::{ENOSPC, EPIPE, EVER, LIVE_MASK, PipeError, SEALED, Shared};
 use crate::Handle;
 use crate::sync::{Arc, Ordering, fence};
 use core::ptr;
@@ -44,7 +45,7 @@ pub(super) const POOL_CAP: usize = 1;
 /// assert_eq!(w.write(b""), Ok(0)); // wakes nobody
 /// assert_eq!(w.write(b"abc"), Ok(3));
 /// assert_eq!(w.tell(), 3);
-/// w.set_error(5);
+/// w.set_error(5).unwrap();
 /// assert_eq!(w.write(b"x"), Err(PipeError::Failed { errno: 5 }));
 /// let mut buf = [0u8; 8];
 /// assert_eq!(r.read(&mut buf), Ok(3)); // drains first...
@@ -64,6 +65,8 @@ pub struct Writer {
     /// Bytes written and committed.
     written: u64,
     state: WriterState,
+    /// The failure is a broken pipe (writes return `BrokenPipe`).
+    broken: bool,
     /// Retired (or preallocated) segments no reader can reach. Its
     /// capacity is at least `POOL_CAP`, so retiring never allocates.
     pool: Vec<*mut Segment>,
@@ -100,6 +103,7 @@ impl Writer {
             head_base: 0,
             written: 0,
             state: WriterState::Open,
+            broken: false,
             pool,
             watched,
             sealed: false,
@@ -108,29 +112,32 @@ impl Writer {
     }
 
     /// Appends `buf` and wakes the readers; returns how many bytes were
-    /// written.
+    /// written. Never waits.
     ///
-    /// - Closed: [`PipeError::Closed`]; failed: [`PipeError::Failed`] (both
-    ///   even for an empty `buf`).
+    /// - Closed: [`PipeError::Closed`]; failed: [`PipeError::Failed`], or
+    ///   [`PipeError::BrokenPipe`] after a broken pipe (all even for an
+    ///   empty `buf`).
     /// - Empty `buf`: `Ok(0)`, nobody is woken.
     /// - No reader left (one existed, or the factory is gone, and every
-    ///   reader has been dropped): [`PipeError::BrokenPipe`].
+    ///   reader has gone): [`PipeError::BrokenPipe`], and the writer stays
+    ///   failed with `EPIPE` ([`error`](Self::error)); a reader that joins
+    ///   afterwards reads what was written, then gets `BrokenPipe` carrying
+    ///   `EPIPE`. Before any reader joined, writes succeed and are kept for
+    ///   the readers to come.
     /// - Byte limit: writes what fits; [`PipeError::Full`] if nothing fits.
+    ///   While every byte is kept (the factory is alive) a full pipe can
+    ///   never drain: that write fails the writer with `ENOSPC`, and its
+    ///   readers drain, then get `BrokenPipe` carrying `ENOSPC`.
     /// - The allocator refuses a segment the write needs:
     ///   [`PipeError::OutOfMemory`], and nothing of `buf` is written.
     pub fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
-        match self.state {
-            WriterState::Open => {}
-            WriterState::Closed => return Err(PipeError::Closed),
-            WriterState::Failed(errno) => return Err(PipeError::Failed { errno }),
-        }
+        self.check_writable()?;
         if buf.is_empty() {
             return Ok(0);
         }
-        // Acquire: pairs with the AcqRel/Release RMWs of reader creation,
-        // reader drop and sealing.
-        let readers = self.shared.readers.load(Ordering::Acquire);
-        if readers & LIVE_MASK == 0 && readers & (EVER | SEALED) != 0 {
+        if self.no_readers_left() {
+            self.broken = true;
+            self.finish(WriterState::Failed(EPIPE));
             return Err(PipeError::BrokenPipe { writer_errno: None });
         }
         let mut room = self.room();
@@ -138,6 +145,10 @@ impl Writer {
             self.reclaim();
             room = self.room();
             if room == 0 {
+                if !self.sealed {
+                    // Every byte is kept: nothing will ever free room.
+                    self.finish(WriterState::Failed(ENOSPC));
+                }
                 return Err(PipeError::Full {
                     limit: self.shared.limits.max_bytes,
                 });
@@ -161,11 +172,34 @@ impl Writer {
             .committed
             .store(self.written, Ordering::Release);
         self.wake_readers();
-        let arg = i32::try_from(n).unwrap_or(i32::MAX);
         // A failure means someone else unregistered our handle: only its
         // outside waiters and subscribers miss this; readers do not use it.
-        let _ = self.shared.queue.notify(self.shared.handle, arg);
+        let _ = self
+            .shared
+            .queue
+            .notify(self.shared.handle, PipeEvent::Data(n as u64).to_arg());
         Ok(n)
+    }
+
+    /// `Ok` while writes may go on; else the error every write returns.
+    fn check_writable(&self) -> Result<(), PipeError> {
+        match self.state {
+            WriterState::Open => Ok(()),
+            WriterState::Closed => Err(PipeError::Closed),
+            WriterState::Failed(_) if self.broken => {
+                Err(PipeError::BrokenPipe { writer_errno: None })
+            }
+            WriterState::Failed(errno) => Err(PipeError::Failed { errno }),
+        }
+    }
+
+    /// Every reader that could read has gone: one existed (or the factory
+    /// is gone) and none is alive.
+    fn no_readers_left(&self) -> bool {
+        // Acquire: pairs with the AcqRel/Release RMWs of reader creation,
+        // reader drop/close and sealing.
+        let readers = self.shared.readers.load(Ordering::Acquire);
+        readers & LIVE_MASK == 0 && readers & (EVER | SEALED) != 0
     }
 
     /// Closes the writer: readers drain what was written, then see EOF.
@@ -176,14 +210,22 @@ impl Writer {
         }
     }
 
-    /// Marks the writer failed with `errno` (ignored once closed or already
-    /// failed): its writes return [`PipeError::Failed`], and its readers
-    /// drain what was written, then get [`PipeError::BrokenPipe`] carrying
-    /// `errno`.
-    pub fn set_error(&mut self, errno: i32) {
-        if self.state == WriterState::Open {
-            self.finish(WriterState::Failed(errno));
+    /// Marks the writer failed with `errno`: its writes return
+    /// [`PipeError::Failed`], its readers drain what was written, then get
+    /// [`PipeError::BrokenPipe`] carrying `errno`, and the handle is
+    /// notified [`PipeEvent::Failed`]`(errno)`.
+    ///
+    /// `errno` must be in `1..=`[`MAX_ERRNO`](super::MAX_ERRNO), else
+    /// [`PipeError::InvalidErrno`]. A closed writer returns
+    /// [`PipeError::Closed`] and one that failed already keeps its first
+    /// error and returns it; neither changes.
+    pub fn set_error(&mut self, errno: i32) -> Result<(), PipeError> {
+        if !valid_errno(errno) {
+            return Err(PipeError::InvalidErrno { errno });
         }
+        self.check_writable()?;
+        self.finish(WriterState::Failed(errno));
+        Ok(())
     }
 
     fn finish(&mut self, state: WriterState) {
@@ -195,7 +237,11 @@ impl Writer {
             .state
             .store(state.encode(), Ordering::Release);
         self.wake_readers();
-        let _ = self.shared.queue.notify(self.shared.handle, -1);
+        let event = match state {
+            WriterState::Failed(e) => PipeEvent::Failed(e),
+            _ => PipeEvent::Closed,
+        };
+        let _ = self.shared.queue.notify(self.shared.handle, event.to_arg());
         // Wakes every waiter with `Closed`; frees the handle for the queue.
         let _ = self.shared.queue.unregister(self.shared.handle);
     }
@@ -250,7 +296,9 @@ impl Writer {
         self.state == WriterState::Closed
     }
 
-    /// The errno given to [`set_error`](Self::set_error), if it took effect.
+    /// The errno the writer failed with, if it failed: the one given to
+    /// [`set_error`](Self::set_error), `EPIPE` after a broken pipe, `ENOSPC`
+    /// after a full pipe that could never drain.
     pub fn error(&self) -> Option<i32> {
         match self.state {
             WriterState::Failed(e) => Some(e),
@@ -258,9 +306,15 @@ impl Writer {
         }
     }
 
-    /// The queue handle this writer notifies (argument: bytes written, or
-    /// `-1` on close/failure). Others may wait on or subscribe to it; it is
-    /// unregistered when the writer closes or fails.
+    /// The queue handle this writer notifies. Others may wait on or
+    /// subscribe to it; it is unregistered when the writer closes or fails.
+    ///
+    /// Arguments (decode them with [`PipeEvent::from_arg`]): after every
+    /// non-empty write, the bytes it wrote (`>= 0`, saturated at
+    /// `i32::MAX`); on failure, `-errno` (`errno` in `1..=4095`: `EPIPE`
+    /// for a broken pipe, `ENOSPC` for a full pipe that cannot drain, or
+    /// the one given to [`set_error`](Self::set_error)); on a clean close,
+    /// [`CLOSED_ARG`](super::CLOSED_ARG) (`i32::MIN`).
     pub fn handle(&self) -> Handle {
         self.shared.handle
     }
