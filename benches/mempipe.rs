@@ -101,7 +101,7 @@ fn mempipe_once(src: &[u8], write: usize, readers: usize, streaming: bool) -> Du
                     }
                 }
             }
-            w.close();
+            w.close().unwrap();
         },
     );
     drop(keep_factory);

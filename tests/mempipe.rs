@@ -83,7 +83,7 @@ fn hello_world_chunks_for_three_readers() {
         assert_eq!(&buf[..1], b"o");
     }
     w.write(b"world").unwrap();
-    w.close();
+    w.close().unwrap();
     for r in &mut readers {
         assert_eq!(r.read(&mut buf), Ok(4));
         assert_eq!(&buf, b"worl");
@@ -117,7 +117,7 @@ fn many_readers_see_identical_bytes_keep_and_streaming() {
             write_all(&mut w, &data[off..off + n]);
             off += n;
         }
-        w.close();
+        w.close().unwrap();
         for t in threads {
             assert!(t.join().unwrap() == data, "streaming={streaming}");
         }
@@ -131,7 +131,7 @@ fn late_reader_starts_at_zero_even_after_close() {
     let _first = f.reader().unwrap();
     let data = stream(1000);
     write_all(&mut w, &data);
-    w.close();
+    w.close().unwrap();
     let mut late = f.reader().unwrap();
     assert_eq!(read_to_end(&mut late, 7).unwrap(), data);
 }
@@ -147,7 +147,7 @@ fn close_vs_read_never_loses_the_tail() {
             if fail {
                 w.set_error(11).unwrap();
             } else {
-                w.close();
+                w.close().unwrap();
             }
         }
     });
@@ -206,7 +206,7 @@ fn write_after_close_is_ebadf_even_empty() {
     let q = queue();
     let (mut w, f) = pipe(&q, "closed", small()).unwrap();
     let mut r = f.reader().unwrap();
-    w.close();
+    w.close().unwrap();
     assert!(w.is_closed());
     assert_eq!(w.write(b"x"), Err(PipeError::Closed));
     assert_eq!(w.write(b""), Err(PipeError::Closed));
@@ -231,8 +231,9 @@ fn error_state_returns_that_error_even_for_empty_writes() {
     assert_eq!(w.error(), Some(5));
     assert_eq!(w.write(b"x"), Err(PipeError::Failed { errno: 5 }));
     assert_eq!(w.write(b""), Err(PipeError::Failed { errno: 5 }));
-    w.close(); // a failed writer stays failed
-    assert_eq!(w.write(b""), Err(PipeError::Failed { errno: 5 }));
+    w.close().unwrap(); // a failed writer stays failed, but is closed
+    assert_eq!(w.error(), Some(5));
+    assert_eq!(w.write(b""), Err(PipeError::Closed));
 }
 
 #[test]
@@ -440,7 +441,7 @@ fn preallocated_capacity_is_used_before_allocating() {
     assert_eq!(w.footprint(), 256);
     w.write(b"x").unwrap();
     assert_eq!(w.footprint(), 320);
-    w.close();
+    w.close().unwrap();
     let mut want = data;
     want.push(b'x');
     assert_eq!(read_to_end(&mut r, 100).unwrap(), want);
@@ -493,7 +494,7 @@ fn streaming_mode_memory_stays_bounded() {
         written += chunk.len();
         max_footprint = max_footprint.max(w.footprint());
     }
-    w.close();
+    w.close().unwrap();
     for t in threads {
         assert_eq!(t.join().unwrap(), (written, expect));
     }
@@ -554,7 +555,7 @@ fn try_read_and_timeouts() {
     w.write(b"ok").unwrap();
     assert_eq!(r.read_timeout(&mut buf, Duration::from_secs(5)), Ok(2));
     assert_eq!(r.available(), 0);
-    w.close();
+    w.close().unwrap();
     assert_eq!(r.try_read(&mut buf), Ok(Some(0)));
 }
 
@@ -569,7 +570,7 @@ fn blocked_reader_wakes_on_write_and_close() {
         thread::yield_now();
     }
     w.write(b"late").unwrap();
-    w.close();
+    w.close().unwrap();
     assert_eq!(t.join().unwrap(), b"late");
 }
 
@@ -614,7 +615,7 @@ fn foreign_unregister_of_the_handle_does_not_disturb_readers() {
         thread::yield_now();
     }
     assert_eq!(w.write(b"still here"), Ok(10));
-    w.close();
+    w.close().unwrap();
     assert_eq!(t.join().unwrap().unwrap(), b"still here");
 }
 
@@ -656,7 +657,7 @@ fn embedded_io_blocking_traits() {
     let mut buf = [0u8; 11];
     Read::read_exact(&mut r, &mut buf).unwrap();
     assert_eq!(&buf, b"embedded-io");
-    w.close();
+    w.close().unwrap();
     assert_eq!(Read::read(&mut r, &mut buf), Ok(0));
     let e = Write::write(&mut w, b"x").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BrokenPipe);
@@ -706,7 +707,7 @@ fn std_io_traits() {
     let data = stream(1000);
     Write::write_all(&mut w, &data).unwrap();
     Write::flush(&mut w).unwrap();
-    w.close();
+    w.close().unwrap();
     let mut got = Vec::new();
     Read::read_to_end(&mut r, &mut got).unwrap();
     assert_eq!(got, data);
@@ -785,7 +786,7 @@ fn one_byte_segments_sealed_mid_stream_keep_the_tail() {
     assert_eq!(&buf[..5], &[145, 255, 255, 255, 85]);
     f.seal();
     assert_eq!(w.write(&[165, 74]), Ok(2));
-    w.close();
+    w.close().unwrap();
     assert_eq!(read_to_end(&mut r, 80).unwrap(), [165, 74]);
     drop((r, w));
     assert_eq!(q.stats().handles, 0);

@@ -55,7 +55,7 @@ fn subscriber_tells_failure_with_errno_from_close() {
     let (mut w, f) = pipe(&q, "closing", small()).unwrap();
     let _r = f.reader().unwrap();
     let mut sub = q.subscribe(w.handle(), 8, "supervisor").unwrap();
-    w.close();
+    w.close().unwrap();
     let got = args(&mut sub);
     assert_eq!(got, vec![CLOSED_ARG]);
     assert_eq!(PipeEvent::from_arg(got[0]), Some(PipeEvent::Closed));
@@ -126,7 +126,7 @@ fn writes_before_any_reader_succeed_and_wait_for_late_readers() {
     assert_eq!(w.error(), None);
     let mut r = f.reader().unwrap();
     w.write(b"!").unwrap();
-    w.close();
+    w.close().unwrap();
     assert_eq!(drain(&mut r), (b"early!".to_vec(), Ok(())));
 }
 

@@ -40,7 +40,7 @@ fn write_close_vs_read() {
         let mut r = f.reader().unwrap();
         let t = thread::spawn(move || {
             assert_eq!(w.write(b"abc"), Ok(3));
-            w.close();
+            w.close().unwrap();
         });
         assert_eq!(drain(&mut r, 2), (b"abc".to_vec(), None));
         t.join().unwrap();
@@ -84,7 +84,7 @@ fn reclaim_vs_read() {
                 assert_eq!(w.write(b), Ok(1));
             }
             let footprint = w.footprint();
-            w.close();
+            w.close().unwrap();
             footprint
         });
         let mut got = Vec::new();

@@ -51,11 +51,19 @@ pub(super) const CLOSED: u64 = 1;
 /// Writer state: failed; the errno is in the high 32 bits.
 pub(super) const FAILED: u64 = 2;
 
-/// Decoded writer state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum WriterState {
+/// The writer's state as everyone sees it ([`Writer::state`],
+/// [`Reader::writer_state`]).
+///
+/// [`Writer::state`]: super::Writer::state
+/// [`Reader::writer_state`]: super::Reader::writer_state
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriterState {
+    /// Writes may still come.
     Open,
+    /// Closed cleanly: readers get EOF after the last byte.
     Closed,
+    /// Failed with this errno: readers get
+    /// [`PipeError::BrokenPipe`] carrying it after the last byte.
     Failed(i32),
 }
 

@@ -55,7 +55,7 @@
 //! let mut r1 = readers.reader().unwrap();
 //! assert_eq!(writer.write(b"hello").unwrap(), 5);
 //! let mut r2 = readers.reader().unwrap(); // joins late, still starts at 0
-//! writer.close();
+//! writer.close().unwrap();
 //!
 //! let mut buf = [0u8; 4];
 //! for r in [&mut r1, &mut r2] {
@@ -74,6 +74,7 @@ mod io;
 mod reader;
 mod writer;
 
+pub use buffer::WriterState;
 pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
 pub use event::{CLOSED_ARG, MAX_ERRNO, NotifyArg, PipeEvent};
 pub use reader::Reader;

@@ -76,6 +76,8 @@ struct Cursor {
     seg_size: usize,
     /// This reader's own error.
     error: Option<i32>,
+    /// [`Reader::close`] was called: `seg` is never followed again.
+    closed: bool,
     slot: Arc<ReaderSlot>,
 }
 
@@ -98,6 +100,9 @@ impl Cursor {
         published: &Published,
         buf: &mut [u8],
     ) -> Result<Option<usize>, PipeError> {
+        if self.closed {
+            return Err(PipeError::Closed);
+        }
         if let Some(errno) = self.error {
             return Err(PipeError::Reader { errno });
         }
@@ -209,6 +214,7 @@ impl Reader {
                 pos: 0,
                 seg_size,
                 error: None,
+                closed: false,
                 slot,
             },
         }
@@ -337,13 +343,59 @@ impl Reader {
         self.cur.error
     }
 
+    /// Closes this reader: it leaves the pipe at once (the writer no longer
+    /// keeps bytes for it, nor waits for it, and a writer whose readers
+    /// have all gone gets a broken pipe). Later reads, and a second close,
+    /// return [`PipeError::Closed`] (`EBADF`). Dropping a reader closes it.
+    pub fn close(&mut self) -> Result<(), PipeError> {
+        if self.cur.closed {
+            return Err(PipeError::Closed);
+        }
+        self.cur.closed = true;
+        self.release();
+        Ok(())
+    }
+
+    /// Whether [`close`](Self::close) happened.
+    pub fn is_closed(&self) -> bool {
+        self.cur.closed
+    }
+
+    /// The writer's state now (open, closed, or failed with its errno),
+    /// without reading: a reader may learn the writer ended while unread
+    /// bytes remain ([`available`](Self::available)).
+    pub fn writer_state(&self) -> WriterState {
+        // Acquire: pairs with the writer's Release store of its state.
+        WriterState::decode(self.shared.published.state.load(Ordering::Acquire))
+    }
+
+    /// Leaves the pipe (close or drop): the slot stops holding segments and
+    /// is removed, the live count drops.
+    fn release(&mut self) {
+        self.disarm();
+        // Release: our last segment accesses happen-before the writer's
+        // Acquire load of this slot, which now never holds it back.
+        self.cur.slot.pos.store(u64::MAX, Ordering::Release);
+        self.shared
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, &self.cur.slot));
+        // Release: pairs with the writer's Acquire load in its broken-pipe
+        // check. The live count is at least 1 (ours), so no borrow.
+        self.shared.readers.fetch_sub(1, Ordering::Release);
+    }
+
     /// Bytes this reader has read.
     pub fn position(&self) -> u64 {
         self.cur.pos
     }
 
-    /// Bytes written but not yet read by this reader.
+    /// Bytes written but not yet read by this reader (0 once closed).
     pub fn available(&self) -> u64 {
+        if self.cur.closed {
+            return 0;
+        }
         // Acquire: as in `try_read`.
         let committed = self.shared.published.committed.load(Ordering::Acquire);
         committed.saturating_sub(self.cur.pos)
@@ -380,17 +432,8 @@ impl Drop for ReadFuture<'_> {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.disarm();
-        // Release: our last segment accesses happen-before the writer's
-        // Acquire load of this slot, which now never holds it back.
-        self.cur.slot.pos.store(u64::MAX, Ordering::Release);
-        self.shared
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| !Arc::ptr_eq(s, &self.cur.slot));
-        // Release: pairs with the writer's Acquire load in its broken-pipe
-        // check. The live count is at least 1 (ours), so no borrow.
-        self.shared.readers.fetch_sub(1, Ordering::Release);
+        if !self.cur.closed {
+            self.release();
+        }
     }
 }

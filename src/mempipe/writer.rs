@@ -67,6 +67,8 @@ pub struct Writer {
     state: WriterState,
     /// The failure is a broken pipe (writes return `BrokenPipe`).
     broken: bool,
+    /// [`close`](Writer::close) was called (writes return `Closed`).
+    closed: bool,
     /// Retired (or preallocated) segments no reader can reach. Its
     /// capacity is at least `POOL_CAP`, so retiring never allocates.
     pool: Vec<*mut Segment>,
@@ -104,6 +106,7 @@ impl Writer {
             written: 0,
             state: WriterState::Open,
             broken: false,
+            closed: false,
             pool,
             watched,
             sealed: false,
@@ -183,6 +186,9 @@ impl Writer {
 
     /// `Ok` while writes may go on; else the error every write returns.
     fn check_writable(&self) -> Result<(), PipeError> {
+        if self.closed {
+            return Err(PipeError::Closed);
+        }
         match self.state {
             WriterState::Open => Ok(()),
             WriterState::Closed => Err(PipeError::Closed),
@@ -202,12 +208,19 @@ impl Writer {
         readers & LIVE_MASK == 0 && readers & (EVER | SEALED) != 0
     }
 
-    /// Closes the writer: readers drain what was written, then see EOF.
-    /// Idempotent; a failed writer stays failed. Dropping the writer closes.
-    pub fn close(&mut self) {
+    /// Closes the writer: readers drain what was written, then see EOF (or,
+    /// if the writer failed, its error). Later writes return
+    /// [`PipeError::Closed`]. A second close is [`PipeError::Closed`]
+    /// (`EBADF`) and changes nothing. Dropping the writer closes it.
+    pub fn close(&mut self) -> Result<(), PipeError> {
+        if self.closed {
+            return Err(PipeError::Closed);
+        }
+        self.closed = true;
         if self.state == WriterState::Open {
             self.finish(WriterState::Closed);
         }
+        Ok(())
     }
 
     /// Marks the writer failed with `errno`: its writes return
@@ -291,9 +304,14 @@ impl Writer {
         self.written
     }
 
-    /// Whether [`close`](Self::close) (or drop) happened.
+    /// Whether [`close`](Self::close) happened.
     pub fn is_closed(&self) -> bool {
-        self.state == WriterState::Closed
+        self.closed
+    }
+
+    /// The state readers see: open, closed, or failed with an errno.
+    pub fn state(&self) -> WriterState {
+        self.state
     }
 
     /// The errno the writer failed with, if it failed: the one given to
@@ -457,7 +475,9 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.close();
+        if !self.closed {
+            let _ = self.close();
+        }
         let seg = self.shared.segment_size;
         let pooled = self.pool.len();
         // SAFETY: pooled segments are out of the chain and ours alone.
