@@ -179,3 +179,44 @@ fn two_readers_sleep_vs_commit() {
         drop(tw.join().unwrap());
     });
 }
+
+/// No lost wakeup for a writer waiting for space: in streaming mode with
+/// the byte limit reached, a writer in `write_async` races a reader that
+/// reads past the first segment's end (the only move that frees room); the
+/// writer is always woken, its byte lands after the others, and the reader
+/// reads the whole stream, then EOF.
+#[test]
+fn write_wait_vs_read() {
+    loom::model(|| {
+        let q = queue();
+        let (mut w, f) = pipe(&q, "p", limits().segment_size(1).max_bytes(2)).unwrap();
+        let mut r = f.reader().unwrap();
+        drop(f);
+        assert_eq!(w.write(b"ab"), Ok(2));
+        let t = thread::spawn(move || drain(&mut r, 2));
+        assert_eq!(block_on(w.write_async(b"c")), Ok(1));
+        w.close().unwrap();
+        assert_eq!(t.join().unwrap(), (b"abc".to_vec(), None));
+    });
+}
+
+/// A writer waiting for space is woken when the last reader leaves instead
+/// of reading (close racing the wait): it never hangs; its write either
+/// lands while the reader is leaving or is the broken pipe, and the next
+/// one is the broken pipe.
+#[test]
+fn write_wait_vs_reader_close() {
+    loom::model(|| {
+        let q = queue();
+        let (mut w, f) = pipe(&q, "p", limits().segment_size(1).max_bytes(2)).unwrap();
+        let mut r = f.reader().unwrap();
+        drop(f);
+        assert_eq!(w.write(b"ab"), Ok(2));
+        let t = thread::spawn(move || r.close());
+        let epipe = Err(PipeError::BrokenPipe { writer_errno: None });
+        let got = block_on(w.write_async(b"c"));
+        assert!(got == Ok(1) || got == epipe, "{got:?}");
+        assert_eq!(t.join().unwrap(), Ok(()));
+        assert_eq!(w.write(b"d"), epipe);
+    });
+}

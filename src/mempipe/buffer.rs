@@ -39,7 +39,7 @@
 
 use super::PipeError;
 use crate::sync::{
-    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Ordering, UnsafeCell,
+    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Ordering, UnsafeCell, fence,
 };
 use core::ptr;
 use crossbeam_utils::CachePadded;
@@ -235,6 +235,65 @@ impl ReaderSlot {
             return true;
         }
         false
+    }
+}
+
+/// Where a writer waits for space (streaming mode, byte limit reached).
+///
+/// Room appears only when the slowest reader moves strictly past a segment
+/// end (reclamation works in whole segments), or leaves. So a reader
+/// checks `waiting` only when a read crosses a segment end, and on close:
+/// within a segment its read path does nothing more than before.
+///
+/// The writer registers its waker, stores `waiting`, issues a `SeqCst`
+/// fence and retries (reloading every reader's position). A reader stores
+/// its position (or leaves), issues a `SeqCst` fence and loads `waiting`;
+/// if set, it clears it and wakes the waker. The two fences are ordered one
+/// way or the other: either the writer's retry sees the new position, or
+/// the reader sees `waiting` and wakes it. No wakeup is lost.
+#[derive(Debug)]
+pub(super) struct SpaceWait {
+    /// A writer is (about to be) asleep waiting for space.
+    pub(super) waiting: AtomicBool,
+    /// The waiting writer's waker.
+    pub(super) waker: AtomicWaker,
+}
+
+impl SpaceWait {
+    pub(super) fn new() -> Self {
+        Self {
+            waiting: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// The writer's arming; the caller then retries (after the fence).
+    pub(super) fn arm(&self, waker: &core::task::Waker) {
+        self.waker.register(waker);
+        // Relaxed: the SeqCst fence below orders it before the retry.
+        self.waiting.store(true, Ordering::Relaxed);
+        // SeqCst: orders `waiting` before the writer's reload of the reader
+        // positions, against `wake_writer`'s fence.
+        fence(Ordering::SeqCst);
+    }
+
+    /// The writer's disarm after its wait ended, however.
+    pub(super) fn disarm(&self) {
+        // Relaxed: only the writer sets it; a reader that still sees `true`
+        // only wakes a waker that is no longer waited on.
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// A reader moved past a segment end or left: wakes a waiting writer.
+    pub(super) fn wake_writer(&self) {
+        // SeqCst: orders the reader's position store (or its leaving) before
+        // the load of `waiting`, against the writer's fence in `arm`.
+        fence(Ordering::SeqCst);
+        // Relaxed: the fence above gives the ordering; the swap makes one
+        // reader the waker.
+        if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::Relaxed) {
+            self.waker.wake();
+        }
     }
 }
 

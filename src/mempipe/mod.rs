@@ -42,7 +42,11 @@
 //!   bounded memory ([`Writer::footprint`]). [`Limits::max_bytes`] bounds
 //!   the bytes held (all written bytes while keeping everything; the unread
 //!   window in streaming mode); a write past it writes what fits, and
-//!   [`PipeError::Full`] when nothing fits. Every allocation sized by the
+//!   [`PipeError::Full`] when nothing fits. In streaming mode a writer can
+//!   instead wait for space ([`Writer::write_wait`], `write_timeout`,
+//!   `write_deadline`, `write_async`; the `std::io`, `embedded_io` and
+//!   `embedded_io_async` writes wait too): it is woken when the slowest
+//!   reader moves past a segment end or leaves. Every allocation sized by the
 //!   caller is fallible: a refusal is [`PipeError::OutOfMemory`], never a
 //!   panic, and a write refused memory writes nothing.
 //!
@@ -82,7 +86,7 @@ pub use writer::Writer;
 
 use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Hint, Mutex, Ordering};
 use crate::{Handle, NotificationQueue};
-use buffer::{Published, ReaderSlot, Segment};
+use buffer::{Published, ReaderSlot, Segment, SpaceWait};
 use crossbeam_utils::CachePadded;
 
 /// Limits of one pipe. Every limit is checked by [`pipe`]; a zero or
@@ -98,7 +102,9 @@ use crossbeam_utils::CachePadded;
 pub struct Limits {
     /// Most bytes held at once (default 256 MiB). Keeping everything, that
     /// is every byte written; in streaming mode, the bytes not yet passed by
-    /// the slowest reader (rounded to segments).
+    /// the slowest reader (rounded to segments). Room comes back a whole
+    /// segment at a time, so in streaming mode a limit of at most one
+    /// segment counts as one segment plus one byte.
     pub max_bytes: u64,
     /// Bytes per segment: a power of two in `1..=1 << 30` (default 16 KiB).
     pub segment_size: usize,
@@ -197,6 +203,8 @@ struct Shared {
     /// Armed reader wake slots (at least their number; see
     /// `ReaderSlot::arm`). The writer scans the slots only when it is not 0.
     sleepers: CachePadded<AtomicUsize>,
+    /// Where the writer waits for space (see `buffer::SpaceWait`).
+    space: CachePadded<SpaceWait>,
 }
 
 impl Shared {
@@ -365,6 +373,7 @@ pub fn pipe(
         slots: Mutex::new(slots),
         allocated: AtomicUsize::new((extra + 1) * seg),
         sleepers: CachePadded::new(AtomicUsize::new(0)),
+        space: CachePadded::new(SpaceWait::new()),
     });
     let writer = Writer::new(shared.clone(), head, pool, watched, wakers);
     Ok((writer, ReaderFactory { shared }))

@@ -26,7 +26,7 @@
 //! checked first (so it takes precedence over the writer's), consumes
 //! nothing, and nobody else can see it.
 
-use super::buffer::{Published, ReaderSlot, Segment, WriterState};
+use super::buffer::{ReaderSlot, Segment, WriterState};
 use super::{PipeError, Shared};
 use crate::sync::{Arc, Ordering, fence};
 use crate::wait::park;
@@ -95,11 +95,8 @@ unsafe impl Sync for Cursor {}
 
 impl Cursor {
     #[inline]
-    fn try_read(
-        &mut self,
-        published: &Published,
-        buf: &mut [u8],
-    ) -> Result<Option<usize>, PipeError> {
+    fn try_read(&mut self, shared: &Shared, buf: &mut [u8]) -> Result<Option<usize>, PipeError> {
+        let published = &shared.published;
         if self.closed {
             return Err(PipeError::Closed);
         }
@@ -130,7 +127,15 @@ impl Cursor {
                 };
             }
         }
-        Ok(Some(self.copy(committed, buf)))
+        let before = self.pos;
+        let n = self.copy(committed, buf);
+        // Room for a writer waiting for space appears only when a reader
+        // moves strictly past a segment end: check for one only then.
+        let shift = self.seg_size.trailing_zeros();
+        if n > 0 && (self.pos - 1) >> shift > before.saturating_sub(1) >> shift {
+            shared.space.wake_writer();
+        }
+        Ok(Some(n))
     }
 
     /// Copies up to `committed - pos` bytes; returns how many.
@@ -180,7 +185,7 @@ impl Cursor {
 #[inline]
 fn spin(
     cur: &mut Cursor,
-    published: &Published,
+    shared: &Shared,
     buf: &mut [u8],
     may_yield: bool,
 ) -> Result<Option<usize>, PipeError> {
@@ -193,13 +198,13 @@ fn spin(
             } else {
                 backoff.spin();
             }
-            if let Some(n) = cur.try_read(published, buf)? {
+            if let Some(n) = cur.try_read(shared, buf)? {
                 return Ok(Some(n));
             }
         }
     }
     #[cfg(notification_queue_loom)]
-    let _ = (cur, published, buf, may_yield);
+    let _ = (cur, shared, buf, may_yield);
     Ok(None)
 }
 
@@ -224,7 +229,7 @@ impl Reader {
     /// `Ok(None)` if nothing is new and the writer is open, `Ok(Some(0))`
     /// at EOF (or for an empty `buf`).
     pub fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, PipeError> {
-        self.cur.try_read(&self.shared.published, buf)
+        self.cur.try_read(&self.shared, buf)
     }
 
     /// Reads at least one byte, waiting (blocking the thread) while there is
@@ -281,10 +286,10 @@ impl Reader {
     ) -> Poll<Result<usize, PipeError>> {
         let Reader { shared, cur } = self;
         let got = (|| {
-            if let Some(n) = cur.try_read(&shared.published, buf)? {
+            if let Some(n) = cur.try_read(shared, buf)? {
                 return Ok(Some(n));
             }
-            if let Some(n) = spin(cur, &shared.published, buf, may_yield)? {
+            if let Some(n) = spin(cur, shared, buf, may_yield)? {
                 return Ok(Some(n));
             }
             cur.slot.waker.register(waker);
@@ -293,7 +298,7 @@ impl Reader {
             // against the writer's fence between its commit (or terminal
             // state) and its load of `sleepers` (see `buffer::ReaderSlot`).
             fence(Ordering::SeqCst);
-            cur.try_read(&shared.published, buf)
+            cur.try_read(shared, buf)
         })();
         match got {
             Ok(None) => Poll::Pending,
@@ -384,6 +389,8 @@ impl Reader {
         // Release: pairs with the writer's Acquire load in its broken-pipe
         // check. The live count is at least 1 (ours), so no borrow.
         self.shared.readers.fetch_sub(1, Ordering::Release);
+        // A writer waiting for space may now have room, or no reader.
+        self.shared.space.wake_writer();
     }
 
     /// Bytes this reader has read.

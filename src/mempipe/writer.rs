@@ -18,8 +18,12 @@ use super::event::{PipeEvent, valid_errno};
 use super::{ENOSPC, EPIPE, EVER, LIVE_MASK, PipeError, SEALED, Shared};
 use crate::Handle;
 use crate::sync::{Arc, Ordering, fence};
+use crate::wait::park;
+use core::future::Future;
+use core::pin::Pin;
 use core::ptr;
-use core::task::Waker;
+use core::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// Retired segments kept for reuse (beyond these they are freed).
 #[cfg(not(notification_queue_loom))]
@@ -30,8 +34,12 @@ pub(super) const POOL_CAP: usize = 1;
 
 /// The writing end of a pipe ([`pipe`](super::pipe)).
 ///
-/// Writes never block: they append (up to [`Limits::max_bytes`]) and wake
-/// readers. Dropping the writer closes it.
+/// [`write`](Self::write) never blocks: it appends (up to
+/// [`Limits::max_bytes`]) and wakes readers. [`write_wait`](Self::write_wait),
+/// [`write_timeout`](Self::write_timeout), [`write_deadline`](Self::write_deadline)
+/// and [`write_async`](Self::write_async) wait for space in streaming mode,
+/// as do the `std::io::Write`, `embedded_io::Write` and
+/// `embedded_io_async::Write` impls. Dropping the writer closes it.
 ///
 /// [`Limits::max_bytes`]: super::Limits::max_bytes
 ///
@@ -182,6 +190,109 @@ impl Writer {
             .queue
             .notify(self.shared.handle, PipeEvent::Data(n as u64).to_arg());
         Ok(n)
+    }
+
+    /// [`write`](Self::write) that waits for space instead of returning
+    /// [`PipeError::Full`] (streaming mode; while every byte is kept a
+    /// full pipe fails with `ENOSPC` instead, see `write`). Writes at least
+    /// one byte, or returns an error; woken when the slowest reader moves
+    /// past a segment end or leaves (then, with no reader left, it returns
+    /// [`PipeError::BrokenPipe`]).
+    ///
+    /// ```
+    /// use notification_queue::{Config, NotificationQueue};
+    /// use notification_queue::mempipe::{pipe, Limits};
+    ///
+    /// let q = NotificationQueue::new(Config::default());
+    /// let (mut w, f) = pipe(&q, "bp", Limits::default().segment_size(16).max_bytes(32)).unwrap();
+    /// let mut r = f.reader().unwrap();
+    /// f.seal(); // streaming mode
+    /// let t = std::thread::spawn(move || {
+    ///     let mut buf = [0u8; 64];
+    ///     let mut total = 0;
+    ///     while let Ok(n @ 1..) = r.read(&mut buf) { total += n; }
+    ///     total
+    /// });
+    /// let mut left = 1000;
+    /// while left > 0 {
+    ///     left -= w.write_wait(&vec![1u8; left]).unwrap();
+    /// }
+    /// w.close().unwrap();
+    /// assert_eq!(t.join().unwrap(), 1000);
+    /// ```
+    pub fn write_wait(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        self.write_blocking(buf, None)
+    }
+
+    /// [`write_wait`](Self::write_wait) waiting at most `timeout`
+    /// ([`PipeError::TimedOut`], nothing written).
+    pub fn write_timeout(&mut self, buf: &[u8], timeout: Duration) -> Result<usize, PipeError> {
+        self.write_blocking(buf, Instant::now().checked_add(timeout))
+    }
+
+    /// [`write_wait`](Self::write_wait) waiting until `deadline` at most
+    /// ([`PipeError::TimedOut`], nothing written).
+    pub fn write_deadline(&mut self, buf: &[u8], deadline: Instant) -> Result<usize, PipeError> {
+        self.write_blocking(buf, Some(deadline))
+    }
+
+    /// The async form of [`write_wait`](Self::write_wait): a plain future
+    /// for any executor (`Send`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: bytes are written only in the poll that returns their
+    /// count; dropping the future while it waits writes nothing.
+    pub async fn write_async(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        WriteFuture { writer: self, buf }.await
+    }
+
+    fn write_blocking(
+        &mut self,
+        buf: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, PipeError> {
+        let waker = park::current_waker();
+        let res = loop {
+            if let Poll::Ready(r) = self.poll_write(&waker, buf) {
+                break r;
+            }
+            match deadline {
+                None => park::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break Err(PipeError::TimedOut);
+                    }
+                    park::park_timeout(d - now);
+                }
+            }
+        };
+        self.shared.space.disarm();
+        res
+    }
+
+    /// One attempt of a waiting write: done (or failed) now, else the
+    /// writer's space wait is armed with `waker` and `Pending` returned.
+    pub(super) fn poll_write(
+        &mut self,
+        waker: &Waker,
+        buf: &[u8],
+    ) -> Poll<Result<usize, PipeError>> {
+        match self.write(buf) {
+            Err(PipeError::Full { .. }) if self.state == WriterState::Open => {}
+            done => return Poll::Ready(done),
+        }
+        // Full in streaming mode: arm, then retry (it reloads every
+        // reader's position after the fence in `arm`).
+        self.shared.space.arm(waker);
+        match self.write(buf) {
+            Err(PipeError::Full { .. }) if self.state == WriterState::Open => Poll::Pending,
+            done => {
+                self.shared.space.disarm();
+                Poll::Ready(done)
+            }
+        }
     }
 
     /// `Ok` while writes may go on; else the error every write returns.
@@ -343,10 +454,18 @@ impl Writer {
         self.shared.footprint()
     }
 
-    /// Bytes the limit still admits.
+    /// Bytes the limit still admits. In streaming mode room comes back a
+    /// segment at a time (once the slowest reader is strictly past its
+    /// end), so a limit of at most one segment counts as one segment plus
+    /// one byte: otherwise the writer could wait forever for readers that
+    /// have read everything.
     fn room(&self) -> u64 {
         let held = self.written - self.head_base;
-        self.shared.limits.max_bytes.saturating_sub(held)
+        let mut limit = self.shared.limits.max_bytes;
+        if self.sealed {
+            limit = limit.max(self.shared.segment_size as u64 + 1);
+        }
+        limit.saturating_sub(held)
     }
 
     /// New segments `append` links to place `n` more bytes.
@@ -470,6 +589,28 @@ impl Writer {
                 self.shared.allocated.fetch_sub(seg, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// The future of [`Writer::write_async`]: holds only the two borrows.
+struct WriteFuture<'a> {
+    writer: &'a mut Writer,
+    buf: &'a [u8],
+}
+
+impl Future for WriteFuture<'_> {
+    type Output = Result<usize, PipeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.writer.poll_write(cx.waker(), this.buf)
+    }
+}
+
+impl Drop for WriteFuture<'_> {
+    fn drop(&mut self) {
+        // A write cancelled while waiting leaves the wait disarmed.
+        self.writer.shared.space.disarm();
     }
 }
 
