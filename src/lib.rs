@@ -80,6 +80,7 @@ const _: () = {
     assert_send_sync::<mempipe::Writer>();
     assert_send_sync::<mempipe::Reader>();
     assert_send_sync::<mempipe::ReaderFactory>();
+    assert_send_sync::<mempipe::SharedWriter>();
 };
 
 /// The README's examples are compiled and run as doctests.

@@ -76,12 +76,16 @@ mod error;
 mod event;
 mod io;
 mod reader;
+#[cfg(not(notification_queue_loom))]
+mod shared;
 mod writer;
 
 pub use buffer::WriterState;
 pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
 pub use event::{CLOSED_ARG, MAX_ERRNO, NotifyArg, PipeEvent};
 pub use reader::Reader;
+#[cfg(not(notification_queue_loom))]
+pub use shared::SharedWriter;
 pub use writer::Writer;
 
 use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Hint, Mutex, Ordering};

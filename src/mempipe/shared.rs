@@ -1,0 +1,342 @@
+//! [`SharedWriter`]: one pipe writer used from several threads.
+//!
+//! The [`Writer`] sits behind a mutex, so each write is one contiguous run
+//! of bytes in the stream; the plain `Writer` stays as it is (no lock, no
+//! extra check on its path). Waiting for space does not hold the lock:
+//! every waiting caller's waker goes into a list, and the writer's single
+//! space wait is armed with a waker that wakes the whole list. Whenever a
+//! write completes, or the writer closes or fails, the callers still in
+//! the list are woken to try again, so a completed write that disarmed the
+//! space wait never leaves another caller asleep.
+
+use super::{PipeError, Writer, WriterState};
+use crate::Handle;
+use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::wait::park;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use std::task::Wake;
+use std::time::{Duration, Instant};
+
+/// A pipe writer shared by several threads: `Clone`, `Send` and `Sync`
+/// ([`Writer::into_shared`]).
+///
+/// Each write is contiguous in the stream: the bytes one call writes are
+/// never interleaved with another call's. [`write_all`](Self::write_all)
+/// makes a whole buffer contiguous (other writers wait meanwhile). The pipe
+/// closes when [`close`](Self::close) is called or the last clone is
+/// dropped.
+///
+/// ```
+/// use notification_queue::{Config, NotificationQueue};
+/// use notification_queue::mempipe::{pipe, Limits};
+///
+/// let q = NotificationQueue::new(Config::default());
+/// let (w, f) = pipe(&q, "shared", Limits::default()).unwrap();
+/// let mut r = f.reader().unwrap();
+/// let w = w.into_shared();
+/// let threads: Vec<_> = (0..2u8)
+///     .map(|i| {
+///         let w = w.clone();
+///         std::thread::spawn(move || w.write_all(&[b'a' + i; 100]).unwrap())
+///     })
+///     .collect();
+/// threads.into_iter().for_each(|t| t.join().unwrap());
+/// w.close().unwrap();
+/// let mut out = Vec::new();
+/// std::io::Read::read_to_end(&mut r, &mut out).unwrap();
+/// assert_eq!(out.len(), 200);
+/// assert!(out[..100].iter().all(|&b| b == out[0])); // one run each
+/// ```
+#[derive(Debug, Clone)]
+pub struct SharedWriter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    writer: Mutex<Writer>,
+    /// Callers waiting for space (and the space wait's own waker, which
+    /// wakes them all).
+    waiters: Arc<Waiters>,
+    fanout: Waker,
+}
+
+#[derive(Debug, Default)]
+struct Waiters(Mutex<Vec<Waker>>);
+
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, Vec<Waker>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds `waker` unless it is there already.
+    fn add(&self, waker: &Waker) -> Result<(), PipeError> {
+        let mut list = self.lock();
+        if list.iter().any(|w| w.will_wake(waker)) {
+            return Ok(());
+        }
+        super::buffer::try_reserve(&mut list, 1)?;
+        list.push(waker.clone());
+        Ok(())
+    }
+
+    /// Removes `me`, then wakes (and removes) everyone else.
+    fn done(&self, me: Option<&Waker>) {
+        let mut list = self.lock();
+        if list.is_empty() {
+            return;
+        }
+        if let Some(me) = me {
+            list.retain(|w| !w.will_wake(me));
+        }
+        let woken = core::mem::take(&mut *list);
+        drop(list);
+        // Outside the lock: a waker may run arbitrary code.
+        woken.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl Wake for Waiters {
+    fn wake(self: Arc<Self>) {
+        self.done(None);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.done(None);
+    }
+}
+
+impl Writer {
+    /// Turns this writer into a [`SharedWriter`] for several threads.
+    pub fn into_shared(self) -> SharedWriter {
+        let waiters = Arc::new(Waiters::default());
+        SharedWriter {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(self),
+                fanout: Waker::from(waiters.clone()),
+                waiters,
+            }),
+        }
+    }
+}
+
+impl SharedWriter {
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        // A panic while writing leaves the writer consistent (it commits
+        // only after copying), so a poisoned lock is used as is.
+        self.inner.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Writer::write`]: never waits.
+    pub fn write(&self, buf: &[u8]) -> Result<usize, PipeError> {
+        let r = self.lock().write(buf);
+        self.inner.waiters.done(None);
+        r
+    }
+
+    /// [`Writer::write_wait`]: waits for space (without holding the lock),
+    /// then writes at least one byte, contiguously.
+    pub fn write_wait(&self, buf: &[u8]) -> Result<usize, PipeError> {
+        self.write_blocking(buf, None)
+    }
+
+    /// [`write_wait`](Self::write_wait) waiting at most `timeout`.
+    pub fn write_timeout(&self, buf: &[u8], timeout: Duration) -> Result<usize, PipeError> {
+        self.write_blocking(buf, Instant::now().checked_add(timeout))
+    }
+
+    /// [`write_wait`](Self::write_wait) waiting until `deadline` at most.
+    pub fn write_deadline(&self, buf: &[u8], deadline: Instant) -> Result<usize, PipeError> {
+        self.write_blocking(buf, Some(deadline))
+    }
+
+    /// The async form of [`write_wait`](Self::write_wait). Cancel-safe:
+    /// bytes are written only in the poll that returns their count.
+    pub async fn write_async(&self, buf: &[u8]) -> Result<usize, PipeError> {
+        SharedWriteFuture {
+            writer: self,
+            buf,
+            waker: None,
+        }
+        .await
+    }
+
+    /// Writes all of `buf` as one contiguous run, waiting for space as
+    /// needed; other writers wait until it is done. On an error, the bytes
+    /// before it stay written.
+    pub fn write_all(&self, mut buf: &[u8]) -> Result<(), PipeError> {
+        let mut w = self.lock();
+        let res = loop {
+            if buf.is_empty() {
+                break Ok(());
+            }
+            match w.write_wait(buf) {
+                Ok(n) => buf = buf.get(n..).unwrap_or_default(),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(w);
+        self.inner.waiters.done(None);
+        res
+    }
+
+    fn write_blocking(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, PipeError> {
+        let waker = park::current_waker();
+        loop {
+            if let Poll::Ready(r) = self.poll_write(&waker, buf) {
+                break r;
+            }
+            match deadline {
+                None => park::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        self.inner.waiters.lock().retain(|w| !w.will_wake(&waker));
+                        break Err(PipeError::TimedOut);
+                    }
+                    park::park_timeout(d - now);
+                }
+            }
+        }
+    }
+
+    fn poll_write(&self, waker: &Waker, buf: &[u8]) -> Poll<Result<usize, PipeError>> {
+        let mut w = self.lock();
+        // Listed before the attempt: a wake of the space wait after it
+        // reaches us.
+        if let Err(e) = self.inner.waiters.add(waker) {
+            return Poll::Ready(Err(e));
+        }
+        let got = w.poll_write(&self.inner.fanout, buf);
+        drop(w);
+        if got.is_ready() {
+            // This write may have disarmed the space wait: the others retry.
+            self.inner.waiters.done(Some(waker));
+        }
+        got
+    }
+
+    /// Closes the pipe for every clone ([`Writer::close`]); a second close
+    /// is [`PipeError::Closed`]. Callers waiting for space are woken and
+    /// get [`PipeError::Closed`].
+    pub fn close(&self) -> Result<(), PipeError> {
+        let r = self.lock().close();
+        self.inner.waiters.done(None);
+        r
+    }
+
+    /// [`Writer::set_error`] for every clone; callers waiting for space are
+    /// woken and get the error.
+    pub fn set_error(&self, errno: i32) -> Result<(), PipeError> {
+        let r = self.lock().set_error(errno);
+        self.inner.waiters.done(None);
+        r
+    }
+
+    /// [`Writer::tell`].
+    pub fn tell(&self) -> u64 {
+        self.lock().tell()
+    }
+
+    /// [`Writer::state`].
+    pub fn state(&self) -> WriterState {
+        self.lock().state()
+    }
+
+    /// [`Writer::error`].
+    pub fn error(&self) -> Option<i32> {
+        self.lock().error()
+    }
+
+    /// [`Writer::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.lock().is_closed()
+    }
+
+    /// [`Writer::handle`].
+    pub fn handle(&self) -> Handle {
+        self.lock().handle()
+    }
+
+    /// [`Writer::footprint`].
+    pub fn footprint(&self) -> usize {
+        self.lock().footprint()
+    }
+}
+
+/// The future of [`SharedWriter::write_async`].
+struct SharedWriteFuture<'a> {
+    writer: &'a SharedWriter,
+    buf: &'a [u8],
+    /// The waker listed by the last pending poll.
+    waker: Option<Waker>,
+}
+
+impl Future for SharedWriteFuture<'_> {
+    type Output = Result<usize, PipeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let got = this.writer.poll_write(cx.waker(), this.buf);
+        this.waker = got.is_pending().then(|| cx.waker().clone());
+        got
+    }
+}
+
+impl Drop for SharedWriteFuture<'_> {
+    fn drop(&mut self) {
+        if let Some(me) = self.waker.take() {
+            self.writer
+                .inner
+                .waiters
+                .lock()
+                .retain(|w| !w.will_wake(&me));
+        }
+    }
+}
+
+impl embedded_io::ErrorType for SharedWriter {
+    type Error = PipeError;
+}
+
+impl embedded_io::Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        SharedWriter::write_wait(self, buf)
+    }
+
+    fn flush(&mut self) -> Result<(), PipeError> {
+        Ok(())
+    }
+}
+
+impl embedded_io_async::Write for SharedWriter {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        self.write_async(buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), PipeError> {
+        Ok(())
+    }
+}
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        SharedWriter::write_wait(self, buf).map_err(Into::into)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Write for &SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        SharedWriter::write_wait(self, buf).map_err(Into::into)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
