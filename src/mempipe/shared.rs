@@ -260,6 +260,11 @@ impl SharedWriter {
         self.lock().handle()
     }
 
+    /// [`Writer::waiting_readers`].
+    pub fn waiting_readers(&self) -> usize {
+        self.lock().waiting_readers()
+    }
+
     /// [`Writer::footprint`].
     pub fn footprint(&self) -> usize {
         self.lock().footprint()
