@@ -11,7 +11,7 @@
 
 use super::{PipeError, Writer, WriterState};
 use crate::Handle;
-use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::wait::park;
 use core::future::Future;
 use core::pin::Pin;
@@ -64,11 +64,20 @@ struct Inner {
 }
 
 #[derive(Debug, Default)]
-struct Waiters(Mutex<Vec<Waker>>);
+struct Waiters {
+    list: Mutex<Vec<Waker>>,
+    /// `list.len()`, updated under `list`'s lock, read without it: a caller
+    /// is listed while holding the writer's lock, so anyone who takes that
+    /// lock after it sees the count (the lock orders the two).
+    len: AtomicUsize,
+}
 
 impl Waiters {
-    fn lock(&self) -> MutexGuard<'_, Vec<Waker>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> WaitersGuard<'_> {
+        WaitersGuard {
+            list: self.list.lock().unwrap_or_else(|e| e.into_inner()),
+            len: &self.len,
+        }
     }
 
     /// Adds `waker` unless it is there already.
@@ -84,10 +93,11 @@ impl Waiters {
 
     /// Removes `me`, then wakes (and removes) everyone else.
     fn done(&self, me: Option<&Waker>) {
-        let mut list = self.lock();
-        if list.is_empty() {
+        // Relaxed: see `len` (the writer's lock gives the ordering).
+        if self.len.load(Ordering::Relaxed) == 0 {
             return;
         }
+        let mut list = self.lock();
         if let Some(me) = me {
             list.retain(|w| !w.will_wake(me));
         }
@@ -95,6 +105,32 @@ impl Waiters {
         drop(list);
         // Outside the lock: a waker may run arbitrary code.
         woken.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// The waiter list, locked; keeps `Waiters::len` in step on drop.
+struct WaitersGuard<'a> {
+    list: MutexGuard<'a, Vec<Waker>>,
+    len: &'a AtomicUsize,
+}
+
+impl core::ops::Deref for WaitersGuard<'_> {
+    type Target = Vec<Waker>;
+    fn deref(&self) -> &Vec<Waker> {
+        &self.list
+    }
+}
+
+impl core::ops::DerefMut for WaitersGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<Waker> {
+        &mut self.list
+    }
+}
+
+impl Drop for WaitersGuard<'_> {
+    fn drop(&mut self) {
+        // Relaxed: read under the writer's lock ordering (see `len`).
+        self.len.store(self.list.len(), Ordering::Relaxed);
     }
 }
 
@@ -183,6 +219,9 @@ impl SharedWriter {
     }
 
     fn write_blocking(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, PipeError> {
+        if let Some(done) = self.write_now(buf) {
+            return done;
+        }
         let waker = park::current_waker();
         loop {
             if let Poll::Ready(r) = self.poll_write(&waker, buf) {
@@ -202,7 +241,23 @@ impl SharedWriter {
         }
     }
 
+    /// A write that would not wait: `None` if it must (streaming mode, no
+    /// room).
+    fn write_now(&self, buf: &[u8]) -> Option<Result<usize, PipeError>> {
+        let mut w = self.lock();
+        let got = match w.write(buf) {
+            Err(PipeError::Full { .. }) if w.state() == WriterState::Open => return None,
+            got => got,
+        };
+        drop(w);
+        self.inner.waiters.done(None);
+        Some(got)
+    }
+
     fn poll_write(&self, waker: &Waker, buf: &[u8]) -> Poll<Result<usize, PipeError>> {
+        if let Some(done) = self.write_now(buf) {
+            return Poll::Ready(done);
+        }
         let mut w = self.lock();
         // Listed before the attempt: a wake of the space wait after it
         // reaches us.

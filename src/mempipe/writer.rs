@@ -252,6 +252,11 @@ impl Writer {
         buf: &[u8],
         deadline: Option<Instant>,
     ) -> Result<usize, PipeError> {
+        // The common case first: room now, no waker needed.
+        match self.write(buf) {
+            Err(PipeError::Full { .. }) if self.state == WriterState::Open => {}
+            done => return done,
+        }
         let waker = park::current_waker();
         let res = loop {
             if let Poll::Ready(r) = self.poll_write(&waker, buf) {
