@@ -220,3 +220,29 @@ fn write_wait_vs_reader_close() {
         assert_eq!(w.write(b"d"), epipe);
     });
 }
+
+/// Latent pipes: a reader opening a key before its writer exists races the
+/// writer's creation and the producer's end. The opener never hangs: it gets
+/// a reader, or `NoWriter` exactly when the end found the key still latent;
+/// the creation always succeeds (an abandoned key gets a new pipe).
+#[test]
+fn latent_open_vs_create_vs_producer_end() {
+    use notification_queue::mempipe::PipeTable;
+    loom::model(|| {
+        let q = queue();
+        let t = loom::sync::Arc::new(PipeTable::<u8>::new(&q, limits()));
+        let t1 = t.clone();
+        let opener = thread::spawn(move || block_on(t1.open_reader_async(&7)).map(|_| ()));
+        let t2 = t.clone();
+        let creator = thread::spawn(move || t2.create_writer(7).map(|_| ()));
+        let ended = t.close_all_leftover_writers();
+        assert_eq!(creator.join().unwrap(), Ok(()));
+        match opener.join().unwrap() {
+            Ok(()) => {}
+            Err(e) => {
+                assert_eq!(e, PipeError::NoWriter);
+                assert_eq!(ended, 1, "NoWriter only if the end found it latent");
+            }
+        }
+    });
+}

@@ -344,6 +344,15 @@ pub(super) fn try_reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), Pi
         })
 }
 
+/// Reserves room for one more entry in `m`, or [`PipeError::OutOfMemory`].
+pub(super) fn try_reserve_map<K: core::hash::Hash + Eq, V>(
+    m: &mut std::collections::HashMap<K, V>,
+) -> Result<(), PipeError> {
+    m.try_reserve(1).map_err(|_| PipeError::OutOfMemory {
+        bytes: core::mem::size_of::<(K, V)>(),
+    })
+}
+
 /// Appends `n` fresh segments of `size` bytes to `pool`. On failure the
 /// segments it added are freed again and `pool` is as it was.
 pub(super) fn alloc_segments(

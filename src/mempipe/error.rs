@@ -26,6 +26,10 @@ pub const ETIMEDOUT: i32 = 110;
 pub const EMFILE: i32 = 24;
 /// `EIO`: the queue refused an operation the pipe needed.
 pub const EIO: i32 = 5;
+/// `ENXIO`: the producer ended without creating the pipe's writer.
+pub const ENXIO: i32 = 6;
+/// `EEXIST`: the pipe's writer exists already.
+pub const EEXIST: i32 = 17;
 /// `ENOMEM`: the allocator refused memory the pipe needed.
 pub const ENOMEM: i32 = 12;
 
@@ -102,6 +106,12 @@ pub enum PipeError {
         /// Bytes of the refused allocation (saturated at `usize::MAX`).
         bytes: usize,
     },
+    /// A [`PipeTable`](super::PipeTable) key's producer ended without
+    /// creating its writer (`ENXIO`).
+    NoWriter,
+    /// A [`PipeTable`](super::PipeTable) key's writer exists already
+    /// (`EEXIST`).
+    Exists,
     /// The notification queue refused an operation (the handle limit when
     /// the pipe is created). Reads never see it: readers do not wait on the
     /// queue.
@@ -121,6 +131,8 @@ impl PipeError {
             Self::TimedOut => ETIMEDOUT,
             Self::OutOfMemory { .. } => ENOMEM,
             Self::Queue(_) => EIO,
+            Self::NoWriter => ENXIO,
+            Self::Exists => EEXIST,
         }
     }
 }
@@ -148,6 +160,8 @@ impl fmt::Display for PipeError {
             Self::InvalidErrno { errno } => write!(f, "invalid errno {errno} (EINVAL)"),
             Self::OutOfMemory { bytes } => write!(f, "out of memory allocating {bytes} bytes"),
             Self::Queue(e) => write!(f, "notification queue: {e}"),
+            Self::NoWriter => f.write_str("the producer ended without creating the writer (ENXIO)"),
+            Self::Exists => f.write_str("the pipe's writer exists already (EEXIST)"),
         }
     }
 }
@@ -165,6 +179,8 @@ impl embedded_io::Error for PipeError {
             Self::InvalidLimit { .. } | Self::InvalidErrno { .. } => K::InvalidInput,
             Self::TimedOut => K::TimedOut,
             Self::Failed { .. } | Self::Reader { .. } | Self::Queue(_) => K::Other,
+            Self::NoWriter => K::NotConnected,
+            Self::Exists => K::AlreadyExists,
         }
     }
 }
@@ -180,6 +196,8 @@ impl From<PipeError> for std::io::Error {
             PipeError::InvalidLimit { .. } | PipeError::InvalidErrno { .. } => K::InvalidInput,
             PipeError::TimedOut => K::TimedOut,
             PipeError::Failed { .. } | PipeError::Reader { .. } | PipeError::Queue(_) => K::Other,
+            PipeError::NoWriter => K::NotConnected,
+            PipeError::Exists => K::AlreadyExists,
         };
         std::io::Error::new(kind, e)
     }

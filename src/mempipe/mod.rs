@@ -78,14 +78,18 @@ mod io;
 mod reader;
 #[cfg(not(notification_queue_loom))]
 mod shared;
+mod table;
 mod writer;
 
 pub use buffer::WriterState;
-pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
+pub use error::{
+    EBADF, EEXIST, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, ENXIO, EPIPE, ETIMEDOUT, PipeError,
+};
 pub use event::{CLOSED_ARG, MAX_ERRNO, NotifyArg, PipeEvent};
 pub use reader::Reader;
 #[cfg(not(notification_queue_loom))]
 pub use shared::SharedWriter;
+pub use table::{PipeInfo, PipeInfoState, PipeTable};
 pub use writer::Writer;
 
 use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Hint, Mutex, Ordering};
@@ -291,6 +295,29 @@ impl ReaderFactory {
     pub fn readers(&self) -> usize {
         // Relaxed: a statistic.
         (self.shared.readers.load(Ordering::Relaxed) & LIVE_MASK) as usize
+    }
+
+    /// The writer's state now (open, closed, failed with its errno).
+    pub fn writer_state(&self) -> WriterState {
+        // Acquire: pairs with the writer's Release store of its state.
+        WriterState::decode(self.shared.published.state.load(Ordering::Acquire))
+    }
+
+    /// Bytes the writer has committed.
+    pub fn written(&self) -> u64 {
+        // Acquire: pairs with the writer's Release commit.
+        self.shared.published.committed.load(Ordering::Acquire)
+    }
+
+    /// Every live reader's position (bytes read), in joining order; for
+    /// debugging.
+    pub fn positions(&self) -> Vec<u64> {
+        let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Relaxed: a statistic.
+        slots
+            .iter()
+            .map(|s| s.pos.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Stops new readers from joining: streaming mode. Same as dropping.
