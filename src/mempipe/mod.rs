@@ -75,6 +75,7 @@ mod buffer;
 mod error;
 mod event;
 mod io;
+mod merged;
 mod reader;
 #[cfg(not(notification_queue_loom))]
 mod shared;
@@ -86,6 +87,7 @@ pub use error::{
     EBADF, EEXIST, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, ENXIO, EPIPE, ETIMEDOUT, PipeError,
 };
 pub use event::{CLOSED_ARG, MAX_ERRNO, NotifyArg, PipeEvent};
+pub use merged::MergedReader;
 pub use reader::Reader;
 #[cfg(not(notification_queue_loom))]
 pub use shared::SharedWriter;
