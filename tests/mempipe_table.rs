@@ -1,7 +1,7 @@
 //! MemPipe's PipeTable: latent pipes keyed by the caller's ids.
 
 use notification_queue::mempipe::{
-    ENXIO, Limits, PipeError, PipeInfoState, PipeTable, WriterState,
+    ENXIO, Limits, PipeError, PipeInfoState, PipeTable, ReaderInfo, WriterState,
 };
 use notification_queue::{Config, NotificationQueue};
 use std::future::Future;
@@ -92,7 +92,12 @@ fn second_writer_is_exists_and_list_shows_readers_positions_states() {
     let mut w = t.create_writer((3, 1)).unwrap();
     assert_eq!(t.create_writer((3, 1)).unwrap_err(), PipeError::Exists);
     let mut a = t.open_reader(&(3, 1)).unwrap();
-    let _b = t.open_reader(&(3, 1)).unwrap();
+    let b = t
+        .try_open_reader_with_hint(&(3, 1), "cat")
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.id(), a.hint()), (0, None));
+    assert_eq!((b.id(), b.hint()), (1, Some("cat")));
     w.write(b"hello").unwrap();
     assert_eq!(a.read(&mut [0u8; 2]), Ok(2));
     w.set_error(5).unwrap();
@@ -101,7 +106,18 @@ fn second_writer_is_exists_and_list_shows_readers_positions_states() {
         Some(PipeInfoState::Live {
             writer: WriterState::Failed(5),
             written: 5,
-            readers: vec![2, 0],
+            readers: vec![
+                ReaderInfo {
+                    id: 0,
+                    hint: None,
+                    position: 2
+                },
+                ReaderInfo {
+                    id: 1,
+                    hint: Some("cat".into()),
+                    position: 0
+                },
+            ],
         })
     );
     assert!(t.remove(&(3, 1)));

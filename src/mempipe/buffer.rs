@@ -187,14 +187,20 @@ pub(super) struct ReaderSlot {
     /// Set while the reader sleeps (counted in `Shared::sleepers`); cleared
     /// by whoever swaps it back to `false`, who then decrements the count.
     pub(super) armed: AtomicBool,
+    /// The reader's id within its pipe (for debugging).
+    pub(super) id: u64,
+    /// The reader's debug hint, if given.
+    pub(super) hint: Option<crate::sync::Hint>,
 }
 
 impl ReaderSlot {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(id: u64, hint: Option<crate::sync::Hint>) -> Self {
         Self {
             pos: CachePadded::new(AtomicU64::new(0)),
             waker: AtomicWaker::new(),
             armed: AtomicBool::new(false),
+            id,
+            hint,
         }
     }
 

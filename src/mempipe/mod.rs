@@ -215,6 +215,8 @@ struct Shared {
     sleepers: CachePadded<AtomicUsize>,
     /// Where the writer waits for space (see `buffer::SpaceWait`).
     space: CachePadded<SpaceWait>,
+    /// The next reader's id.
+    next_id: AtomicU64,
 }
 
 impl Shared {
@@ -233,6 +235,17 @@ impl Drop for Shared {
         // can reach the chain any more; each segment is freed once.
         unsafe { buffer::free_chain(head) };
     }
+}
+
+/// One live reader of a pipe ([`ReaderFactory::reader_info`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderInfo {
+    /// The reader's id within its pipe, in joining order from 0.
+    pub id: u64,
+    /// Its debug hint ([`ReaderFactory::reader_with_hint`]).
+    pub hint: Option<Hint>,
+    /// Bytes it has read.
+    pub position: u64,
 }
 
 /// Makes readers of one pipe. Dropping or [sealing](Self::seal) it turns
@@ -259,9 +272,21 @@ impl ReaderFactory {
     /// assert!(f.reader().is_ok());
     /// ```
     pub fn reader(&self) -> Result<Reader, PipeError> {
+        self.make_reader(None)
+    }
+
+    /// [`reader`](Self::reader) with a debug hint, shown by
+    /// [`reader_info`](Self::reader_info) (and a pipe table's listing).
+    pub fn reader_with_hint(&self, hint: impl Into<Hint>) -> Result<Reader, PipeError> {
+        self.make_reader(Some(hint.into()))
+    }
+
+    fn make_reader(&self, hint: Option<Hint>) -> Result<Reader, PipeError> {
         let shared = &self.shared;
         let limit = shared.limits.max_readers;
-        let slot = Arc::new(ReaderSlot::new());
+        // Relaxed: a unique number, nothing is published with it.
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(ReaderSlot::new(id, hint));
         let mut slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         // Room for `max_readers` slots was reserved when the pipe was made
         // and the list never holds more than the live readers, so this
@@ -311,14 +336,18 @@ impl ReaderFactory {
         self.shared.published.committed.load(Ordering::Acquire)
     }
 
-    /// Every live reader's position (bytes read), in joining order; for
+    /// Every live reader (id, hint, position), in joining order; for
     /// debugging.
-    pub fn positions(&self) -> Vec<u64> {
+    pub fn reader_info(&self) -> Vec<ReaderInfo> {
         let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
-        // Relaxed: a statistic.
         slots
             .iter()
-            .map(|s| s.pos.load(Ordering::Relaxed))
+            .map(|s| ReaderInfo {
+                id: s.id,
+                hint: s.hint.clone(),
+                // Relaxed: a statistic.
+                position: s.pos.load(Ordering::Relaxed),
+            })
             .collect()
     }
 
@@ -407,6 +436,7 @@ pub fn pipe(
         allocated: AtomicUsize::new((extra + 1) * seg),
         sleepers: CachePadded::new(AtomicUsize::new(0)),
         space: CachePadded::new(SpaceWait::new()),
+        next_id: AtomicU64::new(0),
     });
     let writer = Writer::new(shared.clone(), head, pool, watched, wakers);
     Ok((writer, ReaderFactory { shared }))

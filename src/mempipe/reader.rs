@@ -393,6 +393,17 @@ impl Reader {
         self.shared.space.wake_writer();
     }
 
+    /// This reader's id within its pipe (joining order from 0).
+    pub fn id(&self) -> u64 {
+        self.cur.slot.id
+    }
+
+    /// This reader's debug hint, if given
+    /// ([`ReaderFactory::reader_with_hint`](super::ReaderFactory::reader_with_hint)).
+    pub fn hint(&self) -> Option<&str> {
+        self.cur.slot.hint.as_deref()
+    }
+
     /// Bytes this reader has read.
     pub fn position(&self) -> u64 {
         self.cur.pos

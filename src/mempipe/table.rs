@@ -9,7 +9,7 @@
 //! the writer or abandoning the entry wakes the listed openers, who then
 //! look again.
 
-use super::{Limits, PipeError, Reader, ReaderFactory, Writer, WriterState, pipe};
+use super::{Limits, PipeError, Reader, ReaderFactory, ReaderInfo, Writer, WriterState, pipe};
 use crate::NotificationQueue;
 use crate::sync::{Mutex, MutexGuard};
 use crate::wait::park;
@@ -50,8 +50,8 @@ pub enum PipeInfoState {
         writer: WriterState,
         /// Bytes written.
         written: u64,
-        /// Every live reader's position (bytes read).
-        readers: Vec<u64>,
+        /// Every live reader: id, hint, position.
+        readers: Vec<ReaderInfo>,
     },
     /// The producer ended without creating the writer.
     Abandoned,
@@ -126,7 +126,20 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
     /// (the key is then listed as latent), [`PipeError::NoWriter`] if the
     /// producer ended without creating it.
     pub fn try_open_reader(&self, key: &K) -> Result<Option<Reader>, PipeError> {
-        self.poll_open(key, None).map(|p| match p {
+        self.poll_open(key, None, None).map(|p| match p {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        })
+    }
+
+    /// [`try_open_reader`](Self::try_open_reader) naming the reader with a
+    /// debug hint (shown by [`list`](Self::list)).
+    pub fn try_open_reader_with_hint(
+        &self,
+        key: &K,
+        hint: &str,
+    ) -> Result<Option<Reader>, PipeError> {
+        self.poll_open(key, None, Some(hint)).map(|p| match p {
             Poll::Ready(r) => Some(r),
             Poll::Pending => None,
         })
@@ -156,7 +169,7 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
     fn open_blocking(&self, key: &K, deadline: Option<Instant>) -> Result<Reader, PipeError> {
         let waker = park::current_waker();
         loop {
-            if let Poll::Ready(r) = self.poll_open(key, Some(&waker))? {
+            if let Poll::Ready(r) = self.poll_open(key, Some(&waker), None)? {
                 return Ok(r);
             }
             match deadline {
@@ -173,10 +186,19 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
         }
     }
 
-    fn poll_open(&self, key: &K, waker: Option<&Waker>) -> Result<Poll<Reader>, PipeError> {
+    fn poll_open(
+        &self,
+        key: &K,
+        waker: Option<&Waker>,
+        hint: Option<&str>,
+    ) -> Result<Poll<Reader>, PipeError> {
         let mut map = self.lock();
         match map.get_mut(key) {
-            Some(Entry::Live(f)) => f.reader().map(Poll::Ready),
+            Some(Entry::Live(f)) => match hint {
+                Some(h) => f.reader_with_hint(h),
+                None => f.reader(),
+            }
+            .map(Poll::Ready),
             Some(Entry::Abandoned) => Err(PipeError::NoWriter),
             Some(Entry::Latent(wakers)) => {
                 if let Some(w) = waker {
@@ -264,7 +286,7 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
                     Entry::Live(f) => PipeInfoState::Live {
                         writer: f.writer_state(),
                         written: f.written(),
-                        readers: f.positions(),
+                        readers: f.reader_info(),
                     },
                 },
             })
@@ -292,7 +314,7 @@ impl<K: Hash + Eq + Clone> Future for OpenFuture<'_, K> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        match this.table.poll_open(this.key, Some(cx.waker())) {
+        match this.table.poll_open(this.key, Some(cx.waker()), None) {
             Ok(Poll::Ready(r)) => {
                 this.waker = None;
                 Poll::Ready(Ok(r))
