@@ -117,7 +117,37 @@ impl Segment {
         })))
     }
 
-    /// Frees a segment made by [`Segment::alloc`].
+    /// Makes a segment of `size` bytes out of `bytes` without copying them,
+    /// if they fit (`len <= size <= capacity`: the rest is zeroed within
+    /// the capacity, nothing is reallocated); else gives them back.
+    #[cfg(not(notification_queue_loom))]
+    pub(super) fn adopt(mut bytes: Vec<u8>, size: usize) -> Result<*mut Segment, Vec<u8>> {
+        if bytes.len() > size || bytes.capacity() < size {
+            return Err(bytes);
+        }
+        // Within the capacity: no allocation, no move of the bytes.
+        bytes.resize(size, 0);
+        let mut bytes = core::mem::ManuallyDrop::new(bytes);
+        let (p, len, cap) = (bytes.as_mut_ptr(), bytes.len(), bytes.capacity());
+        // SAFETY: `UnsafeCell<u8>` has the size and alignment of `u8`
+        // (asserted in `zeroed_cells`) and every `u8` is a valid one; the
+        // allocation came from the global allocator as `[u8; cap]`, the
+        // layout of `[UnsafeCell<u8>; cap]`; the original `Vec` is never
+        // used or dropped again (`ManuallyDrop`).
+        let data = unsafe { Vec::from_raw_parts(p.cast::<UnsafeCell<u8>>(), len, cap) };
+        Ok(Box::into_raw(Box::new(Segment {
+            data,
+            next: AtomicPtr::new(ptr::null_mut()),
+        })))
+    }
+
+    /// Loom's cells are not bytes: always copy.
+    #[cfg(notification_queue_loom)]
+    pub(super) fn adopt(bytes: Vec<u8>, _size: usize) -> Result<*mut Segment, Vec<u8>> {
+        Err(bytes)
+    }
+
+    /// Frees a segment made by [`Segment::alloc`] or [`Segment::adopt`].
     ///
     /// # Safety
     ///

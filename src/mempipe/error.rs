@@ -106,6 +106,12 @@ pub enum PipeError {
         /// Bytes of the refused allocation (saturated at `usize::MAX`).
         bytes: usize,
     },
+    /// The writer's [`PipeStorage`](super::PipeStorage) refused a write or
+    /// its flush on close: the writer failed with this errno.
+    Storage {
+        /// The storage's errno.
+        errno: i32,
+    },
     /// A [`PipeTable`](super::PipeTable) key's producer ended without
     /// creating its writer (`ENXIO`).
     NoWriter,
@@ -123,7 +129,7 @@ impl PipeError {
     pub fn errno(&self) -> i32 {
         match *self {
             Self::Closed => EBADF,
-            Self::Failed { errno } | Self::Reader { errno } => errno,
+            Self::Failed { errno } | Self::Reader { errno } | Self::Storage { errno } => errno,
             Self::BrokenPipe { .. } => EPIPE,
             Self::Full { .. } => ENOSPC,
             Self::ReaderLimit { .. } => EMFILE,
@@ -160,6 +166,7 @@ impl fmt::Display for PipeError {
             Self::InvalidErrno { errno } => write!(f, "invalid errno {errno} (EINVAL)"),
             Self::OutOfMemory { bytes } => write!(f, "out of memory allocating {bytes} bytes"),
             Self::Queue(e) => write!(f, "notification queue: {e}"),
+            Self::Storage { errno } => write!(f, "pipe storage failed with errno {errno}"),
             Self::NoWriter => f.write_str("the producer ended without creating the writer (ENXIO)"),
             Self::Exists => f.write_str("the pipe's writer exists already (EEXIST)"),
         }
@@ -181,6 +188,7 @@ impl embedded_io::Error for PipeError {
             Self::Failed { .. } | Self::Reader { .. } | Self::Queue(_) => K::Other,
             Self::NoWriter => K::NotConnected,
             Self::Exists => K::AlreadyExists,
+            Self::Storage { .. } => K::Other,
         }
     }
 }
@@ -198,6 +206,7 @@ impl From<PipeError> for std::io::Error {
             PipeError::Failed { .. } | PipeError::Reader { .. } | PipeError::Queue(_) => K::Other,
             PipeError::NoWriter => K::NotConnected,
             PipeError::Exists => K::AlreadyExists,
+            PipeError::Storage { .. } => K::Other,
         };
         std::io::Error::new(kind, e)
     }

@@ -9,9 +9,9 @@
 //! timeouts `TimedOut`, the rest `Other`. `flush` is a no-op: a written byte
 //! is visible to readers as soon as `write` returns.
 
-use super::{PipeError, Reader, Writer};
+use super::{PipeError, PipeStorage, Reader, Writer};
 
-impl embedded_io::ErrorType for Writer {
+impl<S: PipeStorage> embedded_io::ErrorType for Writer<S> {
     type Error = PipeError;
 }
 
@@ -19,7 +19,7 @@ impl embedded_io::ErrorType for Reader {
     type Error = PipeError;
 }
 
-impl embedded_io::Write for Writer {
+impl<S: PipeStorage> embedded_io::Write for Writer<S> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         Writer::write_wait(self, buf)
     }
@@ -35,7 +35,7 @@ impl embedded_io::Read for Reader {
     }
 }
 
-impl embedded_io_async::Write for Writer {
+impl<S: PipeStorage> embedded_io_async::Write for Writer<S> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         self.write_async(buf).await
     }
@@ -51,7 +51,7 @@ impl embedded_io_async::Read for Reader {
     }
 }
 
-impl std::io::Write for Writer {
+impl<S: PipeStorage> std::io::Write for Writer<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         Writer::write_wait(self, buf).map_err(Into::into)
     }

@@ -79,6 +79,7 @@ mod merged;
 mod reader;
 #[cfg(not(notification_queue_loom))]
 mod shared;
+mod storage;
 mod table;
 mod writer;
 
@@ -91,6 +92,7 @@ pub use merged::MergedReader;
 pub use reader::Reader;
 #[cfg(not(notification_queue_loom))]
 pub use shared::SharedWriter;
+pub use storage::{NoStorage, PipeStorage};
 pub use table::{PipeInfo, PipeInfoState, PipeTable};
 pub use writer::Writer;
 
@@ -391,6 +393,63 @@ pub fn pipe(
     hint: impl Into<Hint>,
     limits: Limits,
 ) -> Result<(Writer, ReaderFactory), PipeError> {
+    pipe_with_storage(queue, hint, limits, NoStorage)
+}
+
+/// [`pipe`] whose writer hands every write to `storage` before readers
+/// see it, and flushes it on close (see [`PipeStorage`]).
+pub fn pipe_with_storage<S: PipeStorage>(
+    queue: &NotificationQueue,
+    hint: impl Into<Hint>,
+    limits: Limits,
+    storage: S,
+) -> Result<(Writer<S>, ReaderFactory), PipeError> {
+    build(queue, hint.into(), limits, storage, Vec::new())
+}
+
+/// [`pipe`] whose stream starts with `initial` (readers read it first; it
+/// counts as written). The bytes are adopted without a copy when they fit
+/// one segment and their capacity holds a whole segment
+/// (`initial.len() <= segment_size <= initial.capacity()`); otherwise they
+/// are copied in. More than [`Limits::max_bytes`] is
+/// [`PipeError::InvalidLimit`].
+///
+/// ```
+/// use notification_queue::{Config, NotificationQueue};
+/// use notification_queue::mempipe::{pipe_with_bytes, Limits};
+///
+/// let q = NotificationQueue::new(Config::default());
+/// let mut bytes = Vec::with_capacity(4096);
+/// bytes.extend_from_slice(b"already here");
+/// let (w, f) = pipe_with_bytes(&q, "p", Limits::default().segment_size(4096), bytes).unwrap();
+/// assert_eq!(w.tell(), 12);
+/// let mut r = f.reader().unwrap();
+/// let mut buf = [0u8; 32];
+/// assert_eq!(r.try_read(&mut buf), Ok(Some(12)));
+/// assert_eq!(&buf[..12], b"already here");
+/// ```
+pub fn pipe_with_bytes(
+    queue: &NotificationQueue,
+    hint: impl Into<Hint>,
+    limits: Limits,
+    initial: Vec<u8>,
+) -> Result<(Writer, ReaderFactory), PipeError> {
+    if initial.len() as u64 > limits.max_bytes {
+        return Err(PipeError::InvalidLimit {
+            name: "initial bytes",
+            value: initial.len() as u64,
+        });
+    }
+    build(queue, hint.into(), limits, NoStorage, initial)
+}
+
+fn build<S: PipeStorage>(
+    queue: &NotificationQueue,
+    hint: Hint,
+    limits: Limits,
+    storage: S,
+    initial: Vec<u8>,
+) -> Result<(Writer<S>, ReaderFactory), PipeError> {
     limits.validate(queue)?;
     let seg = limits.segment_size;
     let segments = limits.initial_capacity.div_ceil(seg).max(1);
@@ -410,7 +469,15 @@ pub fn pipe(
     buffer::try_reserve(&mut wakers, limits.max_readers)?;
     let mut pool = Vec::new();
     buffer::try_reserve(&mut pool, extra.max(writer::POOL_CAP))?;
-    let head = Segment::alloc(seg)?;
+    let (head, adopted, copy) = if initial.is_empty() {
+        (Segment::alloc(seg)?, 0, Vec::new())
+    } else {
+        let len = initial.len();
+        match Segment::adopt(initial, seg) {
+            Ok(head) => (head, len, Vec::new()),
+            Err(bytes) => (Segment::alloc(seg)?, 0, bytes),
+        }
+    };
     let handle = buffer::alloc_segments(&mut pool, extra, seg)
         .and_then(|()| queue.register(hint).map_err(PipeError::from));
     let handle = match handle {
@@ -438,6 +505,17 @@ pub fn pipe(
         space: CachePadded::new(SpaceWait::new()),
         next_id: AtomicU64::new(0),
     });
-    let writer = Writer::new(shared.clone(), head, pool, watched, wakers);
-    Ok((writer, ReaderFactory { shared }))
+    let mut writer = Writer::new(shared.clone(), head, pool, watched, wakers, storage);
+    let factory = ReaderFactory { shared };
+    if adopted > 0 {
+        writer.adopted(adopted as u64);
+    }
+    // Copied in as a first write (no reader exists yet, nothing is sealed:
+    // only the allocator can refuse it; the caller checked the limit).
+    let mut rest = &copy[..];
+    while !rest.is_empty() {
+        let n = writer.write(rest)?;
+        rest = rest.get(n..).unwrap_or_default();
+    }
+    Ok((writer, factory))
 }

@@ -9,7 +9,7 @@
 //! the list are woken to try again, so a completed write that disarmed the
 //! space wait never leaves another caller asleep.
 
-use super::{PipeError, Writer, WriterState};
+use super::{NoStorage, PipeError, PipeStorage, Writer, WriterState};
 use crate::Handle;
 use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::wait::park;
@@ -49,14 +49,22 @@ use std::time::{Duration, Instant};
 /// assert_eq!(out.len(), 200);
 /// assert!(out[..100].iter().all(|&b| b == out[0])); // one run each
 /// ```
-#[derive(Debug, Clone)]
-pub struct SharedWriter {
-    inner: Arc<Inner>,
+#[derive(Debug)]
+pub struct SharedWriter<S: PipeStorage = NoStorage> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: PipeStorage> Clone for SharedWriter<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
-struct Inner {
-    writer: Mutex<Writer>,
+struct Inner<S: PipeStorage> {
+    writer: Mutex<Writer<S>>,
     /// Callers waiting for space (and the space wait's own waker, which
     /// wakes them all).
     waiters: Arc<Waiters>,
@@ -144,9 +152,9 @@ impl Wake for Waiters {
     }
 }
 
-impl Writer {
+impl<S: PipeStorage> Writer<S> {
     /// Turns this writer into a [`SharedWriter`] for several threads.
-    pub fn into_shared(self) -> SharedWriter {
+    pub fn into_shared(self) -> SharedWriter<S> {
         let waiters = Arc::new(Waiters::default());
         SharedWriter {
             inner: Arc::new(Inner {
@@ -158,8 +166,8 @@ impl Writer {
     }
 }
 
-impl SharedWriter {
-    fn lock(&self) -> MutexGuard<'_, Writer> {
+impl<S: PipeStorage> SharedWriter<S> {
+    fn lock(&self) -> MutexGuard<'_, Writer<S>> {
         // A panic while writing leaves the writer consistent (it commits
         // only after copying), so a poisoned lock is used as is.
         self.inner.writer.lock().unwrap_or_else(|e| e.into_inner())
@@ -327,14 +335,14 @@ impl SharedWriter {
 }
 
 /// The future of [`SharedWriter::write_async`].
-struct SharedWriteFuture<'a> {
-    writer: &'a SharedWriter,
+struct SharedWriteFuture<'a, S: PipeStorage> {
+    writer: &'a SharedWriter<S>,
     buf: &'a [u8],
     /// The waker listed by the last pending poll.
     waker: Option<Waker>,
 }
 
-impl Future for SharedWriteFuture<'_> {
+impl<S: PipeStorage> Future for SharedWriteFuture<'_, S> {
     type Output = Result<usize, PipeError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -345,7 +353,7 @@ impl Future for SharedWriteFuture<'_> {
     }
 }
 
-impl Drop for SharedWriteFuture<'_> {
+impl<S: PipeStorage> Drop for SharedWriteFuture<'_, S> {
     fn drop(&mut self) {
         if let Some(me) = self.waker.take() {
             self.writer
@@ -357,11 +365,11 @@ impl Drop for SharedWriteFuture<'_> {
     }
 }
 
-impl embedded_io::ErrorType for SharedWriter {
+impl<S: PipeStorage> embedded_io::ErrorType for SharedWriter<S> {
     type Error = PipeError;
 }
 
-impl embedded_io::Write for SharedWriter {
+impl<S: PipeStorage> embedded_io::Write for SharedWriter<S> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         SharedWriter::write_wait(self, buf)
     }
@@ -371,7 +379,7 @@ impl embedded_io::Write for SharedWriter {
     }
 }
 
-impl embedded_io_async::Write for SharedWriter {
+impl<S: PipeStorage> embedded_io_async::Write for SharedWriter<S> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         self.write_async(buf).await
     }
@@ -381,7 +389,7 @@ impl embedded_io_async::Write for SharedWriter {
     }
 }
 
-impl std::io::Write for SharedWriter {
+impl<S: PipeStorage> std::io::Write for SharedWriter<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         SharedWriter::write_wait(self, buf).map_err(Into::into)
     }
@@ -391,7 +399,7 @@ impl std::io::Write for SharedWriter {
     }
 }
 
-impl std::io::Write for &SharedWriter {
+impl<S: PipeStorage> std::io::Write for &SharedWriter<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         SharedWriter::write_wait(self, buf).map_err(Into::into)
     }

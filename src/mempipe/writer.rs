@@ -15,6 +15,7 @@
 
 use super::buffer::{ReaderSlot, Segment, WriterState};
 use super::event::{PipeEvent, valid_errno};
+use super::storage::{NoStorage, PipeStorage, storage_errno};
 use super::{ENOSPC, EPIPE, EVER, LIVE_MASK, PipeError, SEALED, Shared};
 use crate::Handle;
 use crate::sync::{Arc, Ordering, fence};
@@ -60,7 +61,7 @@ pub(super) const POOL_CAP: usize = 1;
 /// assert_eq!(r.read(&mut buf), Err(PipeError::BrokenPipe { writer_errno: Some(5) }));
 /// ```
 #[derive(Debug)]
-pub struct Writer {
+pub struct Writer<S: PipeStorage = NoStorage> {
     shared: Arc<Shared>,
     /// The segment being filled (always in the chain).
     tail: *mut Segment,
@@ -88,22 +89,27 @@ pub struct Writer {
     /// Wakers taken from reader slots, woken after the slot lock is
     /// released (room for `max_readers` reserved up front).
     wakers: Vec<Waker>,
+    /// Where every write goes besides the buffer.
+    storage: S,
 }
 
 // SAFETY: the raw segment pointers point into the chain owned by `Shared`
 // (kept alive by our `Arc`) or into our own pool; segments are `Sync` data
 // (atomics and cells accessed under the publication protocol).
-unsafe impl Send for Writer {}
-// SAFETY: `&Writer` only reads plain fields (`tell`, `state`, `footprint`).
-unsafe impl Sync for Writer {}
+// The storage moves with the writer, so it must be `Send` itself.
+unsafe impl<S: PipeStorage + Send> Send for Writer<S> {}
+// SAFETY: `&Writer` only reads plain fields (`tell`, `state`, `footprint`)
+// and lends `&S` (`storage`), which needs `S: Sync`.
+unsafe impl<S: PipeStorage + Sync> Sync for Writer<S> {}
 
-impl Writer {
+impl<S: PipeStorage> Writer<S> {
     pub(super) fn new(
         shared: Arc<Shared>,
         head: *mut Segment,
         pool: Vec<*mut Segment>,
         watched: Vec<Arc<ReaderSlot>>,
         wakers: Vec<Waker>,
+        storage: S,
     ) -> Self {
         Self {
             shared,
@@ -119,7 +125,30 @@ impl Writer {
             watched,
             sealed: false,
             wakers,
+            storage,
         }
+    }
+
+    /// The first `len` bytes of the head segment are the stream's initial
+    /// bytes (adopted before any reader exists): commit them.
+    pub(super) fn adopted(&mut self, len: u64) {
+        self.written = len;
+        // Release: the adopted bytes are in place; pairs with the readers'
+        // Acquire loads of `committed` (no reader exists yet anyway).
+        self.shared
+            .published
+            .committed
+            .store(len, Ordering::Release);
+    }
+
+    /// The storage every write goes to ([`pipe_with_storage`](super::pipe_with_storage)).
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The storage, mutably (for example to read back what it kept).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
     }
 
     /// Appends `buf` and wakes the readers; returns how many bytes were
@@ -173,6 +202,12 @@ impl Writer {
         if need > 0 {
             self.reclaim();
             self.reserve(need)?;
+        }
+        // The storage keeps the bytes before any reader can see them.
+        if let Err(errno) = self.storage.append(self.written, now) {
+            let errno = storage_errno(errno);
+            self.finish(WriterState::Failed(errno));
+            return Err(PipeError::Storage { errno });
         }
         let n = self.append(now);
         self.written += n as u64;
@@ -334,6 +369,11 @@ impl Writer {
         }
         self.closed = true;
         if self.state == WriterState::Open {
+            if let Err(errno) = self.storage.flush() {
+                let errno = storage_errno(errno);
+                self.finish(WriterState::Failed(errno));
+                return Err(PipeError::Storage { errno });
+            }
             self.finish(WriterState::Closed);
         }
         Ok(())
@@ -598,12 +638,12 @@ impl Writer {
 }
 
 /// The future of [`Writer::write_async`]: holds only the two borrows.
-struct WriteFuture<'a> {
-    writer: &'a mut Writer,
+struct WriteFuture<'a, S: PipeStorage> {
+    writer: &'a mut Writer<S>,
     buf: &'a [u8],
 }
 
-impl Future for WriteFuture<'_> {
+impl<S: PipeStorage> Future for WriteFuture<'_, S> {
     type Output = Result<usize, PipeError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -612,14 +652,14 @@ impl Future for WriteFuture<'_> {
     }
 }
 
-impl Drop for WriteFuture<'_> {
+impl<S: PipeStorage> Drop for WriteFuture<'_, S> {
     fn drop(&mut self) {
         // A write cancelled while waiting leaves the wait disarmed.
         self.writer.shared.space.disarm();
     }
 }
 
-impl Drop for Writer {
+impl<S: PipeStorage> Drop for Writer<S> {
     fn drop(&mut self) {
         if !self.closed {
             let _ = self.close();
