@@ -149,7 +149,7 @@ fn reader_sleep_vs_close_with_the_handle_full() {
         let held = hold_the_handle(&q, w.handle());
         let t = thread::spawn(move || w.close());
         assert_eq!(r.read(&mut [0u8; 2]), Ok(0));
-        t.join().unwrap();
+        assert_eq!(t.join().unwrap(), Ok(()));
         drop(held);
     });
 }
