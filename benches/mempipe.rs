@@ -11,13 +11,23 @@
 //! - `vec_floor`: single-threaded append of the same writes into a `Vec`,
 //!   then one copy-out per reader (the floor: no concurrency at all).
 //!
+//! Two more groups, one reader each, streaming mode, writes that wait for
+//! space (`write_wait`):
+//! - `mempipe_shared/<write>`: the plain `Writer` (`single`) against a
+//!   `SharedWriter` written by 1 and by 2 threads (`shared_1t`,
+//!   `shared_2t`, each thread writing its share of the stream);
+//! - `mempipe_backpressure/<write>`: blocking back-pressure with a 64 KiB
+//!   byte budget (`mempipe_wait`) against a bounded
+//!   `tokio::sync::mpsc` of `Bytes` holding as many chunks as fit in the
+//!   same budget (`tokio_mpsc_bytes`, `blocking_send` / `blocking_recv`).
+//!
 //! Throughput is bytes delivered to all readers (written bytes x readers).
 //! Threads are spawned per iteration; the clock starts at a barrier after
 //! they exist and stops when all have joined.
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use notification_queue::mempipe::{Limits, PipeError, pipe};
+use notification_queue::mempipe::{Limits, PipeError, Reader, pipe};
 use notification_queue::{Config, NotificationQueue};
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, Condvar, Mutex};
@@ -101,7 +111,7 @@ fn mempipe_once(src: &[u8], write: usize, readers: usize, streaming: bool) -> Du
                     }
                 }
             }
-            w.close();
+            w.close().unwrap();
         },
     );
     drop(keep_factory);
@@ -239,5 +249,149 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Reads `r` to EOF, copying every byte out; returns the count.
+fn read_all(mut r: Reader) -> usize {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut n = 0;
+    loop {
+        match r.read(&mut buf).unwrap() {
+            0 => return n,
+            k => n += k,
+        }
+        black_box(&buf);
+    }
+}
+
+fn waiting_pipe(budget: u64) -> (NotificationQueue, Limits) {
+    let q = NotificationQueue::new(Config::default());
+    (q, Limits::default().max_bytes(budget).segment_size(4 << 10))
+}
+
+/// `threads == 0`: the plain writer; else a `SharedWriter` on that many
+/// threads.
+fn shared_once(src: &[u8], write: usize, threads: usize) -> Duration {
+    let (q, limits) = waiting_pipe(256 << 10);
+    let (mut w, f) = pipe(&q, "bench", limits).unwrap();
+    let r = Mutex::new(Some(f.reader().unwrap()));
+    drop(f);
+    timed(
+        1,
+        |_| {
+            let r = r.lock().unwrap().take().unwrap();
+            Box::new(move || assert_eq!(read_all(r), TOTAL))
+        },
+        move || {
+            if threads == 0 {
+                for chunk in src.chunks(write) {
+                    let mut c = chunk;
+                    while !c.is_empty() {
+                        c = &c[w.write_wait(c).unwrap()..];
+                    }
+                }
+                w.close().unwrap();
+                return;
+            }
+            let w = w.into_shared();
+            thread::scope(|s| {
+                for part in src.chunks(TOTAL / threads) {
+                    let w = w.clone();
+                    s.spawn(move || {
+                        for chunk in part.chunks(write) {
+                            let mut c = chunk;
+                            while !c.is_empty() {
+                                c = &c[w.write_wait(c).unwrap()..];
+                            }
+                        }
+                    });
+                }
+            });
+            w.close().unwrap();
+        },
+    )
+}
+
+const BUDGET: usize = 64 << 10;
+
+fn backpressure_once(src: &[u8], write: usize) -> Duration {
+    let (q, limits) = waiting_pipe(BUDGET as u64);
+    let (w, f) = pipe(&q, "bench", limits).unwrap();
+    let r = Mutex::new(Some(f.reader().unwrap()));
+    drop(f);
+    let w = Mutex::new(Some(w));
+    timed(
+        1,
+        |_| {
+            let r = r.lock().unwrap().take().unwrap();
+            Box::new(move || assert_eq!(read_all(r), TOTAL))
+        },
+        || {
+            let mut w = w.lock().unwrap().take().unwrap();
+            for chunk in src.chunks(write) {
+                let mut c = chunk;
+                while !c.is_empty() {
+                    c = &c[w.write_wait(c).unwrap()..];
+                }
+            }
+            w.close().unwrap();
+        },
+    )
+}
+
+fn mpsc_once(src: &[u8], write: usize) -> Duration {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>((BUDGET / write).max(1));
+    let rx = Mutex::new(Some(rx));
+    timed(
+        1,
+        |_| {
+            let mut rx = rx.lock().unwrap().take().unwrap();
+            Box::new(move || {
+                let mut buf = vec![0u8; READ_BUF];
+                let mut n = 0;
+                while let Some(b) = rx.blocking_recv() {
+                    buf[..b.len()].copy_from_slice(&b);
+                    black_box(&buf);
+                    n += b.len();
+                }
+                assert_eq!(n, TOTAL);
+            })
+        },
+        move || {
+            for chunk in src.chunks(write) {
+                tx.blocking_send(Bytes::copy_from_slice(chunk)).unwrap();
+            }
+        },
+    )
+}
+
+fn bench_wait(c: &mut Criterion) {
+    let src = data();
+    let src = &src[..];
+    for write in [16usize, 4 << 10] {
+        let mut g = c.benchmark_group(format!("mempipe_shared/{write}"));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_millis(1500))
+            .throughput(Throughput::Bytes(TOTAL as u64));
+        for (name, threads) in [("single", 0), ("shared_1t", 1), ("shared_2t", 2)] {
+            g.bench_function(name, |b| {
+                b.iter_custom(|n| (0..n).map(|_| shared_once(src, write, threads)).sum())
+            });
+        }
+        g.finish();
+        let mut g = c.benchmark_group(format!("mempipe_backpressure/{write}"));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_millis(1500))
+            .throughput(Throughput::Bytes(TOTAL as u64));
+        g.bench_function("mempipe_wait", |b| {
+            b.iter_custom(|n| (0..n).map(|_| backpressure_once(src, write)).sum())
+        });
+        g.bench_function("tokio_mpsc_bytes", |b| {
+            b.iter_custom(|n| (0..n).map(|_| mpsc_once(src, write)).sum())
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench, bench_wait);
 criterion_main!(benches);

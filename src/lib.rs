@@ -80,6 +80,9 @@ const _: () = {
     assert_send_sync::<mempipe::Writer>();
     assert_send_sync::<mempipe::Reader>();
     assert_send_sync::<mempipe::ReaderFactory>();
+    assert_send_sync::<mempipe::SharedWriter>();
+    assert_send_sync::<mempipe::MergedReader>();
+    assert_send_sync::<mempipe::PipeTable<u64>>();
 };
 
 /// The README's examples are compiled and run as doctests.

@@ -1,7 +1,7 @@
 //! MemPipe: one test (or more) per rule of the writer and the reader.
 
 use futures::executor::block_on;
-use notification_queue::mempipe::{EBADF, EPIPE, Limits, PipeError, Reader, Writer, pipe};
+use notification_queue::mempipe::{EBADF, ENOSPC, EPIPE, Limits, PipeError, Reader, Writer, pipe};
 use notification_queue::{Config, NotificationQueue, QueueError};
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Waker};
@@ -83,7 +83,7 @@ fn hello_world_chunks_for_three_readers() {
         assert_eq!(&buf[..1], b"o");
     }
     w.write(b"world").unwrap();
-    w.close();
+    w.close().unwrap();
     for r in &mut readers {
         assert_eq!(r.read(&mut buf), Ok(4));
         assert_eq!(&buf, b"worl");
@@ -117,7 +117,7 @@ fn many_readers_see_identical_bytes_keep_and_streaming() {
             write_all(&mut w, &data[off..off + n]);
             off += n;
         }
-        w.close();
+        w.close().unwrap();
         for t in threads {
             assert!(t.join().unwrap() == data, "streaming={streaming}");
         }
@@ -131,7 +131,7 @@ fn late_reader_starts_at_zero_even_after_close() {
     let _first = f.reader().unwrap();
     let data = stream(1000);
     write_all(&mut w, &data);
-    w.close();
+    w.close().unwrap();
     let mut late = f.reader().unwrap();
     assert_eq!(read_to_end(&mut late, 7).unwrap(), data);
 }
@@ -145,9 +145,9 @@ fn close_vs_read_never_loses_the_tail() {
         for (mut w, fail) in writers {
             w.write(b"tail").unwrap();
             if fail {
-                w.set_error(11);
+                w.set_error(11).unwrap();
             } else {
-                w.close();
+                w.close().unwrap();
             }
         }
     });
@@ -206,12 +206,16 @@ fn write_after_close_is_ebadf_even_empty() {
     let q = queue();
     let (mut w, f) = pipe(&q, "closed", small()).unwrap();
     let mut r = f.reader().unwrap();
-    w.close();
+    w.close().unwrap();
     assert!(w.is_closed());
     assert_eq!(w.write(b"x"), Err(PipeError::Closed));
     assert_eq!(w.write(b""), Err(PipeError::Closed));
     assert_eq!(PipeError::Closed.errno(), EBADF);
-    w.set_error(3); // ignored once closed
+    assert_eq!(
+        w.set_error(3),
+        Err(PipeError::Closed),
+        "refused once closed"
+    );
     assert_eq!(w.error(), None);
     assert_eq!(r.read(&mut [0u8; 4]), Ok(0));
     assert!(!q.is_registered(w.handle()), "close unregisters the handle");
@@ -222,13 +226,14 @@ fn error_state_returns_that_error_even_for_empty_writes() {
     let q = queue();
     let (mut w, f) = pipe(&q, "failed", small()).unwrap();
     let _r = f.reader().unwrap();
-    w.set_error(5);
-    w.set_error(6); // first error wins
+    w.set_error(5).unwrap();
+    assert_eq!(w.set_error(6), Err(PipeError::Failed { errno: 5 })); // first error wins
     assert_eq!(w.error(), Some(5));
     assert_eq!(w.write(b"x"), Err(PipeError::Failed { errno: 5 }));
     assert_eq!(w.write(b""), Err(PipeError::Failed { errno: 5 }));
-    w.close(); // a failed writer stays failed
-    assert_eq!(w.write(b""), Err(PipeError::Failed { errno: 5 }));
+    w.close().unwrap(); // a failed writer stays failed, but is closed
+    assert_eq!(w.error(), Some(5));
+    assert_eq!(w.write(b""), Err(PipeError::Closed));
 }
 
 #[test]
@@ -239,7 +244,7 @@ fn failed_writer_readers_drain_then_epipe_with_errno() {
     let mut r2 = f.reader().unwrap();
     let data = stream(100);
     write_all(&mut w, &data);
-    w.set_error(42);
+    w.set_error(42).unwrap();
     let expect = PipeError::BrokenPipe {
         writer_errno: Some(42),
     };
@@ -273,7 +278,7 @@ fn reader_errors_are_private_and_take_precedence() {
     assert_eq!(w.write(b"gh"), Ok(2));
     assert_eq!(w.error(), None);
     // Own error beats the writer's.
-    w.set_error(9);
+    w.set_error(9).unwrap();
     assert_eq!(r1.read(&mut buf), Err(PipeError::Reader { errno: 7 }));
     r1.clear_error();
     assert_eq!(
@@ -309,13 +314,27 @@ fn write_with_no_readers_left_is_epipe() {
         w.write(b"x"),
         Err(PipeError::BrokenPipe { writer_errno: None })
     );
-    assert_eq!(w.write(b""), Ok(0), "an empty write is still a no-op");
-    // A new reader revives it (the factory is still there).
+    assert_eq!(
+        w.write(b""),
+        Err(PipeError::BrokenPipe { writer_errno: None }),
+        "the writer stays failed with EPIPE"
+    );
+    assert_eq!(w.error(), Some(EPIPE));
+    // A new reader does not revive it: it drains, then gets the EPIPE.
     let mut r = f.reader().unwrap();
-    assert_eq!(w.write(b"!"), Ok(1));
+    assert_eq!(
+        w.write(b"!"),
+        Err(PipeError::BrokenPipe { writer_errno: None })
+    );
     let mut buf = [0u8; 8];
-    assert_eq!(r.read(&mut buf), Ok(6));
-    assert_eq!(&buf[..6], b"early!");
+    assert_eq!(r.read(&mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"early");
+    assert_eq!(
+        r.read(&mut buf),
+        Err(PipeError::BrokenPipe {
+            writer_errno: Some(EPIPE)
+        })
+    );
 
     // No factory and no reader: nobody can ever read.
     let (mut w2, f2) = pipe(&q, "sealed-empty", small()).unwrap();
@@ -373,10 +392,18 @@ fn byte_limit_writes_what_fits_then_full() {
     assert_eq!(w.tell(), 10);
     let e: std::io::Error = PipeError::Full { limit: 10 }.into();
     assert_eq!(e.kind(), std::io::ErrorKind::OutOfMemory);
-    // Keeping everything, reading does not make room.
+    // Keeping everything, reading could never make room: the writer failed
+    // with ENOSPC, and the reader drains, then gets it.
+    assert_eq!(w.error(), Some(ENOSPC));
+    assert_eq!(w.write(b"z"), Err(PipeError::Failed { errno: ENOSPC }));
     let mut buf = [0u8; 16];
     assert_eq!(r.read(&mut buf), Ok(10));
-    assert_eq!(w.write(b"z"), Err(PipeError::Full { limit: 10 }));
+    assert_eq!(
+        r.read(&mut buf),
+        Err(PipeError::BrokenPipe {
+            writer_errno: Some(ENOSPC)
+        })
+    );
 }
 
 #[test]
@@ -414,7 +441,7 @@ fn preallocated_capacity_is_used_before_allocating() {
     assert_eq!(w.footprint(), 256);
     w.write(b"x").unwrap();
     assert_eq!(w.footprint(), 320);
-    w.close();
+    w.close().unwrap();
     let mut want = data;
     want.push(b'x');
     assert_eq!(read_to_end(&mut r, 100).unwrap(), want);
@@ -467,7 +494,7 @@ fn streaming_mode_memory_stays_bounded() {
         written += chunk.len();
         max_footprint = max_footprint.max(w.footprint());
     }
-    w.close();
+    w.close().unwrap();
     for t in threads {
         assert_eq!(t.join().unwrap(), (written, expect));
     }
@@ -528,7 +555,7 @@ fn try_read_and_timeouts() {
     w.write(b"ok").unwrap();
     assert_eq!(r.read_timeout(&mut buf, Duration::from_secs(5)), Ok(2));
     assert_eq!(r.available(), 0);
-    w.close();
+    w.close().unwrap();
     assert_eq!(r.try_read(&mut buf), Ok(Some(0)));
 }
 
@@ -543,7 +570,7 @@ fn blocked_reader_wakes_on_write_and_close() {
         thread::yield_now();
     }
     w.write(b"late").unwrap();
-    w.close();
+    w.close().unwrap();
     assert_eq!(t.join().unwrap(), b"late");
 }
 
@@ -588,7 +615,7 @@ fn foreign_unregister_of_the_handle_does_not_disturb_readers() {
         thread::yield_now();
     }
     assert_eq!(w.write(b"still here"), Ok(10));
-    w.close();
+    w.close().unwrap();
     assert_eq!(t.join().unwrap().unwrap(), b"still here");
 }
 
@@ -630,7 +657,7 @@ fn embedded_io_blocking_traits() {
     let mut buf = [0u8; 11];
     Read::read_exact(&mut r, &mut buf).unwrap();
     assert_eq!(&buf, b"embedded-io");
-    w.close();
+    w.close().unwrap();
     assert_eq!(Read::read(&mut r, &mut buf), Ok(0));
     let e = Write::write(&mut w, b"x").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BrokenPipe);
@@ -654,7 +681,7 @@ fn embedded_io_async_traits() {
     block_on(async {
         Write::write_all(&mut w, b"async bytes").await.unwrap();
         Write::flush(&mut w).await.unwrap();
-        w.set_error(4);
+        w.set_error(4).unwrap();
         let mut buf = [0u8; 11];
         Read::read_exact(&mut r, &mut buf).await.unwrap();
         assert_eq!(&buf, b"async bytes");
@@ -680,7 +707,7 @@ fn std_io_traits() {
     let data = stream(1000);
     Write::write_all(&mut w, &data).unwrap();
     Write::flush(&mut w).unwrap();
-    w.close();
+    w.close().unwrap();
     let mut got = Vec::new();
     Read::read_to_end(&mut r, &mut got).unwrap();
     assert_eq!(got, data);
@@ -693,7 +720,7 @@ fn std_io_traits() {
     let (mut w, f) = pipe(&q, "stdio-fail", small()).unwrap();
     let mut r = f.reader().unwrap();
     Write::write_all(&mut w, b"ab").unwrap();
-    w.set_error(13);
+    w.set_error(13).unwrap();
     let mut got = Vec::new();
     let e = Read::read_to_end(&mut r, &mut got).unwrap_err();
     assert_eq!(got, b"ab");
@@ -759,7 +786,7 @@ fn one_byte_segments_sealed_mid_stream_keep_the_tail() {
     assert_eq!(&buf[..5], &[145, 255, 255, 255, 85]);
     f.seal();
     assert_eq!(w.write(&[165, 74]), Ok(2));
-    w.close();
+    w.close().unwrap();
     assert_eq!(read_to_end(&mut r, 80).unwrap(), [165, 74]);
     drop((r, w));
     assert_eq!(q.stats().handles, 0);

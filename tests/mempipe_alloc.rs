@@ -207,7 +207,7 @@ fn write_that_cannot_grow_writes_nothing_and_loses_nothing() {
 
     // Once memory is back, the stream continues where it was.
     assert_eq!(w.write(&second[10..]), Ok(90));
-    w.close();
+    w.close().unwrap();
     let mut out = Vec::new();
     let mut buf = vec![0u8; 4096];
     loop {

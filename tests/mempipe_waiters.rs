@@ -88,7 +88,7 @@ fn timed_read_waits_while_others_hold_every_handle_waiter() {
         thread::yield_now();
     }
     drop(waits);
-    w.close();
+    w.close().unwrap();
     assert_eq!(t.join().unwrap(), Ok(0));
 }
 
@@ -139,7 +139,7 @@ fn async_read_waits_while_others_hold_every_handle_waiter() {
             .poll(&mut Context::from_waker(&waker))
             .is_pending()
     );
-    w.close();
+    w.close().unwrap();
     assert_eq!(wakes.0.load(Ordering::SeqCst), 2, "close woke the reader");
     assert_eq!(
         fut.as_mut().poll(&mut Context::from_waker(&waker)),

@@ -966,7 +966,7 @@ fn readers_that_stop_mid_pipe() {
             }
             high_footprint = high_footprint.max(w.footprint());
         }
-        w.close();
+        w.close().unwrap();
         for r in readers {
             assert_eq!(r.join().unwrap(), total, "a live reader lost the tail");
         }

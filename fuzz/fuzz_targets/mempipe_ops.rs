@@ -22,6 +22,15 @@
 //! `footprint`. At the end the writer closes (or stays failed) and every
 //! reader must drain exactly the model's remaining bytes, then end.
 //!
+//! Beyond that: explicit close of either end (a second close is
+//! `Closed`), the sticky writer errors (EPIPE once every reader has gone,
+//! ENOSPC when a kept-everything pipe is full, invalid errnos refused),
+//! back-pressure (waiting writes with a zero timeout and async writes polled
+//! once, dropped or leaked, against the non-blocking write's `Full`: a wait
+//! ends exactly when the write would not be `Full` in streaming mode), the
+//! writer's state as readers see it, and the shared writer (the writer
+//! turned into a `SharedWriter` mid-run, written from other threads too).
+//!
 //! Other clients and misbehaving readers are part of the input too: waits
 //! held on the writer's handle by a client outside the pipe (up to the
 //! queue's waiter limit and beyond), read futures polled once and leaked
@@ -35,7 +44,10 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use notification_queue::mempipe::{Limits, PipeError, Reader, ReaderFactory, Writer, pipe};
+use notification_queue::mempipe::{
+    ENOSPC, EPIPE, Limits, MAX_ERRNO, PipeError, Reader, ReaderFactory, SharedWriter, Writer,
+    WriterState, pipe,
+};
 use notification_queue::{Config, NotificationQueue, QueueError, Wait};
 use std::future::Future;
 use std::pin::Pin;
@@ -78,6 +90,17 @@ enum Op {
     /// top bit is set: then far beyond any address space) and segments of
     /// `1 << (.1 % 31)` bytes, with no byte limit.
     BigPipe(u64, u8),
+    /// `Reader::close` of reader `.0` (it stays in place, closed).
+    CloseReader(u8),
+    /// `write_timeout(Duration::ZERO)`: waits for space, times out at once.
+    WriteZero(Vec<u8>),
+    /// `write_async` polled once; a pending future is dropped (`false`) or
+    /// leaked (`true`).
+    WriteAsync(Vec<u8>, bool),
+    /// Turn the writer into a `SharedWriter` (once).
+    Share,
+    /// A write by a clone of the shared writer on another thread (joined).
+    WriteFromThread(Vec<u8>),
 }
 
 /// Leaked read futures stay reachable from here (so a leak checker does not
@@ -114,6 +137,8 @@ struct MReader {
     error: Option<i32>,
     /// A leaked read future left this reader's wake slot armed.
     armed: bool,
+    /// `Reader::close` was called.
+    closed: bool,
 }
 
 struct Model {
@@ -122,7 +147,13 @@ struct Model {
     max_readers: usize,
     data: Vec<u8>,
     state: WState,
+    /// `Writer::close` was called.
+    closed: bool,
+    /// The failure is a broken pipe.
+    broken: bool,
     sealed: bool,
+    /// The writer has seen the seal (in its `reclaim`).
+    w_sealed: bool,
     ever: bool,
     head_base: u64,
     tail_base: u64,
@@ -131,7 +162,7 @@ struct Model {
 
 impl Model {
     fn live(&self) -> usize {
-        self.readers.iter().filter(|r| r.is_some()).count()
+        self.readers.iter().flatten().filter(|r| !r.closed).count()
     }
 
     fn written(&self) -> u64 {
@@ -143,10 +174,12 @@ impl Model {
         if !self.sealed {
             return;
         }
+        self.w_sealed = true;
         let min = self
             .readers
             .iter()
             .flatten()
+            .filter(|r| !r.closed)
             .map(|r| r.pos)
             .min()
             .unwrap_or(u64::MAX);
@@ -155,21 +188,37 @@ impl Model {
         }
     }
 
+    /// In streaming mode (as the writer sees it) a limit of at most one
+    /// segment counts as one segment plus one byte.
     fn room(&self) -> u64 {
-        self.max_bytes
-            .saturating_sub(self.written() - self.head_base)
+        let limit = if self.w_sealed {
+            self.max_bytes.max(self.seg + 1)
+        } else {
+            self.max_bytes
+        };
+        limit.saturating_sub(self.written() - self.head_base)
+    }
+
+    fn writable(&self) -> Result<(), PipeError> {
+        if self.closed {
+            return Err(PipeError::Closed);
+        }
+        match self.state {
+            WState::Open => Ok(()),
+            WState::Closed => Err(PipeError::Closed),
+            WState::Failed(_) if self.broken => Err(PipeError::BrokenPipe { writer_errno: None }),
+            WState::Failed(errno) => Err(PipeError::Failed { errno }),
+        }
     }
 
     fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
-        match self.state {
-            WState::Open => {}
-            WState::Closed => return Err(PipeError::Closed),
-            WState::Failed(errno) => return Err(PipeError::Failed { errno }),
-        }
+        self.writable()?;
         if buf.is_empty() {
             return Ok(0);
         }
         if self.live() == 0 && (self.ever || self.sealed) {
+            self.broken = true;
+            self.finish(WState::Failed(EPIPE));
             return Err(PipeError::BrokenPipe { writer_errno: None });
         }
         let mut room = self.room();
@@ -177,6 +226,9 @@ impl Model {
             self.reclaim();
             room = self.room();
             if room == 0 {
+                if !self.w_sealed {
+                    self.finish(WState::Failed(ENOSPC));
+                }
                 return Err(PipeError::Full {
                     limit: self.max_bytes,
                 });
@@ -205,6 +257,9 @@ impl Model {
         let Some(r) = self.readers[i].as_mut() else {
             unreachable!()
         };
+        if r.closed {
+            return Err(PipeError::Closed);
+        }
         if let Some(errno) = r.error {
             return Err(PipeError::Reader { errno });
         }
@@ -240,8 +295,130 @@ impl Model {
         }
     }
 
+    /// A waiting write: `Ok(None)` where it would wait (`Full` while the
+    /// writer stays open: streaming mode).
+    fn write_waiting(&mut self, buf: &[u8]) -> Result<Option<usize>, PipeError> {
+        match self.write(buf) {
+            Err(PipeError::Full { .. }) if self.state == WState::Open => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    fn set_error(&mut self, errno: i32) -> Result<(), PipeError> {
+        if !(1..=MAX_ERRNO).contains(&errno) {
+            return Err(PipeError::InvalidErrno { errno });
+        }
+        self.writable()?;
+        self.finish(WState::Failed(errno));
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), PipeError> {
+        if self.closed {
+            return Err(PipeError::Closed);
+        }
+        self.closed = true;
+        self.finish(WState::Closed);
+        Ok(())
+    }
+
+    fn writer_state(&self) -> WriterState {
+        match self.state {
+            WState::Open => WriterState::Open,
+            WState::Closed => WriterState::Closed,
+            WState::Failed(e) => WriterState::Failed(e),
+        }
+    }
+
     fn armed(&self) -> usize {
         self.readers.iter().flatten().filter(|r| r.armed).count()
+    }
+}
+
+/// The writer under test: the plain one, or shared after `Op::Share`.
+enum W {
+    Single(Writer),
+    Shared(SharedWriter),
+}
+
+impl W {
+    fn write(&mut self, b: &[u8]) -> Result<usize, PipeError> {
+        match self {
+            W::Single(w) => w.write(b),
+            W::Shared(w) => w.write(b),
+        }
+    }
+    fn write_zero(&mut self, b: &[u8]) -> Result<usize, PipeError> {
+        match self {
+            W::Single(w) => w.write_timeout(b, Duration::ZERO),
+            W::Shared(w) => w.write_timeout(b, Duration::ZERO),
+        }
+    }
+    fn write_async(&mut self, b: &[u8], leak: bool) -> Poll<Result<usize, PipeError>> {
+        let fut: Pin<Box<dyn Future<Output = Result<usize, PipeError>> + '_>> = match self {
+            W::Single(w) => Box::pin(w.write_async(b)),
+            W::Shared(w) => Box::pin(w.write_async(b)),
+        };
+        if leak {
+            poll_and_leak(fut)
+        } else {
+            let mut fut = fut;
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        }
+    }
+    fn close(&mut self) -> Result<(), PipeError> {
+        match self {
+            W::Single(w) => w.close(),
+            W::Shared(w) => w.close(),
+        }
+    }
+    fn set_error(&mut self, e: i32) -> Result<(), PipeError> {
+        match self {
+            W::Single(w) => w.set_error(e),
+            W::Shared(w) => w.set_error(e),
+        }
+    }
+    fn tell(&self) -> u64 {
+        match self {
+            W::Single(w) => w.tell(),
+            W::Shared(w) => w.tell(),
+        }
+    }
+    fn is_closed(&self) -> bool {
+        match self {
+            W::Single(w) => w.is_closed(),
+            W::Shared(w) => w.is_closed(),
+        }
+    }
+    fn error(&self) -> Option<i32> {
+        match self {
+            W::Single(w) => w.error(),
+            W::Shared(w) => w.error(),
+        }
+    }
+    fn state(&self) -> WriterState {
+        match self {
+            W::Single(w) => w.state(),
+            W::Shared(w) => w.state(),
+        }
+    }
+    fn handle(&self) -> notification_queue::Handle {
+        match self {
+            W::Single(w) => w.handle(),
+            W::Shared(w) => w.handle(),
+        }
+    }
+    fn footprint(&self) -> usize {
+        match self {
+            W::Single(w) => w.footprint(),
+            W::Shared(w) => w.footprint(),
+        }
+    }
+    fn waiting_readers(&self) -> usize {
+        match self {
+            W::Single(w) => w.waiting_readers(),
+            W::Shared(w) => w.waiting_readers(),
+        }
     }
 }
 
@@ -258,8 +435,15 @@ fn check_reader(m: &Model, readers: &[Option<Reader>], i: usize) {
         return;
     };
     assert_eq!(r.position(), mr.pos, "reader {i} position");
-    assert_eq!(r.available(), m.written() - mr.pos, "reader {i} available");
+    let available = if mr.closed { 0 } else { m.written() - mr.pos };
+    assert_eq!(r.available(), available, "reader {i} available");
     assert_eq!(r.error(), mr.error, "reader {i} error");
+    assert_eq!(r.is_closed(), mr.closed, "reader {i} closed");
+    assert_eq!(
+        r.writer_state(),
+        m.writer_state(),
+        "reader {i} sees the writer"
+    );
 }
 
 fn run(input: Input) {
@@ -275,7 +459,7 @@ fn run(input: Input) {
         .max_readers(max_readers)
         .initial_capacity(initial);
     let (writer, factory) = pipe(&queue, "fuzz", limits).expect("valid limits");
-    let mut writer: Writer = writer;
+    let mut writer = W::Single(writer);
     let mut factory: Option<ReaderFactory> = Some(factory);
     let mut readers: Vec<Option<Reader>> = Vec::new();
     let mut m = Model {
@@ -284,7 +468,10 @@ fn run(input: Input) {
         max_readers,
         data: Vec::new(),
         state: WState::Open,
+        closed: false,
+        broken: false,
         sealed: false,
+        w_sealed: false,
         ever: false,
         head_base: 0,
         tail_base: 0,
@@ -292,8 +479,9 @@ fn run(input: Input) {
     };
     // Worst case held: the limit (rounded up to segments, plus the segment
     // being filled) and the recycling pool of 4, or what was preallocated.
+    let lim = max_bytes.max(seg as u64 + 1);
     let footprint_bound =
-        ((max_bytes.div_ceil(seg as u64) + 2 + 4) as usize * seg).max(initial.div_ceil(seg) * seg);
+        ((lim.div_ceil(seg as u64) + 2 + 4) as usize * seg).max(initial.div_ceil(seg) * seg);
     let mut buf = vec![0u8; 80];
     let mut foreign: Vec<Wait<'_>> = Vec::new();
 
@@ -367,6 +555,7 @@ fn run(input: Input) {
                     pos: 0,
                     error: None,
                     armed: false,
+                    closed: false,
                 }));
                 m.ever = true;
                 assert_eq!(f.readers(), m.live());
@@ -400,12 +589,72 @@ fn run(input: Input) {
                 }
             }
             Op::Close => {
-                writer.close();
-                m.finish(WState::Closed);
+                assert_eq!(writer.close(), m.close());
             }
             Op::WriterSetError(errno) => {
-                writer.set_error(errno);
-                m.finish(WState::Failed(errno));
+                // Mostly valid errnos, sometimes not.
+                let errno = if errno < 0 { errno } else { errno % 5000 };
+                assert_eq!(writer.set_error(errno), m.set_error(errno));
+            }
+            Op::CloseReader(i) => {
+                let Some(i) = pick_reader(&readers, i) else {
+                    continue;
+                };
+                let got = readers[i].as_mut().expect("picked").close();
+                let mr = m.readers[i].as_mut().expect("model");
+                if mr.closed {
+                    assert_eq!(got, Err(PipeError::Closed));
+                } else {
+                    assert_eq!(got, Ok(()));
+                    mr.closed = true;
+                    mr.armed = false;
+                }
+            }
+            Op::WriteZero(bytes) => {
+                let bytes = &bytes[..bytes.len().min(100)];
+                let got = writer.write_zero(bytes);
+                let want = m.write_waiting(bytes);
+                match (got, want) {
+                    (Err(PipeError::TimedOut), Ok(None)) => {}
+                    (got, want) => assert_eq!(got.map(Some), want, "write_timeout"),
+                }
+                if matches!(got, Ok(n) if n > 0) {
+                    m.wake_all();
+                }
+            }
+            Op::WriteAsync(bytes, leak) => {
+                let bytes = &bytes[..bytes.len().min(100)];
+                let got = writer.write_async(bytes, leak);
+                let want = m.write_waiting(bytes);
+                match (got, want) {
+                    (Poll::Pending, Ok(None)) => {}
+                    (Poll::Ready(got), want) => {
+                        assert_eq!(got.map(Some), want, "write_async");
+                        if matches!(got, Ok(n) if n > 0) {
+                            m.wake_all();
+                        }
+                    }
+                    (got, want) => panic!("write_async: got {got:?}, want {want:?}"),
+                }
+            }
+            Op::Share => {
+                writer = match writer {
+                    W::Single(w) => W::Shared(w.into_shared()),
+                    shared => shared,
+                };
+            }
+            Op::WriteFromThread(bytes) => {
+                let W::Shared(w) = &writer else { continue };
+                let bytes = &bytes[..bytes.len().min(100)];
+                let w = w.clone();
+                let got = std::thread::scope(|s| s.spawn(|| w.write(bytes)).join())
+                    .expect("writer thread");
+                drop(w);
+                let want = m.write(bytes);
+                assert_eq!(got, want, "write from a thread");
+                if matches!(got, Ok(n) if n > 0) {
+                    m.wake_all();
+                }
             }
             Op::Check => {}
             Op::ForeignWait => {
@@ -477,7 +726,8 @@ fn run(input: Input) {
         }
         assert_eq!(writer.waiting_readers(), m.armed(), "armed reader slots");
         assert_eq!(writer.tell(), m.written());
-        assert_eq!(writer.is_closed(), m.state == WState::Closed);
+        assert_eq!(writer.is_closed(), m.closed);
+        assert_eq!(writer.state(), m.writer_state());
         let err = match m.state {
             WState::Failed(e) => Some(e),
             _ => None,
@@ -495,12 +745,15 @@ fn run(input: Input) {
 
     // The end: the writer closes (a failed one stays failed); every reader
     // clears its own error and drains exactly the rest of the stream.
-    writer.close();
-    m.finish(WState::Closed);
+    assert_eq!(writer.close(), m.close());
     for (i, r) in readers.iter_mut().enumerate() {
         let Some(r) = r.as_mut() else { continue };
         r.clear_error();
         let mr = m.readers[i].as_mut().expect("model");
+        if mr.closed {
+            assert_eq!(r.read(&mut buf), Err(PipeError::Closed));
+            continue;
+        }
         mr.error = None;
         let mut rest = Vec::new();
         let end = loop {

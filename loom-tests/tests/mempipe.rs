@@ -40,7 +40,7 @@ fn write_close_vs_read() {
         let mut r = f.reader().unwrap();
         let t = thread::spawn(move || {
             assert_eq!(w.write(b"abc"), Ok(3));
-            w.close();
+            w.close().unwrap();
         });
         assert_eq!(drain(&mut r, 2), (b"abc".to_vec(), None));
         t.join().unwrap();
@@ -57,7 +57,7 @@ fn set_error_vs_read() {
         let mut r = f.reader().unwrap();
         let t = thread::spawn(move || {
             assert_eq!(w.write(b"ab"), Ok(2));
-            w.set_error(5);
+            w.set_error(5).unwrap();
         });
         let expect = PipeError::BrokenPipe {
             writer_errno: Some(5),
@@ -84,7 +84,7 @@ fn reclaim_vs_read() {
                 assert_eq!(w.write(b), Ok(1));
             }
             let footprint = w.footprint();
-            w.close();
+            w.close().unwrap();
             footprint
         });
         let mut got = Vec::new();
@@ -149,7 +149,7 @@ fn reader_sleep_vs_close_with_the_handle_full() {
         let held = hold_the_handle(&q, w.handle());
         let t = thread::spawn(move || w.close());
         assert_eq!(r.read(&mut [0u8; 2]), Ok(0));
-        t.join().unwrap();
+        assert_eq!(t.join().unwrap(), Ok(()));
         drop(held);
     });
 }
@@ -177,5 +177,72 @@ fn two_readers_sleep_vs_commit() {
         assert_eq!(buf[0], b'z');
         assert_eq!(t.join().unwrap(), Ok((1, b'z')));
         drop(tw.join().unwrap());
+    });
+}
+
+/// No lost wakeup for a writer waiting for space: in streaming mode with
+/// the byte limit reached, a writer in `write_async` races a reader that
+/// reads past the first segment's end (the only move that frees room); the
+/// writer is always woken, its byte lands after the others, and the reader
+/// reads the whole stream, then EOF.
+#[test]
+fn write_wait_vs_read() {
+    loom::model(|| {
+        let q = queue();
+        let (mut w, f) = pipe(&q, "p", limits().segment_size(1).max_bytes(2)).unwrap();
+        let mut r = f.reader().unwrap();
+        drop(f);
+        assert_eq!(w.write(b"ab"), Ok(2));
+        let t = thread::spawn(move || drain(&mut r, 2));
+        assert_eq!(block_on(w.write_async(b"c")), Ok(1));
+        w.close().unwrap();
+        assert_eq!(t.join().unwrap(), (b"abc".to_vec(), None));
+    });
+}
+
+/// A writer waiting for space is woken when the last reader leaves instead
+/// of reading (close racing the wait): it never hangs; its write either
+/// lands while the reader is leaving or is the broken pipe, and the next
+/// one is the broken pipe.
+#[test]
+fn write_wait_vs_reader_close() {
+    loom::model(|| {
+        let q = queue();
+        let (mut w, f) = pipe(&q, "p", limits().segment_size(1).max_bytes(2)).unwrap();
+        let mut r = f.reader().unwrap();
+        drop(f);
+        assert_eq!(w.write(b"ab"), Ok(2));
+        let t = thread::spawn(move || r.close());
+        let epipe = Err(PipeError::BrokenPipe { writer_errno: None });
+        let got = block_on(w.write_async(b"c"));
+        assert!(got == Ok(1) || got == epipe, "{got:?}");
+        assert_eq!(t.join().unwrap(), Ok(()));
+        assert_eq!(w.write(b"d"), epipe);
+    });
+}
+
+/// Latent pipes: a reader opening a key before its writer exists races the
+/// writer's creation and the producer's end. The opener never hangs: it gets
+/// a reader, or `NoWriter` exactly when the end found the key still latent;
+/// the creation always succeeds (an abandoned key gets a new pipe).
+#[test]
+fn latent_open_vs_create_vs_producer_end() {
+    use notification_queue::mempipe::PipeTable;
+    loom::model(|| {
+        let q = queue();
+        let t = loom::sync::Arc::new(PipeTable::<u8>::new(&q, limits()));
+        let t1 = t.clone();
+        let opener = thread::spawn(move || block_on(t1.open_reader_async(&7)).map(|_| ()));
+        let t2 = t.clone();
+        let creator = thread::spawn(move || t2.create_writer(7).map(|_| ()));
+        let ended = t.close_all_leftover_writers();
+        assert_eq!(creator.join().unwrap(), Ok(()));
+        match opener.join().unwrap() {
+            Ok(()) => {}
+            Err(e) => {
+                assert_eq!(e, PipeError::NoWriter);
+                assert_eq!(ended, 1, "NoWriter only if the end found it latent");
+            }
+        }
     });
 }

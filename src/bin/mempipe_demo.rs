@@ -349,7 +349,7 @@ fn lines(o: &Opts) -> Result<(), String> {
         out.write_all(&page).map_err(|e| e.to_string())?;
         out.flush().map_err(|e| e.to_string())?;
     }
-    writer.close();
+    writer.close().map_err(|e| format!("close: {e}"))?;
     drop(feeds);
     for (i, t) in threads.into_iter().enumerate() {
         let end = match t.join() {
@@ -413,7 +413,7 @@ fn throughput(o: &Opts) -> Result<(), String> {
     }
     let wsecs = t0.elapsed().as_secs_f64();
     let footprint = writer.footprint();
-    writer.close();
+    writer.close().map_err(|e| format!("close: {e}"))?;
     let mb = |bytes: u64, secs: f64| bytes as f64 / 1e6 / secs.max(1e-9);
     println!(
         "writer: {} bytes in {:.3} s, {:.1} MB/s (footprint at end {} KiB)",

@@ -39,7 +39,7 @@
 
 use super::PipeError;
 use crate::sync::{
-    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Ordering, UnsafeCell,
+    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Ordering, UnsafeCell, fence,
 };
 use core::ptr;
 use crossbeam_utils::CachePadded;
@@ -51,11 +51,19 @@ pub(super) const CLOSED: u64 = 1;
 /// Writer state: failed; the errno is in the high 32 bits.
 pub(super) const FAILED: u64 = 2;
 
-/// Decoded writer state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum WriterState {
+/// The writer's state as everyone sees it ([`Writer::state`],
+/// [`Reader::writer_state`]).
+///
+/// [`Writer::state`]: super::Writer::state
+/// [`Reader::writer_state`]: super::Reader::writer_state
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriterState {
+    /// Writes may still come.
     Open,
+    /// Closed cleanly: readers get EOF after the last byte.
     Closed,
+    /// Failed with this errno: readers get
+    /// [`PipeError::BrokenPipe`] carrying it after the last byte.
     Failed(i32),
 }
 
@@ -109,7 +117,37 @@ impl Segment {
         })))
     }
 
-    /// Frees a segment made by [`Segment::alloc`].
+    /// Makes a segment of `size` bytes out of `bytes` without copying them,
+    /// if they fit (`len <= size <= capacity`: the rest is zeroed within
+    /// the capacity, nothing is reallocated); else gives them back.
+    #[cfg(not(notification_queue_loom))]
+    pub(super) fn adopt(mut bytes: Vec<u8>, size: usize) -> Result<*mut Segment, Vec<u8>> {
+        if bytes.len() > size || bytes.capacity() < size {
+            return Err(bytes);
+        }
+        // Within the capacity: no allocation, no move of the bytes.
+        bytes.resize(size, 0);
+        let mut bytes = core::mem::ManuallyDrop::new(bytes);
+        let (p, len, cap) = (bytes.as_mut_ptr(), bytes.len(), bytes.capacity());
+        // SAFETY: `UnsafeCell<u8>` has the size and alignment of `u8`
+        // (asserted in `zeroed_cells`) and every `u8` is a valid one; the
+        // allocation came from the global allocator as `[u8; cap]`, the
+        // layout of `[UnsafeCell<u8>; cap]`; the original `Vec` is never
+        // used or dropped again (`ManuallyDrop`).
+        let data = unsafe { Vec::from_raw_parts(p.cast::<UnsafeCell<u8>>(), len, cap) };
+        Ok(Box::into_raw(Box::new(Segment {
+            data,
+            next: AtomicPtr::new(ptr::null_mut()),
+        })))
+    }
+
+    /// Loom's cells are not bytes: always copy.
+    #[cfg(notification_queue_loom)]
+    pub(super) fn adopt(bytes: Vec<u8>, _size: usize) -> Result<*mut Segment, Vec<u8>> {
+        Err(bytes)
+    }
+
+    /// Frees a segment made by [`Segment::alloc`] or [`Segment::adopt`].
     ///
     /// # Safety
     ///
@@ -179,14 +217,20 @@ pub(super) struct ReaderSlot {
     /// Set while the reader sleeps (counted in `Shared::sleepers`); cleared
     /// by whoever swaps it back to `false`, who then decrements the count.
     pub(super) armed: AtomicBool,
+    /// The reader's id within its pipe (for debugging).
+    pub(super) id: u64,
+    /// The reader's debug hint, if given.
+    pub(super) hint: Option<crate::sync::Hint>,
 }
 
 impl ReaderSlot {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(id: u64, hint: Option<crate::sync::Hint>) -> Self {
         Self {
             pos: CachePadded::new(AtomicU64::new(0)),
             waker: AtomicWaker::new(),
             armed: AtomicBool::new(false),
+            id,
+            hint,
         }
     }
 
@@ -227,6 +271,65 @@ impl ReaderSlot {
             return true;
         }
         false
+    }
+}
+
+/// Where a writer waits for space (streaming mode, byte limit reached).
+///
+/// Room appears only when the slowest reader moves strictly past a segment
+/// end (reclamation works in whole segments), or leaves. So a reader
+/// checks `waiting` only when a read crosses a segment end, and on close:
+/// within a segment its read path does nothing more than before.
+///
+/// The writer registers its waker, stores `waiting`, issues a `SeqCst`
+/// fence and retries (reloading every reader's position). A reader stores
+/// its position (or leaves), issues a `SeqCst` fence and loads `waiting`;
+/// if set, it clears it and wakes the waker. The two fences are ordered one
+/// way or the other: either the writer's retry sees the new position, or
+/// the reader sees `waiting` and wakes it. No wakeup is lost.
+#[derive(Debug)]
+pub(super) struct SpaceWait {
+    /// A writer is (about to be) asleep waiting for space.
+    pub(super) waiting: AtomicBool,
+    /// The waiting writer's waker.
+    pub(super) waker: AtomicWaker,
+}
+
+impl SpaceWait {
+    pub(super) fn new() -> Self {
+        Self {
+            waiting: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// The writer's arming; the caller then retries (after the fence).
+    pub(super) fn arm(&self, waker: &core::task::Waker) {
+        self.waker.register(waker);
+        // Relaxed: the SeqCst fence below orders it before the retry.
+        self.waiting.store(true, Ordering::Relaxed);
+        // SeqCst: orders `waiting` before the writer's reload of the reader
+        // positions, against `wake_writer`'s fence.
+        fence(Ordering::SeqCst);
+    }
+
+    /// The writer's disarm after its wait ended, however.
+    pub(super) fn disarm(&self) {
+        // Relaxed: only the writer sets it; a reader that still sees `true`
+        // only wakes a waker that is no longer waited on.
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// A reader moved past a segment end or left: wakes a waiting writer.
+    pub(super) fn wake_writer(&self) {
+        // SeqCst: orders the reader's position store (or its leaving) before
+        // the load of `waiting`, against the writer's fence in `arm`.
+        fence(Ordering::SeqCst);
+        // Relaxed: the fence above gives the ordering; the swap makes one
+        // reader the waker.
+        if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::Relaxed) {
+            self.waker.wake();
+        }
     }
 }
 
@@ -275,6 +378,15 @@ pub(super) fn try_reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), Pi
         .map_err(|_| PipeError::OutOfMemory {
             bytes: additional.saturating_mul(core::mem::size_of::<T>()),
         })
+}
+
+/// Reserves room for one more entry in `m`, or [`PipeError::OutOfMemory`].
+pub(super) fn try_reserve_map<K: core::hash::Hash + Eq, V>(
+    m: &mut std::collections::HashMap<K, V>,
+) -> Result<(), PipeError> {
+    m.try_reserve(1).map_err(|_| PipeError::OutOfMemory {
+        bytes: core::mem::size_of::<(K, V)>(),
+    })
 }
 
 /// Appends `n` fresh segments of `size` bytes to `pool`. On failure the

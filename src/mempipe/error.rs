@@ -20,12 +20,16 @@ pub const EPIPE: i32 = 32;
 pub const ENOSPC: i32 = 28;
 /// `EINVAL`: invalid limits.
 pub const EINVAL: i32 = 22;
-/// `ETIMEDOUT`: a read's timeout or deadline passed.
+/// `ETIMEDOUT`: a timed read's or write's timeout or deadline passed.
 pub const ETIMEDOUT: i32 = 110;
 /// `EMFILE`: the pipe's reader limit is reached.
 pub const EMFILE: i32 = 24;
 /// `EIO`: the queue refused an operation the pipe needed.
 pub const EIO: i32 = 5;
+/// `ENXIO`: the producer ended without creating the pipe's writer.
+pub const ENXIO: i32 = 6;
+/// `EEXIST`: the pipe's writer exists already.
+pub const EEXIST: i32 = 17;
 /// `ENOMEM`: the allocator refused memory the pipe needed.
 pub const ENOMEM: i32 = 12;
 
@@ -41,7 +45,8 @@ pub const ENOMEM: i32 = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PipeError {
-    /// A write after the writer was closed (`EBADF`).
+    /// This end was closed (`EBADF`): a write after the writer's close, a
+    /// read after the reader's close, or a second close.
     Closed,
     /// A write after the writer's own [`set_error`](super::Writer::set_error):
     /// the errno it was given.
@@ -52,7 +57,8 @@ pub enum PipeError {
     /// Broken pipe (`EPIPE`). For a reader: the writer failed and every byte
     /// it wrote has been read; `writer_errno` carries the writer's errno.
     /// For a writer: at least one reader existed (or no reader can join any
-    /// more) and every reader has been dropped; `writer_errno` is `None`.
+    /// more) and every reader has gone; `writer_errno` is `None`. The writer
+    /// then stays failed with `EPIPE`.
     BrokenPipe {
         /// The failed writer's errno, if the writer failed.
         writer_errno: Option<i32>,
@@ -64,7 +70,9 @@ pub enum PipeError {
         errno: i32,
     },
     /// Nothing of the write fits under the pipe's byte limit (`ENOSPC`).
-    /// In streaming mode this clears as readers advance.
+    /// In streaming mode this clears as readers advance; while every byte
+    /// is kept (new readers may still join) it never would, so the writer
+    /// then fails with `ENOSPC`.
     Full {
         /// The limit in bytes ([`Limits::max_bytes`](super::Limits::max_bytes)).
         limit: u64,
@@ -81,8 +89,16 @@ pub enum PipeError {
         /// The value given.
         value: u64,
     },
-    /// A timed read reached its timeout or deadline with nothing to return.
+    /// A timed read or write reached its timeout or deadline with nothing
+    /// done.
     TimedOut,
+    /// An errno outside `1..=`[`MAX_ERRNO`](super::MAX_ERRNO) was given to
+    /// [`Writer::set_error`](super::Writer::set_error) (`EINVAL`). Nothing
+    /// changed.
+    InvalidErrno {
+        /// The errno given.
+        errno: i32,
+    },
     /// The allocator refused memory the operation needed (`ENOMEM`), or the
     /// size asked for does not fit the address space. Nothing changed: a
     /// pipe is not created, a write writes nothing.
@@ -90,6 +106,18 @@ pub enum PipeError {
         /// Bytes of the refused allocation (saturated at `usize::MAX`).
         bytes: usize,
     },
+    /// The writer's [`PipeStorage`](super::PipeStorage) refused a write or
+    /// its flush on close: the writer failed with this errno.
+    Storage {
+        /// The storage's errno.
+        errno: i32,
+    },
+    /// A [`PipeTable`](super::PipeTable) key's producer ended without
+    /// creating its writer (`ENXIO`).
+    NoWriter,
+    /// A [`PipeTable`](super::PipeTable) key's writer exists already
+    /// (`EEXIST`).
+    Exists,
     /// The notification queue refused an operation (the handle limit when
     /// the pipe is created). Reads never see it: readers do not wait on the
     /// queue.
@@ -101,14 +129,16 @@ impl PipeError {
     pub fn errno(&self) -> i32 {
         match *self {
             Self::Closed => EBADF,
-            Self::Failed { errno } | Self::Reader { errno } => errno,
+            Self::Failed { errno } | Self::Reader { errno } | Self::Storage { errno } => errno,
             Self::BrokenPipe { .. } => EPIPE,
             Self::Full { .. } => ENOSPC,
             Self::ReaderLimit { .. } => EMFILE,
-            Self::InvalidLimit { .. } => EINVAL,
+            Self::InvalidLimit { .. } | Self::InvalidErrno { .. } => EINVAL,
             Self::TimedOut => ETIMEDOUT,
             Self::OutOfMemory { .. } => ENOMEM,
             Self::Queue(_) => EIO,
+            Self::NoWriter => ENXIO,
+            Self::Exists => EEXIST,
         }
     }
 }
@@ -132,9 +162,13 @@ impl fmt::Display for PipeError {
             Self::Full { limit } => write!(f, "pipe byte limit reached ({limit})"),
             Self::ReaderLimit { limit } => write!(f, "pipe reader limit reached ({limit})"),
             Self::InvalidLimit { name, value } => write!(f, "invalid pipe limit {name} = {value}"),
-            Self::TimedOut => f.write_str("pipe read timed out"),
+            Self::TimedOut => f.write_str("pipe operation timed out"),
+            Self::InvalidErrno { errno } => write!(f, "invalid errno {errno} (EINVAL)"),
             Self::OutOfMemory { bytes } => write!(f, "out of memory allocating {bytes} bytes"),
             Self::Queue(e) => write!(f, "notification queue: {e}"),
+            Self::Storage { errno } => write!(f, "pipe storage failed with errno {errno}"),
+            Self::NoWriter => f.write_str("the producer ended without creating the writer (ENXIO)"),
+            Self::Exists => f.write_str("the pipe's writer exists already (EEXIST)"),
         }
     }
 }
@@ -149,9 +183,12 @@ impl embedded_io::Error for PipeError {
             Self::Full { .. } | Self::ReaderLimit { .. } | Self::OutOfMemory { .. } => {
                 K::OutOfMemory
             }
-            Self::InvalidLimit { .. } => K::InvalidInput,
+            Self::InvalidLimit { .. } | Self::InvalidErrno { .. } => K::InvalidInput,
             Self::TimedOut => K::TimedOut,
             Self::Failed { .. } | Self::Reader { .. } | Self::Queue(_) => K::Other,
+            Self::NoWriter => K::NotConnected,
+            Self::Exists => K::AlreadyExists,
+            Self::Storage { .. } => K::Other,
         }
     }
 }
@@ -164,9 +201,12 @@ impl From<PipeError> for std::io::Error {
             PipeError::Full { .. }
             | PipeError::ReaderLimit { .. }
             | PipeError::OutOfMemory { .. } => K::OutOfMemory,
-            PipeError::InvalidLimit { .. } => K::InvalidInput,
+            PipeError::InvalidLimit { .. } | PipeError::InvalidErrno { .. } => K::InvalidInput,
             PipeError::TimedOut => K::TimedOut,
             PipeError::Failed { .. } | PipeError::Reader { .. } | PipeError::Queue(_) => K::Other,
+            PipeError::NoWriter => K::NotConnected,
+            PipeError::Exists => K::AlreadyExists,
+            PipeError::Storage { .. } => K::Other,
         };
         std::io::Error::new(kind, e)
     }

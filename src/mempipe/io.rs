@@ -1,15 +1,17 @@
 //! `embedded-io`, `embedded-io-async` and `std::io` for the pipe's ends.
 //!
-//! Each impl forwards to the inherent method of the same meaning, so the
+//! Each impl forwards to the inherent method of the same meaning (writes to
+//! the waiting ones: a full streaming pipe makes a write wait, as a pipe
+//! does, rather than fail), so the
 //! semantics (EOF only after draining, per-reader errors, broken pipe) are
 //! identical through every interface. Errors map as described in `error`:
 //! closed and broken pipe are `BrokenPipe`, the byte limit `OutOfMemory`,
 //! timeouts `TimedOut`, the rest `Other`. `flush` is a no-op: a written byte
 //! is visible to readers as soon as `write` returns.
 
-use super::{PipeError, Reader, Writer};
+use super::{PipeError, PipeStorage, Reader, Writer};
 
-impl embedded_io::ErrorType for Writer {
+impl<S: PipeStorage> embedded_io::ErrorType for Writer<S> {
     type Error = PipeError;
 }
 
@@ -17,9 +19,9 @@ impl embedded_io::ErrorType for Reader {
     type Error = PipeError;
 }
 
-impl embedded_io::Write for Writer {
+impl<S: PipeStorage> embedded_io::Write for Writer<S> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
-        Writer::write(self, buf)
+        Writer::write_wait(self, buf)
     }
 
     fn flush(&mut self) -> Result<(), PipeError> {
@@ -33,9 +35,9 @@ impl embedded_io::Read for Reader {
     }
 }
 
-impl embedded_io_async::Write for Writer {
+impl<S: PipeStorage> embedded_io_async::Write for Writer<S> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
-        Writer::write(self, buf)
+        self.write_async(buf).await
     }
 
     async fn flush(&mut self) -> Result<(), PipeError> {
@@ -49,9 +51,9 @@ impl embedded_io_async::Read for Reader {
     }
 }
 
-impl std::io::Write for Writer {
+impl<S: PipeStorage> std::io::Write for Writer<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        Writer::write(self, buf).map_err(Into::into)
+        Writer::write_wait(self, buf).map_err(Into::into)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -19,9 +19,18 @@
 //!   Nothing a reader waits on is shared: other clients of the queue, or a
 //!   reader that leaks its read futures, cannot stop a reader from waiting.
 //! - **The handle**: the writer also owns one queue handle and notifies it
-//!   after every non-empty write (argument: the length) and on close/failure
-//!   (then unregisters it), for anyone outside the pipe who waits on or
-//!   subscribes to it ([`Writer::handle`]). Readers do not use it.
+//!   after every non-empty write and on close/failure (then unregisters
+//!   it), for anyone outside the pipe who waits on or subscribes to it
+//!   ([`Writer::handle`]). Readers do not use it. The argument is a
+//!   [`PipeEvent`]: a commit notifies its length (`>= 0`), a failure
+//!   `-errno` (`errno` in `1..=4095`), a clean close [`CLOSED_ARG`]
+//!   (`i32::MIN`); decode it with [`PipeEvent::from_arg`].
+//! - **Errors that stick**: once every reader that joined has gone, the
+//!   next write fails with `EPIPE` and the writer stays failed with it (a
+//!   reader joining later reads what was written, then gets EPIPE). While
+//!   every byte is kept, a write that finds the byte limit reached fails
+//!   the writer with `ENOSPC` (nothing could ever free room); its readers
+//!   drain, then get it.
 //! - **End of stream**: the writer sets its terminal state after its last
 //!   commit; a reader that sees it reloads the length, drains every byte, and
 //!   only then returns EOF (closed) or [`PipeError::BrokenPipe`] carrying the
@@ -33,7 +42,11 @@
 //!   bounded memory ([`Writer::footprint`]). [`Limits::max_bytes`] bounds
 //!   the bytes held (all written bytes while keeping everything; the unread
 //!   window in streaming mode); a write past it writes what fits, and
-//!   [`PipeError::Full`] when nothing fits. Every allocation sized by the
+//!   [`PipeError::Full`] when nothing fits. In streaming mode a writer can
+//!   instead wait for space ([`Writer::write_wait`], `write_timeout`,
+//!   `write_deadline`, `write_async`; the `std::io`, `embedded_io` and
+//!   `embedded_io_async` writes wait too): it is woken when the slowest
+//!   reader moves past a segment end or leaves. Every allocation sized by the
 //!   caller is fallible: a refusal is [`PipeError::OutOfMemory`], never a
 //!   panic, and a write refused memory writes nothing.
 //!
@@ -46,7 +59,7 @@
 //! let mut r1 = readers.reader().unwrap();
 //! assert_eq!(writer.write(b"hello").unwrap(), 5);
 //! let mut r2 = readers.reader().unwrap(); // joins late, still starts at 0
-//! writer.close();
+//! writer.close().unwrap();
 //!
 //! let mut buf = [0u8; 4];
 //! for r in [&mut r1, &mut r2] {
@@ -60,17 +73,32 @@
 
 mod buffer;
 mod error;
+mod event;
 mod io;
+mod merged;
 mod reader;
+#[cfg(not(notification_queue_loom))]
+mod shared;
+mod storage;
+mod table;
 mod writer;
 
-pub use error::{EBADF, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, EPIPE, ETIMEDOUT, PipeError};
+pub use buffer::WriterState;
+pub use error::{
+    EBADF, EEXIST, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, ENXIO, EPIPE, ETIMEDOUT, PipeError,
+};
+pub use event::{CLOSED_ARG, MAX_ERRNO, NotifyArg, PipeEvent};
+pub use merged::MergedReader;
 pub use reader::Reader;
+#[cfg(not(notification_queue_loom))]
+pub use shared::SharedWriter;
+pub use storage::{NoStorage, PipeStorage};
+pub use table::{PipeInfo, PipeInfoState, PipeTable};
 pub use writer::Writer;
 
 use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Hint, Mutex, Ordering};
 use crate::{Handle, NotificationQueue};
-use buffer::{Published, ReaderSlot, Segment};
+use buffer::{Published, ReaderSlot, Segment, SpaceWait};
 use crossbeam_utils::CachePadded;
 
 /// Limits of one pipe. Every limit is checked by [`pipe`]; a zero or
@@ -86,7 +114,9 @@ use crossbeam_utils::CachePadded;
 pub struct Limits {
     /// Most bytes held at once (default 256 MiB). Keeping everything, that
     /// is every byte written; in streaming mode, the bytes not yet passed by
-    /// the slowest reader (rounded to segments).
+    /// the slowest reader (rounded to segments). Room comes back a whole
+    /// segment at a time, so in streaming mode a limit of at most one
+    /// segment counts as one segment plus one byte.
     pub max_bytes: u64,
     /// Bytes per segment: a power of two in `1..=1 << 30` (default 16 KiB).
     pub segment_size: usize,
@@ -185,6 +215,10 @@ struct Shared {
     /// Armed reader wake slots (at least their number; see
     /// `ReaderSlot::arm`). The writer scans the slots only when it is not 0.
     sleepers: CachePadded<AtomicUsize>,
+    /// Where the writer waits for space (see `buffer::SpaceWait`).
+    space: CachePadded<SpaceWait>,
+    /// The next reader's id.
+    next_id: AtomicU64,
 }
 
 impl Shared {
@@ -203,6 +237,17 @@ impl Drop for Shared {
         // can reach the chain any more; each segment is freed once.
         unsafe { buffer::free_chain(head) };
     }
+}
+
+/// One live reader of a pipe ([`ReaderFactory::reader_info`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderInfo {
+    /// The reader's id within its pipe, in joining order from 0.
+    pub id: u64,
+    /// Its debug hint ([`ReaderFactory::reader_with_hint`]).
+    pub hint: Option<Hint>,
+    /// Bytes it has read.
+    pub position: u64,
 }
 
 /// Makes readers of one pipe. Dropping or [sealing](Self::seal) it turns
@@ -229,9 +274,21 @@ impl ReaderFactory {
     /// assert!(f.reader().is_ok());
     /// ```
     pub fn reader(&self) -> Result<Reader, PipeError> {
+        self.make_reader(None)
+    }
+
+    /// [`reader`](Self::reader) with a debug hint, shown by
+    /// [`reader_info`](Self::reader_info) (and a pipe table's listing).
+    pub fn reader_with_hint(&self, hint: impl Into<Hint>) -> Result<Reader, PipeError> {
+        self.make_reader(Some(hint.into()))
+    }
+
+    fn make_reader(&self, hint: Option<Hint>) -> Result<Reader, PipeError> {
         let shared = &self.shared;
         let limit = shared.limits.max_readers;
-        let slot = Arc::new(ReaderSlot::new());
+        // Relaxed: a unique number, nothing is published with it.
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(ReaderSlot::new(id, hint));
         let mut slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         // Room for `max_readers` slots was reserved when the pipe was made
         // and the list never holds more than the live readers, so this
@@ -267,6 +324,33 @@ impl ReaderFactory {
     pub fn readers(&self) -> usize {
         // Relaxed: a statistic.
         (self.shared.readers.load(Ordering::Relaxed) & LIVE_MASK) as usize
+    }
+
+    /// The writer's state now (open, closed, failed with its errno).
+    pub fn writer_state(&self) -> WriterState {
+        // Acquire: pairs with the writer's Release store of its state.
+        WriterState::decode(self.shared.published.state.load(Ordering::Acquire))
+    }
+
+    /// Bytes the writer has committed.
+    pub fn written(&self) -> u64 {
+        // Acquire: pairs with the writer's Release commit.
+        self.shared.published.committed.load(Ordering::Acquire)
+    }
+
+    /// Every live reader (id, hint, position), in joining order; for
+    /// debugging.
+    pub fn reader_info(&self) -> Vec<ReaderInfo> {
+        let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .iter()
+            .map(|s| ReaderInfo {
+                id: s.id,
+                hint: s.hint.clone(),
+                // Relaxed: a statistic.
+                position: s.pos.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// Stops new readers from joining: streaming mode. Same as dropping.
@@ -309,6 +393,63 @@ pub fn pipe(
     hint: impl Into<Hint>,
     limits: Limits,
 ) -> Result<(Writer, ReaderFactory), PipeError> {
+    pipe_with_storage(queue, hint, limits, NoStorage)
+}
+
+/// [`pipe`] whose writer hands every write to `storage` before readers
+/// see it, and flushes it on close (see [`PipeStorage`]).
+pub fn pipe_with_storage<S: PipeStorage>(
+    queue: &NotificationQueue,
+    hint: impl Into<Hint>,
+    limits: Limits,
+    storage: S,
+) -> Result<(Writer<S>, ReaderFactory), PipeError> {
+    build(queue, hint.into(), limits, storage, Vec::new())
+}
+
+/// [`pipe`] whose stream starts with `initial` (readers read it first; it
+/// counts as written). The bytes are adopted without a copy when they fit
+/// one segment and their capacity holds a whole segment
+/// (`initial.len() <= segment_size <= initial.capacity()`); otherwise they
+/// are copied in. More than [`Limits::max_bytes`] is
+/// [`PipeError::InvalidLimit`].
+///
+/// ```
+/// use notification_queue::{Config, NotificationQueue};
+/// use notification_queue::mempipe::{pipe_with_bytes, Limits};
+///
+/// let q = NotificationQueue::new(Config::default());
+/// let mut bytes = Vec::with_capacity(4096);
+/// bytes.extend_from_slice(b"already here");
+/// let (w, f) = pipe_with_bytes(&q, "p", Limits::default().segment_size(4096), bytes).unwrap();
+/// assert_eq!(w.tell(), 12);
+/// let mut r = f.reader().unwrap();
+/// let mut buf = [0u8; 32];
+/// assert_eq!(r.try_read(&mut buf), Ok(Some(12)));
+/// assert_eq!(&buf[..12], b"already here");
+/// ```
+pub fn pipe_with_bytes(
+    queue: &NotificationQueue,
+    hint: impl Into<Hint>,
+    limits: Limits,
+    initial: Vec<u8>,
+) -> Result<(Writer, ReaderFactory), PipeError> {
+    if initial.len() as u64 > limits.max_bytes {
+        return Err(PipeError::InvalidLimit {
+            name: "initial bytes",
+            value: initial.len() as u64,
+        });
+    }
+    build(queue, hint.into(), limits, NoStorage, initial)
+}
+
+fn build<S: PipeStorage>(
+    queue: &NotificationQueue,
+    hint: Hint,
+    limits: Limits,
+    storage: S,
+    initial: Vec<u8>,
+) -> Result<(Writer<S>, ReaderFactory), PipeError> {
     limits.validate(queue)?;
     let seg = limits.segment_size;
     let segments = limits.initial_capacity.div_ceil(seg).max(1);
@@ -328,7 +469,15 @@ pub fn pipe(
     buffer::try_reserve(&mut wakers, limits.max_readers)?;
     let mut pool = Vec::new();
     buffer::try_reserve(&mut pool, extra.max(writer::POOL_CAP))?;
-    let head = Segment::alloc(seg)?;
+    let (head, adopted, copy) = if initial.is_empty() {
+        (Segment::alloc(seg)?, 0, Vec::new())
+    } else {
+        let len = initial.len();
+        match Segment::adopt(initial, seg) {
+            Ok(head) => (head, len, Vec::new()),
+            Err(bytes) => (Segment::alloc(seg)?, 0, bytes),
+        }
+    };
     let handle = buffer::alloc_segments(&mut pool, extra, seg)
         .and_then(|()| queue.register(hint).map_err(PipeError::from));
     let handle = match handle {
@@ -353,7 +502,20 @@ pub fn pipe(
         slots: Mutex::new(slots),
         allocated: AtomicUsize::new((extra + 1) * seg),
         sleepers: CachePadded::new(AtomicUsize::new(0)),
+        space: CachePadded::new(SpaceWait::new()),
+        next_id: AtomicU64::new(0),
     });
-    let writer = Writer::new(shared.clone(), head, pool, watched, wakers);
-    Ok((writer, ReaderFactory { shared }))
+    let mut writer = Writer::new(shared.clone(), head, pool, watched, wakers, storage);
+    let factory = ReaderFactory { shared };
+    if adopted > 0 {
+        writer.adopted(adopted as u64);
+    }
+    // Copied in as a first write (no reader exists yet, nothing is sealed:
+    // only the allocator can refuse it; the caller checked the limit).
+    let mut rest = &copy[..];
+    while !rest.is_empty() {
+        let n = writer.write(rest)?;
+        rest = rest.get(n..).unwrap_or_default();
+    }
+    Ok((writer, factory))
 }

@@ -26,7 +26,7 @@
 //! checked first (so it takes precedence over the writer's), consumes
 //! nothing, and nobody else can see it.
 
-use super::buffer::{Published, ReaderSlot, Segment, WriterState};
+use super::buffer::{ReaderSlot, Segment, WriterState};
 use super::{PipeError, Shared};
 use crate::sync::{Arc, Ordering, fence};
 use crate::wait::park;
@@ -76,6 +76,8 @@ struct Cursor {
     seg_size: usize,
     /// This reader's own error.
     error: Option<i32>,
+    /// [`Reader::close`] was called: `seg` is never followed again.
+    closed: bool,
     slot: Arc<ReaderSlot>,
 }
 
@@ -93,11 +95,11 @@ unsafe impl Sync for Cursor {}
 
 impl Cursor {
     #[inline]
-    fn try_read(
-        &mut self,
-        published: &Published,
-        buf: &mut [u8],
-    ) -> Result<Option<usize>, PipeError> {
+    fn try_read(&mut self, shared: &Shared, buf: &mut [u8]) -> Result<Option<usize>, PipeError> {
+        let published = &shared.published;
+        if self.closed {
+            return Err(PipeError::Closed);
+        }
         if let Some(errno) = self.error {
             return Err(PipeError::Reader { errno });
         }
@@ -125,7 +127,15 @@ impl Cursor {
                 };
             }
         }
-        Ok(Some(self.copy(committed, buf)))
+        let before = self.pos;
+        let n = self.copy(committed, buf);
+        // Room for a writer waiting for space appears only when a reader
+        // moves strictly past a segment end: check for one only then.
+        let shift = self.seg_size.trailing_zeros();
+        if n > 0 && (self.pos - 1) >> shift > before.saturating_sub(1) >> shift {
+            shared.space.wake_writer();
+        }
+        Ok(Some(n))
     }
 
     /// Copies up to `committed - pos` bytes; returns how many.
@@ -175,7 +185,7 @@ impl Cursor {
 #[inline]
 fn spin(
     cur: &mut Cursor,
-    published: &Published,
+    shared: &Shared,
     buf: &mut [u8],
     may_yield: bool,
 ) -> Result<Option<usize>, PipeError> {
@@ -188,13 +198,13 @@ fn spin(
             } else {
                 backoff.spin();
             }
-            if let Some(n) = cur.try_read(published, buf)? {
+            if let Some(n) = cur.try_read(shared, buf)? {
                 return Ok(Some(n));
             }
         }
     }
     #[cfg(notification_queue_loom)]
-    let _ = (cur, published, buf, may_yield);
+    let _ = (cur, shared, buf, may_yield);
     Ok(None)
 }
 
@@ -209,6 +219,7 @@ impl Reader {
                 pos: 0,
                 seg_size,
                 error: None,
+                closed: false,
                 slot,
             },
         }
@@ -218,7 +229,7 @@ impl Reader {
     /// `Ok(None)` if nothing is new and the writer is open, `Ok(Some(0))`
     /// at EOF (or for an empty `buf`).
     pub fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, PipeError> {
-        self.cur.try_read(&self.shared.published, buf)
+        self.cur.try_read(&self.shared, buf)
     }
 
     /// Reads at least one byte, waiting (blocking the thread) while there is
@@ -275,10 +286,10 @@ impl Reader {
     ) -> Poll<Result<usize, PipeError>> {
         let Reader { shared, cur } = self;
         let got = (|| {
-            if let Some(n) = cur.try_read(&shared.published, buf)? {
+            if let Some(n) = cur.try_read(shared, buf)? {
                 return Ok(Some(n));
             }
-            if let Some(n) = spin(cur, &shared.published, buf, may_yield)? {
+            if let Some(n) = spin(cur, shared, buf, may_yield)? {
                 return Ok(Some(n));
             }
             cur.slot.waker.register(waker);
@@ -287,7 +298,7 @@ impl Reader {
             // against the writer's fence between its commit (or terminal
             // state) and its load of `sleepers` (see `buffer::ReaderSlot`).
             fence(Ordering::SeqCst);
-            cur.try_read(&shared.published, buf)
+            cur.try_read(shared, buf)
         })();
         match got {
             Ok(None) => Poll::Pending,
@@ -337,13 +348,72 @@ impl Reader {
         self.cur.error
     }
 
+    /// Closes this reader: it leaves the pipe at once (the writer no longer
+    /// keeps bytes for it, nor waits for it, and a writer whose readers
+    /// have all gone gets a broken pipe). Later reads, and a second close,
+    /// return [`PipeError::Closed`] (`EBADF`). Dropping a reader closes it.
+    pub fn close(&mut self) -> Result<(), PipeError> {
+        if self.cur.closed {
+            return Err(PipeError::Closed);
+        }
+        self.cur.closed = true;
+        self.release();
+        Ok(())
+    }
+
+    /// Whether [`close`](Self::close) happened.
+    pub fn is_closed(&self) -> bool {
+        self.cur.closed
+    }
+
+    /// The writer's state now (open, closed, or failed with its errno),
+    /// without reading: a reader may learn the writer ended while unread
+    /// bytes remain ([`available`](Self::available)).
+    pub fn writer_state(&self) -> WriterState {
+        // Acquire: pairs with the writer's Release store of its state.
+        WriterState::decode(self.shared.published.state.load(Ordering::Acquire))
+    }
+
+    /// Leaves the pipe (close or drop): the slot stops holding segments and
+    /// is removed, the live count drops.
+    fn release(&mut self) {
+        self.disarm();
+        // Release: our last segment accesses happen-before the writer's
+        // Acquire load of this slot, which now never holds it back.
+        self.cur.slot.pos.store(u64::MAX, Ordering::Release);
+        self.shared
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, &self.cur.slot));
+        // Release: pairs with the writer's Acquire load in its broken-pipe
+        // check. The live count is at least 1 (ours), so no borrow.
+        self.shared.readers.fetch_sub(1, Ordering::Release);
+        // A writer waiting for space may now have room, or no reader.
+        self.shared.space.wake_writer();
+    }
+
+    /// This reader's id within its pipe (joining order from 0).
+    pub fn id(&self) -> u64 {
+        self.cur.slot.id
+    }
+
+    /// This reader's debug hint, if given
+    /// ([`ReaderFactory::reader_with_hint`](super::ReaderFactory::reader_with_hint)).
+    pub fn hint(&self) -> Option<&str> {
+        self.cur.slot.hint.as_deref()
+    }
+
     /// Bytes this reader has read.
     pub fn position(&self) -> u64 {
         self.cur.pos
     }
 
-    /// Bytes written but not yet read by this reader.
+    /// Bytes written but not yet read by this reader (0 once closed).
     pub fn available(&self) -> u64 {
+        if self.cur.closed {
+            return 0;
+        }
         // Acquire: as in `try_read`.
         let committed = self.shared.published.committed.load(Ordering::Acquire);
         committed.saturating_sub(self.cur.pos)
@@ -380,17 +450,8 @@ impl Drop for ReadFuture<'_> {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.disarm();
-        // Release: our last segment accesses happen-before the writer's
-        // Acquire load of this slot, which now never holds it back.
-        self.cur.slot.pos.store(u64::MAX, Ordering::Release);
-        self.shared
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| !Arc::ptr_eq(s, &self.cur.slot));
-        // Release: pairs with the writer's Acquire load in its broken-pipe
-        // check. The live count is at least 1 (ours), so no borrow.
-        self.shared.readers.fetch_sub(1, Ordering::Release);
+        if !self.cur.closed {
+            self.release();
+        }
     }
 }

@@ -6,19 +6,25 @@
 //! needed), stores the new length with `Release`, wakes the sleeping readers
 //! (see `buffer::ReaderSlot`), then notifies the pipe's handle with the
 //! length. Close and failure store the terminal state with `Release` *after*
-//! the last commit, wake the sleeping readers, notify `-1` and unregister the
-//! handle; readers then drain and see EOF/EPIPE.
+//! the last commit, wake the sleeping readers, notify the handle (see
+//! `event`) and unregister it; readers then drain and see EOF/EPIPE.
 //!
 //! Reclamation runs here too (see `buffer`): on every new segment, and when
 //! the byte limit is reached, the writer retires segments every live reader
 //! has passed, once the factory is sealed.
 
 use super::buffer::{ReaderSlot, Segment, WriterState};
-use super::{EVER, LIVE_MASK, PipeError, SEALED, Shared};
+use super::event::{PipeEvent, valid_errno};
+use super::storage::{NoStorage, PipeStorage, storage_errno};
+use super::{ENOSPC, EPIPE, EVER, LIVE_MASK, PipeError, SEALED, Shared};
 use crate::Handle;
 use crate::sync::{Arc, Ordering, fence};
+use crate::wait::park;
+use core::future::Future;
+use core::pin::Pin;
 use core::ptr;
-use core::task::Waker;
+use core::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// Retired segments kept for reuse (beyond these they are freed).
 #[cfg(not(notification_queue_loom))]
@@ -29,8 +35,12 @@ pub(super) const POOL_CAP: usize = 1;
 
 /// The writing end of a pipe ([`pipe`](super::pipe)).
 ///
-/// Writes never block: they append (up to [`Limits::max_bytes`]) and wake
-/// readers. Dropping the writer closes it.
+/// [`write`](Self::write) never blocks: it appends (up to
+/// [`Limits::max_bytes`]) and wakes readers. [`write_wait`](Self::write_wait),
+/// [`write_timeout`](Self::write_timeout), [`write_deadline`](Self::write_deadline)
+/// and [`write_async`](Self::write_async) wait for space in streaming mode,
+/// as do the `std::io::Write`, `embedded_io::Write` and
+/// `embedded_io_async::Write` impls. Dropping the writer closes it.
 ///
 /// [`Limits::max_bytes`]: super::Limits::max_bytes
 ///
@@ -44,14 +54,14 @@ pub(super) const POOL_CAP: usize = 1;
 /// assert_eq!(w.write(b""), Ok(0)); // wakes nobody
 /// assert_eq!(w.write(b"abc"), Ok(3));
 /// assert_eq!(w.tell(), 3);
-/// w.set_error(5);
+/// w.set_error(5).unwrap();
 /// assert_eq!(w.write(b"x"), Err(PipeError::Failed { errno: 5 }));
 /// let mut buf = [0u8; 8];
 /// assert_eq!(r.read(&mut buf), Ok(3)); // drains first...
 /// assert_eq!(r.read(&mut buf), Err(PipeError::BrokenPipe { writer_errno: Some(5) }));
 /// ```
 #[derive(Debug)]
-pub struct Writer {
+pub struct Writer<S: PipeStorage = NoStorage> {
     shared: Arc<Shared>,
     /// The segment being filled (always in the chain).
     tail: *mut Segment,
@@ -64,6 +74,10 @@ pub struct Writer {
     /// Bytes written and committed.
     written: u64,
     state: WriterState,
+    /// The failure is a broken pipe (writes return `BrokenPipe`).
+    broken: bool,
+    /// [`close`](Writer::close) was called (writes return `Closed`).
+    closed: bool,
     /// Retired (or preallocated) segments no reader can reach. Its
     /// capacity is at least `POOL_CAP`, so retiring never allocates.
     pool: Vec<*mut Segment>,
@@ -75,22 +89,66 @@ pub struct Writer {
     /// Wakers taken from reader slots, woken after the slot lock is
     /// released (room for `max_readers` reserved up front).
     wakers: Vec<Waker>,
+    /// Where every write goes besides the buffer.
+    storage: S,
+    /// Set while the writer sits behind a [`SharedWriter`]'s lock: the
+    /// notifications a call makes (reader wakes, the handle's notify and
+    /// unregister, all of which may run client wakers) are collected here
+    /// and delivered by the shared writer after it unlocks, so no client
+    /// code runs under its lock.
+    ///
+    /// [`SharedWriter`]: super::SharedWriter
+    pub(super) deferred: Option<Deferred>,
+}
+
+/// Notifications a shared writer delivers after unlocking.
+#[derive(Debug, Default)]
+pub(super) struct Deferred {
+    /// Reader wakers taken while locked.
+    wakers: Vec<Waker>,
+    /// Bytes committed since the last delivery (one coalesced notify).
+    data: u64,
+    /// The terminal event, if the writer finished.
+    end: Option<PipeEvent>,
+}
+
+impl Deferred {
+    /// Wakes, notifies and (after a terminal event) unregisters, in the order
+    /// the plain writer does it. The caller holds no lock.
+    pub(super) fn deliver(&mut self, shared: &Shared) {
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+        if self.data > 0 {
+            let data = core::mem::take(&mut self.data);
+            let _ = shared
+                .queue
+                .notify(shared.handle, PipeEvent::Data(data).to_arg());
+        }
+        if let Some(end) = self.end.take() {
+            let _ = shared.queue.notify(shared.handle, end.to_arg());
+            let _ = shared.queue.unregister(shared.handle);
+        }
+    }
 }
 
 // SAFETY: the raw segment pointers point into the chain owned by `Shared`
 // (kept alive by our `Arc`) or into our own pool; segments are `Sync` data
 // (atomics and cells accessed under the publication protocol).
-unsafe impl Send for Writer {}
-// SAFETY: `&Writer` only reads plain fields (`tell`, `state`, `footprint`).
-unsafe impl Sync for Writer {}
+// The storage moves with the writer, so it must be `Send` itself.
+unsafe impl<S: PipeStorage + Send> Send for Writer<S> {}
+// SAFETY: `&Writer` only reads plain fields (`tell`, `state`, `footprint`)
+// and lends `&S` (`storage`), which needs `S: Sync`.
+unsafe impl<S: PipeStorage + Sync> Sync for Writer<S> {}
 
-impl Writer {
+impl<S: PipeStorage> Writer<S> {
     pub(super) fn new(
         shared: Arc<Shared>,
         head: *mut Segment,
         pool: Vec<*mut Segment>,
         watched: Vec<Arc<ReaderSlot>>,
         wakers: Vec<Waker>,
+        storage: S,
     ) -> Self {
         Self {
             shared,
@@ -100,37 +158,71 @@ impl Writer {
             head_base: 0,
             written: 0,
             state: WriterState::Open,
+            broken: false,
+            closed: false,
             pool,
             watched,
             sealed: false,
             wakers,
+            storage,
+            deferred: None,
         }
     }
 
+    /// The writer's shared state (for a shared writer's deferred delivery).
+    pub(super) fn shared_state(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The first `len` bytes of the head segment are the stream's initial
+    /// bytes (adopted before any reader exists): commit them.
+    pub(super) fn adopted(&mut self, len: u64) {
+        self.written = len;
+        // Release: the adopted bytes are in place; pairs with the readers'
+        // Acquire loads of `committed` (no reader exists yet anyway).
+        self.shared
+            .published
+            .committed
+            .store(len, Ordering::Release);
+    }
+
+    /// The storage every write goes to ([`pipe_with_storage`](super::pipe_with_storage)).
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The storage, mutably (for example to read back what it kept).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
     /// Appends `buf` and wakes the readers; returns how many bytes were
-    /// written.
+    /// written. Never waits.
     ///
-    /// - Closed: [`PipeError::Closed`]; failed: [`PipeError::Failed`] (both
-    ///   even for an empty `buf`).
+    /// - Closed: [`PipeError::Closed`]; failed: [`PipeError::Failed`], or
+    ///   [`PipeError::BrokenPipe`] after a broken pipe (all even for an
+    ///   empty `buf`).
     /// - Empty `buf`: `Ok(0)`, nobody is woken.
     /// - No reader left (one existed, or the factory is gone, and every
-    ///   reader has been dropped): [`PipeError::BrokenPipe`].
+    ///   reader has gone): [`PipeError::BrokenPipe`], and the writer stays
+    ///   failed with `EPIPE` ([`error`](Self::error)); a reader that joins
+    ///   afterwards reads what was written, then gets `BrokenPipe` carrying
+    ///   `EPIPE`. Before any reader joined, writes succeed and are kept for
+    ///   the readers to come.
     /// - Byte limit: writes what fits; [`PipeError::Full`] if nothing fits.
+    ///   While every byte is kept (the factory is alive) a full pipe can
+    ///   never drain: that write fails the writer with `ENOSPC`, and its
+    ///   readers drain, then get `BrokenPipe` carrying `ENOSPC`.
     /// - The allocator refuses a segment the write needs:
     ///   [`PipeError::OutOfMemory`], and nothing of `buf` is written.
     pub fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
-        match self.state {
-            WriterState::Open => {}
-            WriterState::Closed => return Err(PipeError::Closed),
-            WriterState::Failed(errno) => return Err(PipeError::Failed { errno }),
-        }
+        self.check_writable()?;
         if buf.is_empty() {
             return Ok(0);
         }
-        // Acquire: pairs with the AcqRel/Release RMWs of reader creation,
-        // reader drop and sealing.
-        let readers = self.shared.readers.load(Ordering::Acquire);
-        if readers & LIVE_MASK == 0 && readers & (EVER | SEALED) != 0 {
+        if self.no_readers_left() {
+            self.broken = true;
+            self.finish(WriterState::Failed(EPIPE));
             return Err(PipeError::BrokenPipe { writer_errno: None });
         }
         let mut room = self.room();
@@ -138,6 +230,10 @@ impl Writer {
             self.reclaim();
             room = self.room();
             if room == 0 {
+                if !self.sealed {
+                    // Every byte is kept: nothing will ever free room.
+                    self.finish(WriterState::Failed(ENOSPC));
+                }
                 return Err(PipeError::Full {
                     limit: self.shared.limits.max_bytes,
                 });
@@ -152,6 +248,12 @@ impl Writer {
             self.reclaim();
             self.reserve(need)?;
         }
+        // The storage keeps the bytes before any reader can see them.
+        if let Err(errno) = self.storage.append(self.written, now) {
+            let errno = storage_errno(errno);
+            self.finish(WriterState::Failed(errno));
+            return Err(PipeError::Storage { errno });
+        }
         let n = self.append(now);
         self.written += n as u64;
         // Release: the bytes (and any new segment links) are in place;
@@ -161,29 +263,187 @@ impl Writer {
             .committed
             .store(self.written, Ordering::Release);
         self.wake_readers();
-        let arg = i64::try_from(n).unwrap_or(i64::MAX);
+        if let Some(d) = &mut self.deferred {
+            d.data = d.data.saturating_add(n as u64);
+            return Ok(n);
+        }
         // A failure means someone else unregistered our handle: only its
         // outside waiters and subscribers miss this; readers do not use it.
-        let _ = self.shared.queue.notify(self.shared.handle, arg);
+        let _ = self
+            .shared
+            .queue
+            .notify(self.shared.handle, PipeEvent::Data(n as u64).to_arg());
         Ok(n)
     }
 
-    /// Closes the writer: readers drain what was written, then see EOF.
-    /// Idempotent; a failed writer stays failed. Dropping the writer closes.
-    pub fn close(&mut self) {
-        if self.state == WriterState::Open {
-            self.finish(WriterState::Closed);
+    /// [`write`](Self::write) that waits for space instead of returning
+    /// [`PipeError::Full`] (streaming mode; while every byte is kept a
+    /// full pipe fails with `ENOSPC` instead, see `write`). Writes at least
+    /// one byte, or returns an error; woken when the slowest reader moves
+    /// past a segment end or leaves (then, with no reader left, it returns
+    /// [`PipeError::BrokenPipe`]).
+    ///
+    /// ```
+    /// use notification_queue::{Config, NotificationQueue};
+    /// use notification_queue::mempipe::{pipe, Limits};
+    ///
+    /// let q = NotificationQueue::new(Config::default());
+    /// let (mut w, f) = pipe(&q, "bp", Limits::default().segment_size(16).max_bytes(32)).unwrap();
+    /// let mut r = f.reader().unwrap();
+    /// f.seal(); // streaming mode
+    /// let t = std::thread::spawn(move || {
+    ///     let mut buf = [0u8; 64];
+    ///     let mut total = 0;
+    ///     while let Ok(n @ 1..) = r.read(&mut buf) { total += n; }
+    ///     total
+    /// });
+    /// let mut left = 1000;
+    /// while left > 0 {
+    ///     left -= w.write_wait(&vec![1u8; left]).unwrap();
+    /// }
+    /// w.close().unwrap();
+    /// assert_eq!(t.join().unwrap(), 1000);
+    /// ```
+    pub fn write_wait(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        self.write_blocking(buf, None)
+    }
+
+    /// [`write_wait`](Self::write_wait) waiting at most `timeout`
+    /// ([`PipeError::TimedOut`], nothing written).
+    pub fn write_timeout(&mut self, buf: &[u8], timeout: Duration) -> Result<usize, PipeError> {
+        self.write_blocking(buf, Instant::now().checked_add(timeout))
+    }
+
+    /// [`write_wait`](Self::write_wait) waiting until `deadline` at most
+    /// ([`PipeError::TimedOut`], nothing written).
+    pub fn write_deadline(&mut self, buf: &[u8], deadline: Instant) -> Result<usize, PipeError> {
+        self.write_blocking(buf, Some(deadline))
+    }
+
+    /// The async form of [`write_wait`](Self::write_wait): a plain future
+    /// for any executor (`Send`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: bytes are written only in the poll that returns their
+    /// count; dropping the future while it waits writes nothing.
+    pub async fn write_async(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        WriteFuture { writer: self, buf }.await
+    }
+
+    fn write_blocking(
+        &mut self,
+        buf: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, PipeError> {
+        // The common case first: room now, no waker needed.
+        match self.write(buf) {
+            Err(PipeError::Full { .. }) if self.state == WriterState::Open => {}
+            done => return done,
+        }
+        let waker = park::current_waker();
+        let res = loop {
+            if let Poll::Ready(r) = self.poll_write(&waker, buf) {
+                break r;
+            }
+            match deadline {
+                None => park::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break Err(PipeError::TimedOut);
+                    }
+                    park::park_timeout(d - now);
+                }
+            }
+        };
+        self.shared.space.disarm();
+        res
+    }
+
+    /// One attempt of a waiting write: done (or failed) now, else the
+    /// writer's space wait is armed with `waker` and `Pending` returned.
+    pub(super) fn poll_write(
+        &mut self,
+        waker: &Waker,
+        buf: &[u8],
+    ) -> Poll<Result<usize, PipeError>> {
+        match self.write(buf) {
+            Err(PipeError::Full { .. }) if self.state == WriterState::Open => {}
+            done => return Poll::Ready(done),
+        }
+        // Full in streaming mode: arm, then retry (it reloads every
+        // reader's position after the fence in `arm`).
+        self.shared.space.arm(waker);
+        match self.write(buf) {
+            Err(PipeError::Full { .. }) if self.state == WriterState::Open => Poll::Pending,
+            done => {
+                self.shared.space.disarm();
+                Poll::Ready(done)
+            }
         }
     }
 
-    /// Marks the writer failed with `errno` (ignored once closed or already
-    /// failed): its writes return [`PipeError::Failed`], and its readers
-    /// drain what was written, then get [`PipeError::BrokenPipe`] carrying
-    /// `errno`.
-    pub fn set_error(&mut self, errno: i32) {
-        if self.state == WriterState::Open {
-            self.finish(WriterState::Failed(errno));
+    /// `Ok` while writes may go on; else the error every write returns.
+    fn check_writable(&self) -> Result<(), PipeError> {
+        if self.closed {
+            return Err(PipeError::Closed);
         }
+        match self.state {
+            WriterState::Open => Ok(()),
+            WriterState::Closed => Err(PipeError::Closed),
+            WriterState::Failed(_) if self.broken => {
+                Err(PipeError::BrokenPipe { writer_errno: None })
+            }
+            WriterState::Failed(errno) => Err(PipeError::Failed { errno }),
+        }
+    }
+
+    /// Every reader that could read has gone: one existed (or the factory
+    /// is gone) and none is alive.
+    fn no_readers_left(&self) -> bool {
+        // Acquire: pairs with the AcqRel/Release RMWs of reader creation,
+        // reader drop/close and sealing.
+        let readers = self.shared.readers.load(Ordering::Acquire);
+        readers & LIVE_MASK == 0 && readers & (EVER | SEALED) != 0
+    }
+
+    /// Closes the writer: readers drain what was written, then see EOF (or,
+    /// if the writer failed, its error). Later writes return
+    /// [`PipeError::Closed`]. A second close is [`PipeError::Closed`]
+    /// (`EBADF`) and changes nothing. Dropping the writer closes it.
+    pub fn close(&mut self) -> Result<(), PipeError> {
+        if self.closed {
+            return Err(PipeError::Closed);
+        }
+        self.closed = true;
+        if self.state == WriterState::Open {
+            if let Err(errno) = self.storage.flush() {
+                let errno = storage_errno(errno);
+                self.finish(WriterState::Failed(errno));
+                return Err(PipeError::Storage { errno });
+            }
+            self.finish(WriterState::Closed);
+        }
+        Ok(())
+    }
+
+    /// Marks the writer failed with `errno`: its writes return
+    /// [`PipeError::Failed`], its readers drain what was written, then get
+    /// [`PipeError::BrokenPipe`] carrying `errno`, and the handle is
+    /// notified [`PipeEvent::Failed`]`(errno)`.
+    ///
+    /// `errno` must be in `1..=`[`MAX_ERRNO`](super::MAX_ERRNO), else
+    /// [`PipeError::InvalidErrno`]. A closed writer returns
+    /// [`PipeError::Closed`] and one that failed already keeps its first
+    /// error and returns it; neither changes.
+    pub fn set_error(&mut self, errno: i32) -> Result<(), PipeError> {
+        if !valid_errno(errno) {
+            return Err(PipeError::InvalidErrno { errno });
+        }
+        self.check_writable()?;
+        self.finish(WriterState::Failed(errno));
+        Ok(())
     }
 
     fn finish(&mut self, state: WriterState) {
@@ -195,7 +455,15 @@ impl Writer {
             .state
             .store(state.encode(), Ordering::Release);
         self.wake_readers();
-        let _ = self.shared.queue.notify(self.shared.handle, -1);
+        let event = match state {
+            WriterState::Failed(e) => PipeEvent::Failed(e),
+            _ => PipeEvent::Closed,
+        };
+        if let Some(d) = &mut self.deferred {
+            d.end = Some(event);
+            return;
+        }
+        let _ = self.shared.queue.notify(self.shared.handle, event.to_arg());
         // Wakes every waiter with `Closed`; frees the handle for the queue.
         let _ = self.shared.queue.unregister(self.shared.handle);
     }
@@ -234,6 +502,11 @@ impl Writer {
             }
         }
         drop(slots);
+        if let Some(d) = &mut self.deferred {
+            // Behind a shared writer's lock: woken after it unlocks.
+            d.wakers.append(&mut self.wakers);
+            return;
+        }
         // Outside the lock: a waker may run arbitrary code.
         for w in self.wakers.drain(..) {
             w.wake();
@@ -245,12 +518,19 @@ impl Writer {
         self.written
     }
 
-    /// Whether [`close`](Self::close) (or drop) happened.
+    /// Whether [`close`](Self::close) happened.
     pub fn is_closed(&self) -> bool {
-        self.state == WriterState::Closed
+        self.closed
     }
 
-    /// The errno given to [`set_error`](Self::set_error), if it took effect.
+    /// The state readers see: open, closed, or failed with an errno.
+    pub fn state(&self) -> WriterState {
+        self.state
+    }
+
+    /// The errno the writer failed with, if it failed: the one given to
+    /// [`set_error`](Self::set_error), `EPIPE` after a broken pipe, `ENOSPC`
+    /// after a full pipe that could never drain.
     pub fn error(&self) -> Option<i32> {
         match self.state {
             WriterState::Failed(e) => Some(e),
@@ -258,9 +538,15 @@ impl Writer {
         }
     }
 
-    /// The queue handle this writer notifies (argument: bytes written, or
-    /// `-1` on close/failure). Others may wait on or subscribe to it; it is
-    /// unregistered when the writer closes or fails.
+    /// The queue handle this writer notifies. Others may wait on or
+    /// subscribe to it; it is unregistered when the writer closes or fails.
+    ///
+    /// Arguments (decode them with [`PipeEvent::from_arg`]): after every
+    /// non-empty write, the bytes it wrote (`>= 0`, saturated at
+    /// `i32::MAX`); on failure, `-errno` (`errno` in `1..=4095`: `EPIPE`
+    /// for a broken pipe, `ENOSPC` for a full pipe that cannot drain, or
+    /// the one given to [`set_error`](Self::set_error)); on a clean close,
+    /// [`CLOSED_ARG`](super::CLOSED_ARG) (`i32::MIN`).
     pub fn handle(&self) -> Handle {
         self.shared.handle
     }
@@ -271,10 +557,18 @@ impl Writer {
         self.shared.footprint()
     }
 
-    /// Bytes the limit still admits.
+    /// Bytes the limit still admits. In streaming mode room comes back a
+    /// segment at a time (once the slowest reader is strictly past its
+    /// end), so a limit of at most one segment counts as one segment plus
+    /// one byte: otherwise the writer could wait forever for readers that
+    /// have read everything.
     fn room(&self) -> u64 {
         let held = self.written - self.head_base;
-        self.shared.limits.max_bytes.saturating_sub(held)
+        let mut limit = self.shared.limits.max_bytes;
+        if self.sealed {
+            limit = limit.max(self.shared.segment_size as u64 + 1);
+        }
+        limit.saturating_sub(held)
     }
 
     /// New segments `append` links to place `n` more bytes.
@@ -401,9 +695,33 @@ impl Writer {
     }
 }
 
-impl Drop for Writer {
+/// The future of [`Writer::write_async`]: holds only the two borrows.
+struct WriteFuture<'a, S: PipeStorage> {
+    writer: &'a mut Writer<S>,
+    buf: &'a [u8],
+}
+
+impl<S: PipeStorage> Future for WriteFuture<'_, S> {
+    type Output = Result<usize, PipeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.writer.poll_write(cx.waker(), this.buf)
+    }
+}
+
+impl<S: PipeStorage> Drop for WriteFuture<'_, S> {
     fn drop(&mut self) {
-        self.close();
+        // A write cancelled while waiting leaves the wait disarmed.
+        self.writer.shared.space.disarm();
+    }
+}
+
+impl<S: PipeStorage> Drop for Writer<S> {
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = self.close();
+        }
         let seg = self.shared.segment_size;
         let pooled = self.pool.len();
         // SAFETY: pooled segments are out of the chain and ours alone.
