@@ -94,6 +94,9 @@ struct MHandle {
     live: bool,
     seq: u64,
     arg: i64,
+    /// The slot's close count right after this handle's close: the slot's
+    /// close record is this handle's while the count is unchanged.
+    closed_as: u64,
 }
 
 struct MWait {
@@ -147,6 +150,8 @@ impl MSub {
 
 #[derive(Default)]
 struct Model {
+    /// Unregisters per slot index (the slot keeps a record of its last one).
+    closes: HashMap<u32, u64>,
     keys: HashMap<u8, Handle>,
     handles: HashMap<Handle, MHandle>,
     live: usize,
@@ -169,8 +174,11 @@ impl Model {
 
     /// The handle was unregistered: waits woken, subscriptions closed.
     fn kill(&mut self, h: Handle) {
+        let closes = self.closes.entry(h.index()).or_insert(0);
+        *closes += 1;
         if let Some(m) = self.handles.get_mut(&h) {
             m.live = false;
+            m.closed_as = *closes;
         }
         self.live -= 1;
         for w in self.waits.iter_mut().filter(|w| !w.gone && w.handle == h) {
@@ -227,6 +235,19 @@ impl Model {
         let ready = match w.start {
             Err(e) => Some(Err(e)),
             Ok(start) => match self.handles.get(&w.handle) {
+                // Closed: the notifies it had not seen come first, while the
+                // slot's close record is still this handle's.
+                Some(m)
+                    if !m.live
+                        && m.seq != start
+                        && self.closes.get(&w.handle.index()) == Some(&m.closed_as) =>
+                {
+                    Some(Ok(Notified {
+                        sequence: m.seq,
+                        arg: m.arg,
+                        coalesced: m.seq - start,
+                    }))
+                }
                 Some(m) if !m.live => Some(Err(QueueError::Closed)),
                 Some(m) if m.seq != start => Some(Ok(Notified {
                     sequence: m.seq,
@@ -303,6 +324,7 @@ fn run(input: Input) {
                         MHandle {
                             live: true,
                             seq: 0,
+                            closed_as: 0,
                             arg: 0,
                         },
                     );

@@ -104,7 +104,10 @@ enum Op {
 }
 
 /// Leaked read futures stay reachable from here (so a leak checker does not
-/// report them); at most `LEAK_CAP` are kept, further ones are dropped.
+/// report them); at most `LEAK_CAP` addresses are kept, further ones are
+/// leaked unrecorded. Never dropped: a dropped pending read disarms its
+/// reader's slot, which the model (rightly) does not expect of a leak, and
+/// these futures borrow readers and buffers of earlier inputs.
 static LEAKED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 const LEAK_CAP: usize = 1 << 14;
 
@@ -114,10 +117,10 @@ fn poll_and_leak<F: Future>(fut: F) -> Poll<F::Output> {
     let got = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
     if got.is_pending() {
         let mut leaked = LEAKED.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the future is never moved out of its box nor dropped;
+        // only its address is kept (or not even that, past the cap).
+        let raw = Box::into_raw(unsafe { Pin::into_inner_unchecked(fut) });
         if leaked.len() < LEAK_CAP {
-            // SAFETY: the future is never moved out of its box nor dropped;
-            // only its address is kept.
-            let raw = Box::into_raw(unsafe { Pin::into_inner_unchecked(fut) });
             leaked.push(raw as *mut () as usize);
         }
     }

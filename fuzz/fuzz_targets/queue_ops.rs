@@ -1036,7 +1036,11 @@ fn run(input: Input) {
                     Err(TryRecvError::Lagged(n)) => Poll::Ready(Err(RecvError::Lagged(n))),
                     Err(TryRecvError::Closed) => Poll::Ready(Err(RecvError::Closed)),
                     Err(TryRecvError::Empty) => {
-                        m.subs[i].armed = Some(k);
+                        // The `Recv` is dropped right after this poll, and a
+                        // cancelled receive leaves nothing behind: no later
+                        // notify wakes waker `k`.
+                        let _ = k;
+                        m.subs[i].armed = None;
                         Poll::Pending
                     }
                 };
