@@ -1146,16 +1146,9 @@ impl Subscription {
             if let Poll::Ready(r) = self.poll_recv(&waker) {
                 return r.map_err(Into::into);
             }
-            match deadline {
-                None => park::park(),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        self.cancel_wait();
-                        return Err(RecvTimeoutError::Timeout);
-                    }
-                    park::park_timeout(d - now);
-                }
+            if !park::park_until(deadline) {
+                self.cancel_wait();
+                return Err(RecvTimeoutError::Timeout);
             }
         }
     }

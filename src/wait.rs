@@ -478,15 +478,8 @@ impl<'a> Wait<'a> {
             if let Poll::Ready(r) = self.poll_wait(&waker) {
                 return r;
             }
-            match deadline {
-                None => park::park(),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(QueueError::Timeout);
-                    }
-                    park::park_timeout(d - now);
-                }
+            if !park::park_until(deadline) {
+                return Err(QueueError::Timeout);
             }
         }
     }
@@ -551,5 +544,22 @@ pub(crate) mod park {
     #[cfg(notification_queue_loom)]
     pub(crate) fn park_timeout(_d: Duration) {
         thread::park();
+    }
+
+    /// One step of a blocking loop: parks until woken or until `deadline`
+    /// (`None`: no deadline). Returns `false`, without parking, once the
+    /// deadline has passed; the caller then times out.
+    pub(crate) fn park_until(deadline: Option<std::time::Instant>) -> bool {
+        match deadline {
+            None => park(),
+            Some(d) => {
+                let now = std::time::Instant::now();
+                if now >= d {
+                    return false;
+                }
+                park_timeout(d - now);
+            }
+        }
+        true
     }
 }

@@ -261,15 +261,8 @@ impl Reader {
             if let Poll::Ready(r) = self.poll_read(&waker, buf, true) {
                 break r;
             }
-            match deadline {
-                None => park::park(),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break Err(PipeError::TimedOut);
-                    }
-                    park::park_timeout(d - now);
-                }
+            if !park::park_until(deadline) {
+                break Err(PipeError::TimedOut);
             }
         };
         self.disarm();

@@ -238,16 +238,9 @@ impl<S: PipeStorage> SharedWriter<S> {
             if let Poll::Ready(r) = self.poll_write(&waker, buf) {
                 break r;
             }
-            match deadline {
-                None => park::park(),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        self.inner.waiters.lock().retain(|w| !w.will_wake(&waker));
-                        break Err(PipeError::TimedOut);
-                    }
-                    park::park_timeout(d - now);
-                }
+            if !park::park_until(deadline) {
+                self.inner.waiters.lock().retain(|w| !w.will_wake(&waker));
+                break Err(PipeError::TimedOut);
             }
         }
     }

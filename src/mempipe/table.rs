@@ -172,16 +172,9 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
             if let Poll::Ready(r) = self.poll_open(key, Some(&waker), None)? {
                 return Ok(r);
             }
-            match deadline {
-                None => park::park(),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        self.forget(key, &waker);
-                        return Err(PipeError::TimedOut);
-                    }
-                    park::park_timeout(d - now);
-                }
+            if !park::park_until(deadline) {
+                self.forget(key, &waker);
+                return Err(PipeError::TimedOut);
             }
         }
     }
