@@ -65,4 +65,90 @@ impl fmt::Display for QueueError {
     }
 }
 
-impl std::error::Error for QueueError {}
+impl core::error::Error for QueueError {}
+
+/// Why [`Subscription::try_recv`](crate::Subscription::try_recv) returned no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TryRecvError {
+    /// Nothing buffered right now.
+    Empty,
+    /// This many values were lost (overwritten or rejected) since the last
+    /// receive; the next receive goes on with what is buffered.
+    Lagged(u64),
+    /// The handle was unregistered and everything buffered was received.
+    Closed,
+}
+
+/// Why [`Recv`](crate::Recv) (or a blocking receive without timeout) returned no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecvError {
+    /// This many values were lost since the last receive.
+    Lagged(u64),
+    /// The handle was unregistered and everything buffered was received.
+    Closed,
+}
+
+/// Why [`Subscription::recv_timeout`](crate::Subscription::recv_timeout) / [`Subscription::recv_deadline`](crate::Subscription::recv_deadline)
+/// returned no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecvTimeoutError {
+    /// This many values were lost since the last receive.
+    Lagged(u64),
+    /// The handle was unregistered and everything buffered was received.
+    Closed,
+    /// Nothing arrived before the timeout or deadline.
+    Timeout,
+}
+
+/// Values lost before the next item of a subscription's `Stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lagged(pub u64);
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("subscription buffer is empty"),
+            Self::Lagged(n) => write!(f, "subscriber lagged: {n} values lost"),
+            Self::Closed => f.write_str("subscription closed"),
+        }
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lagged(n) => write!(f, "subscriber lagged: {n} values lost"),
+            Self::Closed => f.write_str("subscription closed"),
+        }
+    }
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lagged(n) => write!(f, "subscriber lagged: {n} values lost"),
+            Self::Closed => f.write_str("subscription closed"),
+            Self::Timeout => f.write_str("receive timed out"),
+        }
+    }
+}
+
+impl fmt::Display for Lagged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "subscriber lagged: {} values lost", self.0)
+    }
+}
+
+impl core::error::Error for TryRecvError {}
+impl core::error::Error for RecvError {}
+impl core::error::Error for RecvTimeoutError {}
+impl core::error::Error for Lagged {}
+
+impl From<RecvError> for RecvTimeoutError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Lagged(n) => Self::Lagged(n),
+            RecvError::Closed => Self::Closed,
+        }
+    }
+}

@@ -47,27 +47,33 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// The modules form layers; each imports only from the ones above it here.
+/// Layer 3: the client types (waits, subscriptions).
+mod client;
+/// Layer 0: the `sync` shim (atomics, locks, cells, wakers; loom swaps
+/// them), epoch reclamation and thread parking; and the error types.
 mod error;
-mod eventcount;
-mod handle;
+/// Layer 5: built on the facade: caller-keyed handles and the pipe.
 #[cfg(not(notification_queue_loom))]
 mod keyed;
 pub mod mempipe;
+/// Layer 1: the event count, the subscription ring and the slot table.
+mod primitives;
+/// Layer 4: the facade, [`NotificationQueue`].
 mod queue;
-mod subscription;
+/// Layer 2: one queue's shared state and its operations.
+mod state;
 mod sync;
-mod wait;
 
-pub use error::QueueError;
-pub use handle::Handle;
+pub use client::subscription::{Recv, Subscription};
+pub use client::wait::Wait;
+pub use error::{Lagged, QueueError, RecvError, RecvTimeoutError, TryRecvError};
 #[cfg(not(notification_queue_loom))]
 pub use keyed::KeyedQueue;
-pub use queue::{Config, HandleInfo, NotificationQueue, OwnedHandle, Stats, WaiterInfo};
-pub use subscription::{
-    Lagged, Overflow, Recv, RecvError, RecvTimeoutError, SubscribeOptions, SubscriberInfo,
-    Subscription, TryRecvError,
-};
-pub use wait::{Notified, Snapshot, Wait};
+pub use primitives::ring::{Overflow, SubscriberInfo};
+pub use primitives::slots::Handle;
+pub use queue::{NotificationQueue, OwnedHandle};
+pub use state::{Config, HandleInfo, Notified, Snapshot, Stats, SubscribeOptions, WaiterInfo};
 
 #[cfg(not(notification_queue_loom))]
 const _: () = {

@@ -28,8 +28,8 @@
 
 use super::buffer::{ReaderSlot, Segment, WriterState};
 use super::{PipeError, Shared};
+use crate::sync::park;
 use crate::sync::{Arc, Ordering, fence};
-use crate::wait::park;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};

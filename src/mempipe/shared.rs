@@ -11,8 +11,8 @@
 
 use super::{NoStorage, PipeError, PipeStorage, Writer, WriterState};
 use crate::Handle;
+use crate::sync::park;
 use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
-use crate::wait::park;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};

@@ -11,8 +11,8 @@
 
 use super::{Limits, PipeError, Reader, ReaderFactory, ReaderInfo, Writer, WriterState, pipe};
 use crate::NotificationQueue;
+use crate::sync::park;
 use crate::sync::{Mutex, MutexGuard};
-use crate::wait::park;
 use core::future::Future;
 use core::hash::Hash;
 use core::pin::Pin;

@@ -12,8 +12,9 @@
 //! Registration itself (free list, hints, counts) is cold and sits behind one
 //! mutex that no client code ever runs under.
 
-use crate::eventcount::{self, WaiterList};
-use crate::sync::{AtomicI64, AtomicPtr, AtomicU64, Hint, Ordering};
+use super::eventcount::{self, WaiterList};
+use super::ring::SubscriberList;
+use crate::sync::{Arc, AtomicI64, AtomicPtr, AtomicU64, Hint, Ordering};
 use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
 
@@ -77,8 +78,8 @@ pub(crate) struct Slot {
     pub(crate) closed: AtomicU64,
     /// `Arc::into_raw` of this generation's waiter list, or null.
     pub(crate) waiters: AtomicPtr<WaiterList>,
-    /// Subscriber list (owned by `subscription`), or null.
-    pub(crate) subscribers: AtomicPtr<crate::subscription::SubscriberList>,
+    /// Subscriber list (see `state::fanout`), or null.
+    pub(crate) subscribers: AtomicPtr<SubscriberList>,
 }
 
 impl Slot {
@@ -272,10 +273,32 @@ impl Drop for SlotTable {
             // means no other reference to the slots remains.
             let slots = unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(base, len)) };
             for slot in slots.iter() {
-                crate::queue::release_slot_lists(slot);
+                release_lists(slot);
             }
             drop(slots);
         }
+    }
+}
+
+/// Frees the waiter and subscriber lists a slot still owns when the table
+/// is dropped.
+fn release_lists(slot: &Slot) {
+    // Acquire: take over the list.
+    let p = slot.waiters.swap(core::ptr::null_mut(), Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: the slot owned one strong count of this `Arc` (stored with
+        // `Arc::into_raw`); the table is being dropped, so no notifier can
+        // read the pointer any more.
+        drop(unsafe { Arc::from_raw(p) });
+    }
+    // Acquire: take over the list.
+    let p = slot
+        .subscribers
+        .swap(core::ptr::null_mut(), Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: as above: the table is being dropped (`&mut`) and the slot
+        // owned one strong count.
+        drop(unsafe { Arc::from_raw(p) });
     }
 }
 

@@ -26,6 +26,9 @@
 
 #![allow(unused_imports, dead_code, unreachable_pub)]
 
+pub(crate) mod park;
+pub(crate) mod reclaim;
+
 #[cfg(not(notification_queue_loom))]
 mod imp {
     pub(crate) use std::sync::Arc;

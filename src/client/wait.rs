@@ -10,60 +10,16 @@
 //! The blocking forms drive the same future with a waker that unparks the
 //! calling thread, so threads and tasks share one code path.
 
-use crate::QueueError;
-use crate::eventcount::{self, Entry, WaiterList};
-use crate::handle::{Handle, Slot};
-use crate::queue::Inner;
+use crate::error::QueueError;
+use crate::primitives::eventcount::{self, Entry, WaiterList};
+use crate::primitives::slots::{Handle, Slot};
+use crate::state::{Inner, Notified, Snapshot};
+use crate::sync::park;
 use crate::sync::{Arc, Hint, Ordering};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-
-/// A handle's sequence at one moment ([`NotificationQueue::snapshot`]).
-///
-/// [`NotificationQueue::snapshot`]: crate::NotificationQueue::snapshot
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Snapshot {
-    pub(crate) handle: Handle,
-    pub(crate) sequence: u64,
-}
-
-impl Snapshot {
-    /// The handle this snapshot is of.
-    pub fn handle(&self) -> Handle {
-        self.handle
-    }
-
-    /// The sequence (number of notifies of this handle so far, mod 2^37).
-    pub fn sequence(&self) -> u64 {
-        self.sequence
-    }
-}
-
-/// What a completed wait saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Notified {
-    /// The handle's sequence when the wait completed (a wait completed by
-    /// `notify_one` or a permit reports its snapshot's sequence, and
-    /// `coalesced == 1`).
-    pub sequence: u64,
-    /// The argument of the latest notify (see below), or of the
-    /// `notify_one` (or its permit) that completed this wait.
-    ///
-    /// With one notifier per handle this is exactly the argument of the
-    /// notify that produced `sequence`. Notifiers racing on one handle
-    /// store their arguments before their CASes, so it may then be the
-    /// argument of a notify that has not yet bumped the sequence.
-    pub arg: i64,
-    /// Notifies since the snapshot: how many this wake coalesced. Always at
-    /// least 1. Counted modulo 2^37 (like [`Snapshot::sequence`]): only a
-    /// wait first polled more than 2^37 notifies (over 1.3 * 10^11) after
-    /// its snapshot can read a smaller count, and one polled exactly a
-    /// multiple of 2^37 notifies after it sees no change and waits for the
-    /// next notify.
-    pub coalesced: u64,
-}
 
 /// A pending wait for a notify after a snapshot.
 ///
@@ -496,70 +452,5 @@ impl Future for Wait<'_> {
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
         self.release();
-    }
-}
-
-/// Thread parking behind a `Waker`, through the sync shim's thread type.
-pub(crate) mod park {
-    use crate::sync::thread;
-    use core::task::Waker;
-    use std::time::Duration;
-
-    struct Unparker(thread::Thread);
-
-    impl std::task::Wake for Unparker {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-
-    /// A waker that unparks the calling thread.
-    #[cfg(not(notification_queue_loom))]
-    pub(crate) fn current_waker() -> Waker {
-        std::thread_local! {
-            static WAKER: Waker = Waker::from(std::sync::Arc::new(Unparker(thread::current())));
-        }
-        WAKER.with(Waker::clone)
-    }
-
-    /// A waker that unparks the calling thread.
-    #[cfg(notification_queue_loom)]
-    pub(crate) fn current_waker() -> Waker {
-        Waker::from(std::sync::Arc::new(Unparker(thread::current())))
-    }
-
-    pub(crate) fn park() {
-        thread::park();
-    }
-
-    #[cfg(not(notification_queue_loom))]
-    pub(crate) fn park_timeout(d: Duration) {
-        thread::park_timeout(d);
-    }
-
-    /// Loom has no timed park; models never time out.
-    #[cfg(notification_queue_loom)]
-    pub(crate) fn park_timeout(_d: Duration) {
-        thread::park();
-    }
-
-    /// One step of a blocking loop: parks until woken or until `deadline`
-    /// (`None`: no deadline). Returns `false`, without parking, once the
-    /// deadline has passed; the caller then times out.
-    pub(crate) fn park_until(deadline: Option<std::time::Instant>) -> bool {
-        match deadline {
-            None => park(),
-            Some(d) => {
-                let now = std::time::Instant::now();
-                if now >= d {
-                    return false;
-                }
-                park_timeout(d - now);
-            }
-        }
-        true
     }
 }

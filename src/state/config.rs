@@ -1,0 +1,70 @@
+//! [`Config`]: a queue's limits.
+
+use crate::primitives::eventcount;
+
+/// Limits of a [`NotificationQueue`](crate::NotificationQueue). Every limit is enforced with a typed
+/// error, never a panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Handles registered at once (default 1 << 20). This also bounds the
+    /// slot table: each slot is a `CachePadded` (128 bytes on x86_64 and
+    /// aarch64: two cache lines, so handles
+    /// notified from different threads never share one) and slots come in
+    /// doubling buckets, so the table holds at most about
+    /// `256 * max_handles` bytes (128 MiB to 256 MiB at the default).
+    pub max_handles: usize,
+    /// Pending waits per handle (default 1024).
+    pub max_waiters_per_handle: usize,
+    /// Subscriptions per handle (default 64).
+    pub max_subscribers_per_handle: usize,
+    /// Largest buffer a subscription may ask for (default 1 << 16).
+    pub max_subscriber_capacity: usize,
+    /// Last generation a slot may be issued with (tests shrink it to reach
+    /// slot retirement quickly; see [`Config::slot_generations`]).
+    pub(crate) generation_limit: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_handles: 1 << 20,
+            max_waiters_per_handle: 1024,
+            max_subscribers_per_handle: 64,
+            max_subscriber_capacity: 1 << 16,
+            generation_limit: eventcount::MAX_GENERATION,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_handles`].
+    pub fn max_handles(mut self, n: usize) -> Self {
+        self.max_handles = n;
+        self
+    }
+    /// Sets [`Config::max_waiters_per_handle`].
+    pub fn max_waiters_per_handle(mut self, n: usize) -> Self {
+        self.max_waiters_per_handle = n;
+        self
+    }
+    /// Sets [`Config::max_subscribers_per_handle`].
+    pub fn max_subscribers_per_handle(mut self, n: usize) -> Self {
+        self.max_subscribers_per_handle = n;
+        self
+    }
+    /// Sets [`Config::max_subscriber_capacity`].
+    pub fn max_subscriber_capacity(mut self, n: usize) -> Self {
+        self.max_subscriber_capacity = n;
+        self
+    }
+    /// How many handles one slot may carry before it is retired for good
+    /// (clamped to `1..=2^23`, the default). Only tests and fuzzing want
+    /// fewer: they reach slot retirement in a few cycles instead of 2^23.
+    #[doc(hidden)]
+    pub fn slot_generations(mut self, n: u32) -> Self {
+        let n = n.clamp(1, eventcount::MAX_GENERATION / 2 + 1);
+        // Handle generations are the odd numbers 1, 3, ..., 2n - 1.
+        self.generation_limit = 2 * n - 1;
+        self
+    }
+}

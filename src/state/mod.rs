@@ -1,0 +1,730 @@
+//! The shared state of one queue ([`Inner`]) and the operations on it:
+//! register, unregister, notify (all three kinds), snapshots, the fan-out
+//! to subscribers ([`fanout`]) and the debug views. The public facade
+//! (`NotificationQueue`) and the client types (waits, subscriptions) call
+//! into this; it calls only into the primitives below it.
+//!
+//! The hot path is [`Inner::notify`]: a bucket-pointer load, a load of the
+//! slot's state word, a store of the argument and one CAS (see `eventcount`
+//! for why that is enough). Everything else here is cold.
+
+mod config;
+pub(crate) mod fanout;
+
+pub use config::Config;
+pub use fanout::SubscribeOptions;
+
+use crate::error::QueueError;
+use crate::primitives::eventcount::{self, WaiterList};
+use crate::primitives::slots::{Handle, Slot, SlotTable};
+use crate::sync::reclaim::retire;
+use crate::sync::{Arc, AtomicU64, Collector, Hint, Ordering};
+use crossbeam_utils::CachePadded;
+
+/// Slow-path counters. Each is touched only off the notify fast path.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) slow_notifies: CachePadded<AtomicU64>,
+    pub(crate) wakes: CachePadded<AtomicU64>,
+    pub(crate) waker_panics: CachePadded<AtomicU64>,
+    pub(crate) closes: CachePadded<AtomicU64>,
+    /// Subscription counters (owned by `subscription`).
+    pub(crate) delivered: CachePadded<AtomicU64>,
+    pub(crate) dropped: CachePadded<AtomicU64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) table: SlotTable,
+    pub(crate) counters: Counters,
+    pub(crate) collector: Collector,
+}
+
+/// A snapshot of the queue's counters ([`NotificationQueue::stats`](crate::NotificationQueue::stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Handles registered now.
+    pub handles: usize,
+    /// Notifications accepted since the queue was created (sum of the
+    /// handles' sequence counters, so it costs notify nothing).
+    pub notifications: u64,
+    /// Notifies that found waiters or subscribers (took the slow path).
+    pub slow_notifications: u64,
+    /// Wakers woken.
+    pub wakes: u64,
+    /// Wakers that panicked while being woken (caught; others still woke).
+    pub waker_panics: u64,
+    /// Pending waits on all handles now.
+    pub waiters: usize,
+    /// Values delivered into subscription buffers.
+    pub delivered: u64,
+    /// Values subscribers lost: overwritten in a full keep-newest buffer,
+    /// rejected by a full keep-oldest buffer, or arriving after a close.
+    /// Each is reported to its subscriber as lag.
+    pub dropped: u64,
+    /// Slots retired for good because every generation they can carry was
+    /// used (one per 2^23 register / unregister cycles of a slot): a stale
+    /// handle can never match a newer one.
+    pub exhausted_slots: usize,
+    /// Bytes held by slots and waiter lists (not counting hints, subscriber
+    /// rings or pipe buffers; see `Subscription::capacity` and
+    /// `mempipe::Writer::footprint`).
+    pub memory_bytes: usize,
+}
+
+/// One waiting client, as listed by [`NotificationQueue::waiters`](crate::NotificationQueue::waiters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaiterInfo {
+    /// The hint given with [`Wait::with_hint`](crate::Wait::with_hint), if any.
+    pub hint: Option<Hint>,
+}
+
+/// One registered handle, as listed by [`NotificationQueue::dump`](crate::NotificationQueue::dump).
+#[derive(Debug, Clone)]
+pub struct HandleInfo {
+    /// The handle.
+    pub handle: Handle,
+    /// Its debug hint.
+    pub hint: Hint,
+    /// Its sequence (notifications so far).
+    pub sequence: u64,
+    /// Its pending waiters.
+    pub waiters: Vec<WaiterInfo>,
+    /// Its subscribers.
+    pub subscribers: Vec<crate::SubscriberInfo>,
+}
+
+fn next_queue_id() -> u64 {
+    // Identity only (never used to synchronise memory), so this counter is
+    // the one atomic outside the `sync` shim: loom cannot host statics.
+    // 64 bits never wrap (a billion queues a second for 584 years).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A handle's sequence at one moment ([`NotificationQueue::snapshot`]).
+///
+/// [`NotificationQueue::snapshot`]: crate::NotificationQueue::snapshot
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    pub(crate) handle: Handle,
+    pub(crate) sequence: u64,
+}
+
+impl Snapshot {
+    /// The handle this snapshot is of.
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// The sequence (number of notifies of this handle so far, mod 2^37).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+}
+
+/// What a completed wait saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Notified {
+    /// The handle's sequence when the wait completed (a wait completed by
+    /// `notify_one` or a permit reports its snapshot's sequence, and
+    /// `coalesced == 1`).
+    pub sequence: u64,
+    /// The argument of the latest notify (see below), or of the
+    /// `notify_one` (or its permit) that completed this wait.
+    ///
+    /// With one notifier per handle this is exactly the argument of the
+    /// notify that produced `sequence`. Notifiers racing on one handle
+    /// store their arguments before their CASes, so it may then be the
+    /// argument of a notify that has not yet bumped the sequence.
+    pub arg: i64,
+    /// Notifies since the snapshot: how many this wake coalesced. Always at
+    /// least 1. Counted modulo 2^37 (like [`Snapshot::sequence`]): only a
+    /// wait first polled more than 2^37 notifies (over 1.3 * 10^11) after
+    /// its snapshot can read a smaller count, and one polled exactly a
+    /// multiple of 2^37 notifies after it sees no change and waits for the
+    /// next notify.
+    pub coalesced: u64,
+}
+
+impl Inner {
+    /// A queue's state with the given limits.
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            config,
+            table: SlotTable::new(next_queue_id()),
+            counters: Counters::default(),
+            collector: Collector::new(),
+        }
+    }
+
+    pub(crate) fn register(&self, hint: Hint) -> Result<Handle, QueueError> {
+        let inner = self;
+        let limit = inner.config.max_handles.min(u32::MAX as usize);
+        let mut reg = inner.table.lock_registry();
+        if reg.live >= limit {
+            return Err(QueueError::HandleLimit {
+                limit: inner.config.max_handles,
+            });
+        }
+        let index = match reg.free.pop_front() {
+            Some(i) => i,
+            None => {
+                let i = reg.next_fresh;
+                inner.table.ensure_bucket(i);
+                reg.next_fresh += 1;
+                reg.hints.push(None);
+                i
+            }
+        };
+        let Some(slot) = inner.table.slot_at(index) else {
+            // Unreachable: `ensure_bucket` ran for every index handed out.
+            reg.free.push_front(index);
+            return Err(QueueError::HandleLimit { limit });
+        };
+        // Relaxed: only the registry-lock holder changes a free slot's
+        // generation; racing RMWs from stale users cannot change it.
+        let old = slot.state.load(Ordering::Relaxed);
+        let generation = eventcount::generation(old).wrapping_add(1) & eventcount::GEN_MASK;
+        // Release: the new generation is published with the slot reset.
+        slot.state
+            .store(eventcount::fresh(generation), Ordering::Release);
+        reg.live += 1;
+        if let Some(h) = reg.hints.get_mut(index as usize) {
+            *h = Some(hint);
+        }
+        Ok(Handle {
+            queue: inner.table.id,
+            index,
+            generation,
+        })
+    }
+
+    pub(crate) fn unregister(&self, handle: Handle) -> Result<(), QueueError> {
+        let inner = self;
+        let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        // Relaxed: validated by the CAS.
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        loop {
+            if eventcount::generation(cur) != handle.generation {
+                return Err(QueueError::StaleHandle);
+            }
+            // AcqRel: Acquire sees waiter registrations published by their
+            // RMW on the word (as in notify); Release orders the close
+            // before waiters that read the new generation.
+            match slot.state.compare_exchange_weak(
+                cur,
+                eventcount::retired(cur),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        // The close record, for waits that first look after the slot has
+        // a new owner (until then the retired word itself keeps the final
+        // sequence). Release: the slot is handed out again only after this
+        // (through the registry lock below and register's Release store of
+        // the new word), so a wait that reads the new owner's word sees it.
+        slot.closed
+            .store(eventcount::record(cur), Ordering::Release);
+        let list = slot.waiters.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !list.is_null() {
+            // Woken before pinning: a waker that blocks must not hold back
+            // the reclamation of every other handle's retired lists.
+            // SAFETY: the swap moved the slot's strong count to us, so the
+            // list is alive until we retire it below.
+            let count = unsafe { &*list }.wake_all();
+            inner.note_wakes(count);
+        }
+        if !list.is_null() {
+            let guard = crate::sync::pin(&inner.collector);
+            retire(list, &guard);
+        }
+        fanout::close_all(slot, inner);
+        // Relaxed: a statistic.
+        inner.counters.closes.fetch_add(1, Ordering::Relaxed);
+        let mut reg = inner.table.lock_registry();
+        reg.live = reg.live.saturating_sub(1);
+        reg.retired_notifications = reg
+            .retired_notifications
+            .wrapping_add(eventcount::sequence(cur));
+        if let Some(h) = reg.hints.get_mut(handle.index as usize) {
+            *h = None;
+        }
+        if handle.generation.saturating_add(2) <= inner.config.generation_limit {
+            reg.free.push_back(handle.index);
+        } else {
+            // Its generations are used up: never reuse it, so no later
+            // handle can equal a stale one.
+            reg.exhausted += 1;
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    pub(crate) fn notify(&self, handle: Handle, arg: i64) -> Result<usize, QueueError> {
+        let inner = self;
+        let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        // Relaxed: the CAS below validates what we read.
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        loop {
+            if eventcount::generation(cur) != handle.generation {
+                return Err(QueueError::StaleHandle);
+            }
+            // Relaxed: published by the Release half of the CAS below.
+            slot.arg(handle.generation).store(arg, Ordering::Relaxed);
+            // AcqRel: Release publishes `arg` with the new sequence to
+            // waiters that Acquire-load it; Acquire makes a waiter's waker
+            // registration (published by its Release CAS that sets `WAITERS`) visible to
+            // the wake scan.
+            match slot.state.compare_exchange_weak(
+                cur,
+                eventcount::bumped(cur),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        if !eventcount::needs_slow_path(cur) {
+            return Ok(0);
+        }
+        Ok(inner.notify_slow(slot, cur, arg))
+    }
+
+    pub(crate) fn snapshot(&self, handle: Handle) -> Result<Snapshot, QueueError> {
+        let slot = self.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        // Acquire: a later check of the caller's own condition must see what
+        // notifiers published before the sequence we record.
+        let word = slot.state.load(Ordering::Acquire);
+        if eventcount::generation(word) != handle.generation {
+            return Err(QueueError::StaleHandle);
+        }
+        Ok(Snapshot {
+            handle,
+            sequence: eventcount::sequence(word),
+        })
+    }
+
+    pub(crate) fn waiters(&self, handle: Handle) -> Result<Vec<WaiterInfo>, QueueError> {
+        let inner = self;
+        let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        self.snapshot(handle)?;
+        Ok(inner.waiter_infos(slot, handle.generation))
+    }
+
+    pub(crate) fn dump(&self) -> Vec<HandleInfo> {
+        let inner = self;
+        let hints: Vec<(u32, Hint)> = {
+            let reg = inner.table.lock_registry();
+            reg.hints
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.clone().map(|h| (i as u32, h)))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(hints.len());
+        for (index, hint) in hints {
+            let Some(slot) = inner.table.slot_at(index) else {
+                continue;
+            };
+            // Acquire: as in `snapshot`.
+            let word = slot.state.load(Ordering::Acquire);
+            let generation = eventcount::generation(word);
+            if generation % 2 == 0 {
+                continue; // unregistered since we read the hints
+            }
+            let handle = Handle {
+                queue: inner.table.id,
+                index,
+                generation,
+            };
+            out.push(HandleInfo {
+                handle,
+                hint,
+                sequence: eventcount::sequence(word),
+                waiters: inner.waiter_infos(slot, generation),
+                subscribers: super::state::fanout::infos(inner, handle),
+            });
+        }
+        out
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let inner = self;
+        let (handles, retired, exhausted_slots) = {
+            let reg = inner.table.lock_registry();
+            (reg.live, reg.retired_notifications, reg.exhausted)
+        };
+        let mut notifications = retired;
+        let mut waiters = 0;
+        let mut memory = inner.table.slot_bytes();
+        let guard = crate::sync::pin(&inner.collector);
+        inner.table.for_each_slot(|_, slot| {
+            // Relaxed: statistics.
+            let word = slot.state.load(Ordering::Relaxed);
+            if eventcount::generation(word) % 2 == 1 {
+                notifications = notifications.wrapping_add(eventcount::sequence(word));
+            }
+            // Acquire: see the list's initialisation.
+            let list = slot.waiters.load(Ordering::Acquire);
+            if !list.is_null() {
+                // SAFETY: pinned; retired lists are freed after unpinning.
+                let list = unsafe { &*list };
+                waiters += list.len();
+                memory += list.footprint();
+            }
+        });
+        drop(guard);
+        let c = &inner.counters;
+        // Relaxed: statistics.
+        Stats {
+            handles,
+            notifications,
+            slow_notifications: c.slow_notifies.load(Ordering::Relaxed),
+            wakes: c.wakes.load(Ordering::Relaxed),
+            waker_panics: c.waker_panics.load(Ordering::Relaxed),
+            waiters,
+            delivered: c.delivered.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            exhausted_slots,
+            memory_bytes: memory,
+        }
+    }
+}
+
+impl Inner {
+    #[cold]
+    #[inline(never)]
+    fn notify_slow(&self, slot: &Slot, prev: u64, arg: i64) -> usize {
+        // Relaxed: statistic.
+        self.counters.slow_notifies.fetch_add(1, Ordering::Relaxed);
+        let mut n = 0;
+        if prev & eventcount::WAITERS != 0 {
+            // Wakers are taken out under a short epoch pin and woken after
+            // it ends, in batches: a waker that blocks must not hold back the
+            // reclamation of every other handle's retired lists.
+            let mut count = eventcount::WakeCount::default();
+            let mut batch = eventcount::WakeBatch::new();
+            let mut from = 0;
+            let mut first: *const WaiterList = core::ptr::null();
+            loop {
+                let next = {
+                    let _guard = crate::sync::pin(&self.collector);
+                    // Acquire pairs with the Release CAS that installed the list.
+                    let list = slot.waiters.load(Ordering::Acquire);
+                    if list.is_null() || (!first.is_null() && !core::ptr::eq(list, first)) {
+                        // Gone or replaced since the last batch: unregister
+                        // (or the next generation) has woken its waiters.
+                        break;
+                    }
+                    first = list;
+                    // SAFETY: pinned; the slot's reference is only released
+                    // through `retire`, after this pin ends.
+                    unsafe { &*list }.take_wakers(from, &mut batch)
+                };
+                count.add(batch.wake());
+                match next {
+                    Some(i) => from = i,
+                    None => break,
+                }
+            }
+            self.note_wakes(count);
+            n += count.woken;
+        }
+        if prev & eventcount::SUBSCRIBED != 0 {
+            n += fanout::deliver(slot, prev, arg, self);
+        }
+        n
+    }
+
+    /// `notify_one` / `notify_n`: completes up to `n` of the oldest waits,
+    /// then leaves a permit if it completed fewer (see `notify_oldest` for
+    /// why no registration racing with the permit is missed).
+    pub(crate) fn notify_some(
+        &self,
+        handle: Handle,
+        arg: i64,
+        n: usize,
+    ) -> Result<usize, QueueError> {
+        let slot = self.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        let mut done = 0;
+        // Acquire: as in the waiter's first look; the CASes below check it.
+        let mut word = slot.state.load(Ordering::Acquire);
+        loop {
+            if eventcount::generation(word) != handle.generation {
+                // Unregistered meanwhile: its waits complete as closed.
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(QueueError::StaleHandle)
+                };
+            }
+            if done >= n {
+                return Ok(done);
+            }
+            let mut seen_claims = None;
+            if word & eventcount::WAITERS != 0 {
+                loop {
+                    let mut batch = eventcount::WakeBatch::new();
+                    let (got, claims) = {
+                        let _guard = crate::sync::pin(&self.collector);
+                        // Acquire pairs with the Release CAS that installed it.
+                        let list = slot.waiters.load(Ordering::Acquire);
+                        // SAFETY: pinned; the slot's reference is only
+                        // released through `retire`, after this pin ends.
+                        match unsafe { list.as_ref() } {
+                            Some(list) if list.generation == handle.generation => {
+                                list.notify_oldest(n - done, arg, &mut batch)
+                            }
+                            _ => (0, 0),
+                        }
+                    };
+                    // A full batch may have cut the scan short: go on after
+                    // waking it.
+                    let more = batch.is_full();
+                    let count = batch.wake();
+                    self.note_wakes(count);
+                    done += got;
+                    seen_claims = Some(claims);
+                    if done >= n || !more {
+                        break;
+                    }
+                }
+                if done >= n {
+                    return Ok(done);
+                }
+            }
+            // Leave (or renew) the permit. The CAS runs even if the bit is
+            // set: it is what orders us after a waiter's registration RMW.
+            // Relaxed: published by the Release half of the CAS below.
+            slot.permit_arg(handle.generation)
+                .store(arg, Ordering::Relaxed);
+            // AcqRel: Release publishes the permit's argument to the wait
+            // that takes it; Acquire makes the claims of waiters that
+            // registered before us visible to the check below.
+            match slot.state.compare_exchange(
+                word,
+                word | eventcount::PERMIT,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => word |= eventcount::PERMIT,
+                Err(actual) => {
+                    word = actual;
+                    continue;
+                }
+            }
+            let Some(before) = seen_claims else {
+                // `WAITERS` was clear in the word we replaced: no wait had
+                // registered, and any later one sees the permit.
+                return Ok(done);
+            };
+            let now = {
+                let _guard = crate::sync::pin(&self.collector);
+                // Acquire pairs with the Release CAS that installed it.
+                let list = slot.waiters.load(Ordering::Acquire);
+                // SAFETY: pinned (as above).
+                unsafe { list.as_ref() }.map_or(before, |l| l.claims())
+            };
+            if now == before {
+                return Ok(done);
+            }
+            // A wait may have registered between our scan and our CAS without
+            // seeing the permit: take the permit back (if nobody took it) and
+            // look again.
+            loop {
+                if eventcount::generation(word) != handle.generation
+                    || word & eventcount::PERMIT == 0
+                {
+                    // Closed, or a wait took the permit: delivered.
+                    return Ok(done);
+                }
+                // AcqRel: as the CAS above (we rescan after it).
+                match slot.state.compare_exchange(
+                    word,
+                    word & !eventcount::PERMIT,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        word &= !eventcount::PERMIT;
+                        break;
+                    }
+                    Err(actual) => word = actual,
+                }
+            }
+        }
+    }
+
+    pub(crate) fn note_wakes(&self, count: eventcount::WakeCount) {
+        // Relaxed: statistics.
+        if count.woken > 0 {
+            self.counters
+                .wakes
+                .fetch_add(count.woken as u64, Ordering::Relaxed);
+        }
+        self.note_panics(count.panicked as u64);
+    }
+
+    /// Counts wakers that panicked (caught; the others still woke).
+    pub(crate) fn note_panics(&self, panicked: u64) {
+        if panicked > 0 {
+            // Relaxed: a statistic.
+            self.counters
+                .waker_panics
+                .fetch_add(panicked, Ordering::Relaxed);
+        }
+    }
+
+    fn waiter_infos(&self, slot: &Slot, generation: u32) -> Vec<WaiterInfo> {
+        let _guard = crate::sync::pin(&self.collector);
+        // Acquire: see the list's initialisation.
+        let list = slot.waiters.load(Ordering::Acquire);
+        if list.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: pinned (see `notify_slow`).
+        let list = unsafe { &*list };
+        if list.generation != generation {
+            return Vec::new();
+        }
+        list.hints()
+            .into_iter()
+            .map(|hint| WaiterInfo { hint })
+            .collect()
+    }
+
+    /// This generation's waiter list, created on first use. Returns a new
+    /// strong reference, or `None` if `generation` is no longer the slot's
+    /// (then the wait is over: the caller re-reads the word).
+    ///
+    /// A stale caller never replaces or removes a newer generation's list:
+    /// generations of a slot only grow (see `eventcount`), so a list of a
+    /// newer generation ends the search, and a list this call installed is
+    /// taken back out if the generation moved on meanwhile.
+    pub(crate) fn waiter_list(&self, slot: &Slot, generation: u32) -> Option<Arc<WaiterList>> {
+        let guard = crate::sync::pin(&self.collector);
+        loop {
+            // Acquire pairs with the Release CAS that installed the list.
+            let cur = slot.waiters.load(Ordering::Acquire);
+            // SAFETY: pinned; a non-null pointer is a live `Arc` allocation
+            // whose slot reference is only released through `retire`.
+            if let Some(list) = unsafe { cur.as_ref() } {
+                if list.generation == generation {
+                    // SAFETY: the slot's strong count keeps the allocation
+                    // alive while we are pinned, so adding one is sound.
+                    unsafe { Arc::increment_strong_count(cur) };
+                    // SAFETY: the count we just added is owned by the result.
+                    return Some(unsafe { Arc::from_raw(cur) });
+                }
+                if list.generation > generation {
+                    return None;
+                }
+            }
+            // Acquire: a generation change seen here is ordered before the
+            // install below, so a list is only installed for a generation
+            // that was current after `cur` was read.
+            if eventcount::generation(slot.state.load(Ordering::Acquire)) != generation {
+                return None;
+            }
+            let fresh = Arc::new(WaiterList::new(
+                generation,
+                self.config.max_waiters_per_handle,
+            ));
+            let raw = Arc::into_raw(fresh.clone()).cast_mut();
+            // AcqRel: Release publishes the list's initialisation; Acquire on
+            // failure reads the winner's.
+            match slot
+                .waiters
+                .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    retire(cur, &guard);
+                    // Acquire: an unregister whose swap of the list pointer
+                    // came before our CAS did not see our list; our CAS read
+                    // its Release swap (or a later RMW), so its earlier CAS on
+                    // the word is visible here and we take the list back out
+                    // ourselves. A later swap finds our list and retires it.
+                    if eventcount::generation(slot.state.load(Ordering::Acquire)) != generation
+                        && slot
+                            .waiters
+                            .compare_exchange(
+                                raw,
+                                core::ptr::null_mut(),
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                    {
+                        retire(raw, &guard);
+                        return None;
+                    }
+                    return Some(fresh);
+                }
+                Err(_) => {
+                    // SAFETY: `raw` was never published; reclaim its count.
+                    drop(unsafe { Arc::from_raw(raw) });
+                }
+            }
+        }
+    }
+
+    /// The outcome for a wait of `generation` from sequence `start` once the
+    /// word shows another generation: the notify it has not seen yet if the
+    /// last close record is its generation's and ends past `start`, else
+    /// `Closed`.
+    pub(crate) fn closed_outcome(
+        &self,
+        slot: &Slot,
+        generation: u32,
+        start: u64,
+        word: u64,
+    ) -> Result<Notified, QueueError> {
+        let freed = generation.wrapping_add(1) & eventcount::GEN_MASK;
+        let reused = eventcount::generation(word) != freed;
+        let record = if reused {
+            // Acquire: the caller saw a later owner's word (Acquire), whose
+            // register came after the Release store of the record; this
+            // load sees that record or a later one.
+            let record = slot.closed.load(Ordering::Acquire);
+            if eventcount::generation(record) != generation {
+                return Err(QueueError::Closed);
+            }
+            record
+        } else {
+            // Not yet reused: the retired word keeps the final sequence.
+            word
+        };
+        let sequence = eventcount::sequence(record);
+        if sequence == start {
+            return Err(QueueError::Closed);
+        }
+        // Relaxed: ordered after the Acquire load of the word (or record),
+        // which the generation's last notify's Release CAS precedes; its
+        // argument store precedes that CAS.
+        let arg = slot.arg(generation).load(Ordering::Relaxed);
+        if reused {
+            // The cell is reused only by the owner `ARG_CELLS` generations
+            // on, registered after `ARG_CELLS - 1` later closes, each of
+            // which rewrites the record first: re-reading it catches a
+            // reader that was preempted that long. Acquire fence: keeps the
+            // re-read after the cell read.
+            crate::sync::fence(Ordering::Acquire);
+            // Relaxed: ordered by the fence above.
+            if slot.closed.load(Ordering::Relaxed) != record {
+                return Err(QueueError::Closed);
+            }
+        }
+        Ok(Notified {
+            sequence,
+            arg,
+            coalesced: eventcount::distance(start, sequence),
+        })
+    }
+}
