@@ -38,6 +38,7 @@ use crate::{
     Handle, NotificationQueue, QueueError, Snapshot, SubscribeOptions, Subscription, Wait,
     WaiterInfo,
 };
+use alloc::vec::Vec;
 use core::borrow::Borrow;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};

@@ -44,8 +44,13 @@
 //! assert_eq!(queue.notify(h, 1), Err(QueueError::StaleHandle));
 //! ```
 
+#![no_std]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
 
 // The modules form layers; each imports only from the ones above it here.
 /// Layer 3: the client types (waits, subscriptions).
@@ -54,7 +59,7 @@ mod client;
 /// them), epoch reclamation and thread parking; and the error types.
 mod error;
 /// Layer 5: built on the facade: caller-keyed handles and the pipe.
-#[cfg(not(notification_queue_loom))]
+#[cfg(all(feature = "std", not(notification_queue_loom)))]
 mod keyed;
 pub mod mempipe;
 /// Layer 1: the event count, the subscription ring and the slot table.
@@ -68,14 +73,14 @@ mod sync;
 pub use client::subscription::{Recv, Subscription};
 pub use client::wait::Wait;
 pub use error::{Lagged, QueueError, RecvError, RecvTimeoutError, TryRecvError};
-#[cfg(not(notification_queue_loom))]
+#[cfg(all(feature = "std", not(notification_queue_loom)))]
 pub use keyed::KeyedQueue;
 pub use primitives::ring::{Overflow, SubscriberInfo};
 pub use primitives::slots::Handle;
 pub use queue::{NotificationQueue, OwnedHandle};
 pub use state::{Config, HandleInfo, Notified, Snapshot, Stats, SubscribeOptions, WaiterInfo};
 
-#[cfg(not(notification_queue_loom))]
+#[cfg(all(feature = "std", not(notification_queue_loom)))]
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<NotificationQueue>();

@@ -9,6 +9,7 @@ use crate::error::QueueError;
 use crate::primitives::slots::Handle;
 use crate::state::{Config, HandleInfo, Inner, Snapshot, Stats, SubscribeOptions, WaiterInfo};
 use crate::sync::{Arc, Hint};
+use alloc::vec::Vec;
 
 /// A queue of notifications keyed by checked handles.
 ///

@@ -3,4 +3,6 @@
 //! state (`state`) and never on each other.
 
 pub(crate) mod subscription;
+#[cfg(feature = "std")]
+mod timed;
 pub(crate) mod wait;

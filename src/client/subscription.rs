@@ -11,7 +11,6 @@ use crate::sync::{Arc, Hint, Ordering, fence};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 /// A bounded channel of one handle's notify arguments.
 ///
@@ -182,13 +181,14 @@ impl Subscription {
         }
     }
 
-    fn block(&mut self, deadline: Option<Instant>) -> Result<i64, RecvTimeoutError> {
-        let waker = park::current_waker();
+    pub(super) fn block(&mut self, deadline: park::Deadline) -> Result<i64, RecvTimeoutError> {
+        let parker = park::Parker::new();
+        let waker = parker.waker();
         loop {
             if let Poll::Ready(r) = self.poll_recv(&waker) {
                 return r.map_err(Into::into);
             }
-            if !park::park_until(deadline) {
+            if !parker.park_until(deadline) {
                 self.cancel_wait();
                 return Err(RecvTimeoutError::Timeout);
             }
@@ -215,40 +215,6 @@ impl Subscription {
     /// ```
     pub fn recv(&mut self) -> Recv<'_> {
         Recv { sub: self }
-    }
-
-    /// Blocks the thread for the next value, at most `timeout`.
-    ///
-    /// ```
-    /// use notification_queue::{Config, NotificationQueue, RecvTimeoutError};
-    /// use std::time::Duration;
-    /// let queue = NotificationQueue::new(Config::default());
-    /// let h = queue.register("h").unwrap();
-    /// let mut sub = queue.subscribe(h, 8, "").unwrap();
-    /// let t = Duration::from_millis(1);
-    /// assert_eq!(sub.recv_timeout(t), Err(RecvTimeoutError::Timeout));
-    /// queue.notify(h, 2).unwrap();
-    /// assert_eq!(sub.recv_timeout(t), Ok(2));
-    /// ```
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<i64, RecvTimeoutError> {
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.block(Some(deadline)),
-            None => self.block(None),
-        }
-    }
-
-    /// Blocks the thread for the next value until `deadline`.
-    ///
-    /// ```
-    /// use notification_queue::{Config, NotificationQueue, RecvTimeoutError};
-    /// use std::time::Instant;
-    /// let queue = NotificationQueue::new(Config::default());
-    /// let h = queue.register("h").unwrap();
-    /// let mut sub = queue.subscribe(h, 8, "").unwrap();
-    /// assert_eq!(sub.recv_deadline(Instant::now()), Err(RecvTimeoutError::Timeout));
-    /// ```
-    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<i64, RecvTimeoutError> {
-        self.block(Some(deadline))
     }
 
     /// Unsubscribes now (the same as dropping it).
@@ -320,7 +286,9 @@ impl futures_core::Stream for Subscription {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.get_mut().poll_recv(cx.waker()) {
             Poll::Ready(Ok(v)) => Poll::Ready(Some(Ok(v))),
-            Poll::Ready(Err(RecvError::Lagged(n))) => Poll::Ready(Some(Err(crate::error::Lagged(n)))),
+            Poll::Ready(Err(RecvError::Lagged(n))) => {
+                Poll::Ready(Some(Err(crate::error::Lagged(n))))
+            }
             Poll::Ready(Err(RecvError::Closed)) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -334,11 +302,12 @@ impl futures_core::FusedStream for Subscription {
     }
 }
 
-#[cfg(all(test, not(notification_queue_loom)))]
+#[cfg(all(test, feature = "std", not(notification_queue_loom)))]
 mod tests {
     use super::*;
     use crate::NotificationQueue;
     use core::task::Waker;
+    use std::prelude::rust_2024::*;
     use std::time::Duration;
 
     fn noop_cx() -> core::task::Context<'static> {

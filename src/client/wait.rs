@@ -19,7 +19,6 @@ use crate::sync::{Arc, Hint, Ordering};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 /// A pending wait for a notify after a snapshot.
 ///
@@ -368,19 +367,6 @@ impl<'a> Wait<'a> {
         self.block(None)
     }
 
-    /// Blocks for at most `timeout`; [`QueueError::Timeout`] if it elapses.
-    pub fn wait_timeout(self, timeout: Duration) -> Result<Notified, QueueError> {
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.block(Some(deadline)),
-            None => self.block(None),
-        }
-    }
-
-    /// Blocks until `deadline`; [`QueueError::Timeout`] if it passes.
-    pub fn wait_deadline(self, deadline: Instant) -> Result<Notified, QueueError> {
-        self.block(Some(deadline))
-    }
-
     /// The outcome if the wait is over already, without registering.
     fn peek(&self) -> Option<Result<Notified, QueueError>> {
         let start = match self.start {
@@ -408,8 +394,8 @@ impl<'a> Wait<'a> {
     /// within that time costs no sleep and no wake-up. Each step is one load
     /// of the state word; the yields let a notifier on the same CPU run.
     /// Skipped under loom, whose models must see every step.
-    fn spin(&self, deadline: Option<Instant>) -> Option<Result<Notified, QueueError>> {
-        if cfg!(notification_queue_loom) || deadline.is_some_and(|d| d <= Instant::now()) {
+    fn spin(&self, deadline: park::Deadline) -> Option<Result<Notified, QueueError>> {
+        if cfg!(notification_queue_loom) || park::passed(&deadline) {
             return None;
         }
         let backoff = crossbeam_utils::Backoff::new();
@@ -425,16 +411,17 @@ impl<'a> Wait<'a> {
         self.peek()
     }
 
-    fn block(mut self, deadline: Option<Instant>) -> Result<Notified, QueueError> {
+    pub(super) fn block(mut self, deadline: park::Deadline) -> Result<Notified, QueueError> {
         if let Some(done) = self.spin(deadline) {
             return done;
         }
-        let waker = park::current_waker();
+        let parker = park::Parker::new();
+        let waker = parker.waker();
         loop {
             if let Poll::Ready(r) = self.poll_wait(&waker) {
                 return r;
             }
-            if !park::park_until(deadline) {
+            if !parker.park_until(deadline) {
                 return Err(QueueError::Timeout);
             }
         }

@@ -41,6 +41,8 @@ use super::PipeError;
 use crate::sync::{
     AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Ordering, UnsafeCell, fence,
 };
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::ptr;
 use crossbeam_utils::CachePadded;
 
@@ -341,7 +343,7 @@ impl SpaceWait {
 /// allocation, not in the kernel's out-of-memory killer.
 #[cfg(not(notification_queue_loom))]
 fn zeroed_cells(size: usize) -> Option<Vec<UnsafeCell<u8>>> {
-    use std::alloc::{Layout, alloc_zeroed};
+    use alloc::alloc::{Layout, alloc_zeroed};
     const _: () = assert!(
         core::mem::size_of::<UnsafeCell<u8>>() == 1 && core::mem::align_of::<UnsafeCell<u8>>() == 1
     );
@@ -378,15 +380,6 @@ pub(super) fn try_reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), Pi
         .map_err(|_| PipeError::OutOfMemory {
             bytes: additional.saturating_mul(core::mem::size_of::<T>()),
         })
-}
-
-/// Reserves room for one more entry in `m`, or [`PipeError::OutOfMemory`].
-pub(super) fn try_reserve_map<K: core::hash::Hash + Eq, V>(
-    m: &mut std::collections::HashMap<K, V>,
-) -> Result<(), PipeError> {
-    m.try_reserve(1).map_err(|_| PipeError::OutOfMemory {
-        bytes: core::mem::size_of::<(K, V)>(),
-    })
 }
 
 /// Appends `n` fresh segments of `size` bytes to `pool`. On failure the
@@ -445,6 +438,7 @@ pub(super) unsafe fn free_chain(mut head: *mut Segment) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn state_roundtrip() {

@@ -173,7 +173,7 @@ impl fmt::Display for PipeError {
     }
 }
 
-impl std::error::Error for PipeError {}
+impl core::error::Error for PipeError {}
 
 impl embedded_io::Error for PipeError {
     fn kind(&self) -> embedded_io::ErrorKind {
@@ -190,24 +190,5 @@ impl embedded_io::Error for PipeError {
             Self::Exists => K::AlreadyExists,
             Self::Storage { .. } => K::Other,
         }
-    }
-}
-
-impl From<PipeError> for std::io::Error {
-    fn from(e: PipeError) -> Self {
-        use std::io::ErrorKind as K;
-        let kind = match e {
-            PipeError::Closed | PipeError::BrokenPipe { .. } => K::BrokenPipe,
-            PipeError::Full { .. }
-            | PipeError::ReaderLimit { .. }
-            | PipeError::OutOfMemory { .. } => K::OutOfMemory,
-            PipeError::InvalidLimit { .. } | PipeError::InvalidErrno { .. } => K::InvalidInput,
-            PipeError::TimedOut => K::TimedOut,
-            PipeError::Failed { .. } | PipeError::Reader { .. } | PipeError::Queue(_) => K::Other,
-            PipeError::NoWriter => K::NotConnected,
-            PipeError::Exists => K::AlreadyExists,
-            PipeError::Storage { .. } => K::Other,
-        };
-        std::io::Error::new(kind, e)
     }
 }

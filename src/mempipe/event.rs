@@ -80,6 +80,7 @@ pub(super) fn valid_errno(errno: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn roundtrip_and_disjoint() {

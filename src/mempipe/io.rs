@@ -1,4 +1,5 @@
-//! `embedded-io`, `embedded-io-async` and `std::io` for the pipe's ends.
+//! `embedded-io` and `embedded-io-async` for the pipe's ends (`std::io` is
+//! in `std_io`, with the same rules).
 //!
 //! Each impl forwards to the inherent method of the same meaning (writes to
 //! the waiting ones: a full streaming pipe makes a write wait, as a pipe
@@ -48,21 +49,5 @@ impl<S: PipeStorage> embedded_io_async::Write for Writer<S> {
 impl embedded_io_async::Read for Reader {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
         self.read_async(buf).await
-    }
-}
-
-impl<S: PipeStorage> std::io::Write for Writer<S> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        Writer::write_wait(self, buf).map_err(Into::into)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl std::io::Read for Reader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        Reader::read(self, buf).map_err(Into::into)
     }
 }

@@ -1,8 +1,7 @@
 //! [`MergedReader`]: several pipes read as one stream, in order.
 
 use super::{PipeError, Reader};
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use alloc::collections::VecDeque;
 
 /// Reads a list of pipes as one stream: each pipe is drained to its EOF,
 /// then the next one starts; EOF comes after the last. A pipe's error (its
@@ -73,19 +72,6 @@ impl MergedReader {
         self.each(buf, 0, |r, b| r.read(b), |n| *n == 0)
     }
 
-    /// [`read`](Self::read) waiting at most `timeout` in all.
-    pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, PipeError> {
-        match Instant::now().checked_add(timeout) {
-            Some(d) => self.read_deadline(buf, d),
-            None => self.read(buf),
-        }
-    }
-
-    /// [`read`](Self::read) waiting until `deadline` at most.
-    pub fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, PipeError> {
-        self.each(buf, 0, |r, b| r.read_deadline(b, deadline), |n| *n == 0)
-    }
-
     /// The async form of [`read`](Self::read). Cancel-safe, as
     /// [`Reader::read_async`].
     pub async fn read_async(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
@@ -104,7 +90,7 @@ impl MergedReader {
 
     /// Runs `op` on the current pipe, moving on at its EOF (`eof` of the
     /// result, for a non-empty `buf`); `end` once no pipe is left.
-    fn each<T>(
+    pub(super) fn each<T>(
         &mut self,
         buf: &mut [u8],
         end: T,
@@ -137,11 +123,5 @@ impl embedded_io::Read for MergedReader {
 impl embedded_io_async::Read for MergedReader {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
         self.read_async(buf).await
-    }
-}
-
-impl std::io::Read for MergedReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        MergedReader::read(self, buf).map_err(Into::into)
     }
 }

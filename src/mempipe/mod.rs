@@ -79,10 +79,16 @@ mod merged;
 mod reader;
 #[cfg(not(notification_queue_loom))]
 mod shared;
+#[cfg(feature = "std")]
+mod std_io;
 mod storage;
+#[cfg(feature = "std")]
 mod table;
+#[cfg(feature = "std")]
+mod timed;
 mod writer;
 
+use alloc::vec::Vec;
 pub use buffer::WriterState;
 pub use error::{
     EBADF, EEXIST, EINVAL, EIO, EMFILE, ENOMEM, ENOSPC, ENXIO, EPIPE, ETIMEDOUT, PipeError,
@@ -93,6 +99,7 @@ pub use reader::Reader;
 #[cfg(not(notification_queue_loom))]
 pub use shared::SharedWriter;
 pub use storage::{NoStorage, PipeStorage};
+#[cfg(feature = "std")]
 pub use table::{PipeInfo, PipeInfoState, PipeTable};
 pub use writer::Writer;
 

@@ -33,7 +33,6 @@ use crate::sync::{Arc, Ordering, fence};
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 /// One reader of a pipe ([`ReaderFactory::reader`](super::ReaderFactory::reader)).
 ///
@@ -239,29 +238,18 @@ impl Reader {
         self.read_blocking(buf, None)
     }
 
-    /// [`read`](Self::read) waiting at most `timeout`
-    /// ([`PipeError::TimedOut`]).
-    pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, PipeError> {
-        self.read_blocking(buf, Instant::now().checked_add(timeout))
-    }
-
-    /// [`read`](Self::read) waiting until `deadline` at most
-    /// ([`PipeError::TimedOut`]).
-    pub fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, PipeError> {
-        self.read_blocking(buf, Some(deadline))
-    }
-
-    fn read_blocking(
+    pub(super) fn read_blocking(
         &mut self,
         buf: &mut [u8],
-        deadline: Option<Instant>,
+        deadline: park::Deadline,
     ) -> Result<usize, PipeError> {
-        let waker = park::current_waker();
+        let parker = park::Parker::new();
+        let waker = parker.waker();
         let res = loop {
             if let Poll::Ready(r) = self.poll_read(&waker, buf, true) {
                 break r;
             }
-            if !park::park_until(deadline) {
+            if !parker.park_until(deadline) {
                 break Err(PipeError::TimedOut);
             }
         };

@@ -13,11 +13,11 @@ use super::{NoStorage, PipeError, PipeStorage, Writer, WriterState};
 use crate::Handle;
 use crate::sync::park;
 use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
+use alloc::task::Wake;
+use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
-use std::task::Wake;
-use std::time::{Duration, Instant};
 
 /// A pipe writer shared by several threads: `Clone`, `Send` and `Sync`
 /// ([`Writer::into_shared`]).
@@ -189,16 +189,6 @@ impl<S: PipeStorage> SharedWriter<S> {
         self.write_blocking(buf, None)
     }
 
-    /// [`write_wait`](Self::write_wait) waiting at most `timeout`.
-    pub fn write_timeout(&self, buf: &[u8], timeout: Duration) -> Result<usize, PipeError> {
-        self.write_blocking(buf, Instant::now().checked_add(timeout))
-    }
-
-    /// [`write_wait`](Self::write_wait) waiting until `deadline` at most.
-    pub fn write_deadline(&self, buf: &[u8], deadline: Instant) -> Result<usize, PipeError> {
-        self.write_blocking(buf, Some(deadline))
-    }
-
     /// The async form of [`write_wait`](Self::write_wait). Cancel-safe:
     /// bytes are written only in the poll that returns their count.
     pub async fn write_async(&self, buf: &[u8]) -> Result<usize, PipeError> {
@@ -229,16 +219,21 @@ impl<S: PipeStorage> SharedWriter<S> {
         res
     }
 
-    fn write_blocking(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, PipeError> {
+    pub(super) fn write_blocking(
+        &self,
+        buf: &[u8],
+        deadline: park::Deadline,
+    ) -> Result<usize, PipeError> {
         if let Some(done) = self.write_now(buf) {
             return done;
         }
-        let waker = park::current_waker();
+        let parker = park::Parker::new();
+        let waker = parker.waker();
         loop {
             if let Poll::Ready(r) = self.poll_write(&waker, buf) {
                 break r;
             }
-            if !park::park_until(deadline) {
+            if !parker.park_until(deadline) {
                 self.inner.waiters.lock().retain(|w| !w.will_wake(&waker));
                 break Err(PipeError::TimedOut);
             }
@@ -381,26 +376,6 @@ impl<S: PipeStorage> embedded_io_async::Write for SharedWriter<S> {
     }
 
     async fn flush(&mut self) -> Result<(), PipeError> {
-        Ok(())
-    }
-}
-
-impl<S: PipeStorage> std::io::Write for SharedWriter<S> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        SharedWriter::write_wait(self, buf).map_err(Into::into)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<S: PipeStorage> std::io::Write for &SharedWriter<S> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        SharedWriter::write_wait(self, buf).map_err(Into::into)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }

@@ -13,12 +13,12 @@ use super::{Limits, PipeError, Reader, ReaderFactory, ReaderInfo, Writer, Writer
 use crate::NotificationQueue;
 use crate::sync::park;
 use crate::sync::{Mutex, MutexGuard};
+use alloc::vec::Vec;
 use core::future::Future;
 use core::hash::Hash;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use std::collections::HashMap;
-use std::time::Instant;
 
 #[derive(Debug)]
 enum Entry {
@@ -113,7 +113,7 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
             return Err(PipeError::Exists);
         }
         let (writer, factory) = pipe(&self.queue, "pipe-table", self.limits)?;
-        super::buffer::try_reserve_map(&mut map)?;
+        try_reserve_map(&mut map)?;
         let old = map.insert(key, Entry::Live(factory));
         drop(map);
         if let Some(Entry::Latent(wakers)) = old {
@@ -150,12 +150,6 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
         self.open_blocking(key, None)
     }
 
-    /// [`open_reader`](Self::open_reader) waiting until `deadline` at most
-    /// ([`PipeError::TimedOut`]).
-    pub fn open_reader_deadline(&self, key: &K, deadline: Instant) -> Result<Reader, PipeError> {
-        self.open_blocking(key, Some(deadline))
-    }
-
     /// The async form of [`open_reader`](Self::open_reader).
     pub async fn open_reader_async(&self, key: &K) -> Result<Reader, PipeError> {
         OpenFuture {
@@ -166,13 +160,18 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
         .await
     }
 
-    fn open_blocking(&self, key: &K, deadline: Option<Instant>) -> Result<Reader, PipeError> {
-        let waker = park::current_waker();
+    pub(super) fn open_blocking(
+        &self,
+        key: &K,
+        deadline: park::Deadline,
+    ) -> Result<Reader, PipeError> {
+        let parker = park::Parker::new();
+        let waker = parker.waker();
         loop {
             if let Poll::Ready(r) = self.poll_open(key, Some(&waker), None)? {
                 return Ok(r);
             }
-            if !park::park_until(deadline) {
+            if !parker.park_until(deadline) {
                 self.forget(key, &waker);
                 return Err(PipeError::TimedOut);
             }
@@ -208,7 +207,7 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
                     super::buffer::try_reserve(&mut wakers, 1)?;
                     wakers.push(w.clone());
                 }
-                super::buffer::try_reserve_map(&mut map)?;
+                try_reserve_map(&mut map)?;
                 map.insert(key.clone(), Entry::Latent(wakers));
                 Ok(Poll::Pending)
             }
@@ -322,4 +321,13 @@ impl<K: Hash + Eq + Clone> Future for OpenFuture<'_, K> {
             }
         }
     }
+}
+
+/// Reserves room for one more entry in `m`, or [`PipeError::OutOfMemory`].
+fn try_reserve_map<K: core::hash::Hash + Eq, V>(
+    m: &mut std::collections::HashMap<K, V>,
+) -> Result<(), PipeError> {
+    m.try_reserve(1).map_err(|_| PipeError::OutOfMemory {
+        bytes: core::mem::size_of::<(K, V)>(),
+    })
 }

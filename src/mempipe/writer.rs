@@ -20,11 +20,11 @@ use super::{ENOSPC, EPIPE, EVER, LIVE_MASK, PipeError, SEALED, Shared};
 use crate::Handle;
 use crate::sync::park;
 use crate::sync::{Arc, Ordering, fence};
+use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
 use core::ptr;
 use core::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 /// Retired segments kept for reuse (beyond these they are freed).
 #[cfg(not(notification_queue_loom))]
@@ -311,18 +311,6 @@ impl<S: PipeStorage> Writer<S> {
         self.write_blocking(buf, None)
     }
 
-    /// [`write_wait`](Self::write_wait) waiting at most `timeout`
-    /// ([`PipeError::TimedOut`], nothing written).
-    pub fn write_timeout(&mut self, buf: &[u8], timeout: Duration) -> Result<usize, PipeError> {
-        self.write_blocking(buf, Instant::now().checked_add(timeout))
-    }
-
-    /// [`write_wait`](Self::write_wait) waiting until `deadline` at most
-    /// ([`PipeError::TimedOut`], nothing written).
-    pub fn write_deadline(&mut self, buf: &[u8], deadline: Instant) -> Result<usize, PipeError> {
-        self.write_blocking(buf, Some(deadline))
-    }
-
     /// The async form of [`write_wait`](Self::write_wait): a plain future
     /// for any executor (`Send`).
     ///
@@ -334,22 +322,23 @@ impl<S: PipeStorage> Writer<S> {
         WriteFuture { writer: self, buf }.await
     }
 
-    fn write_blocking(
+    pub(super) fn write_blocking(
         &mut self,
         buf: &[u8],
-        deadline: Option<Instant>,
+        deadline: park::Deadline,
     ) -> Result<usize, PipeError> {
         // The common case first: room now, no waker needed.
         match self.write(buf) {
             Err(PipeError::Full { .. }) if self.state == WriterState::Open => {}
             done => return done,
         }
-        let waker = park::current_waker();
+        let parker = park::Parker::new();
+        let waker = parker.waker();
         let res = loop {
             if let Poll::Ready(r) = self.poll_write(&waker, buf) {
                 break r;
             }
-            if !park::park_until(deadline) {
+            if !parker.park_until(deadline) {
                 break Err(PipeError::TimedOut);
             }
         };

@@ -132,6 +132,8 @@
 use crate::sync::{
     AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering,
 };
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use core::ptr;
 use core::task::Waker;
@@ -405,7 +407,7 @@ impl WakeBatch {
         let mut count = WakeCount::default();
         while let Some(waker) = self.pop() {
             count.woken += 1;
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err() {
+            if crate::sync::wake_caught(waker) {
                 count.panicked += 1;
             }
         }
@@ -415,9 +417,12 @@ impl WakeBatch {
 
 impl Drop for WakeBatch {
     fn drop(&mut self) {
-        // Unwoken wakers (only if a caller bailed out early) are dropped.
+        // Wakers still here were taken out of their entries but not woken:
+        // only if a waker's panic unwound out of `wake` (without `std`,
+        // where it cannot be caught). Waking them is always allowed (a
+        // spurious wake at worst) and loses no wakeup.
         while let Some(waker) = self.pop() {
-            drop(waker);
+            waker.wake();
         }
     }
 }
@@ -835,6 +840,7 @@ impl Drop for WaiterList {
 #[cfg(all(test, not(notification_queue_loom)))]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn word_encoding_round_trips() {

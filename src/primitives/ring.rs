@@ -108,6 +108,7 @@
 
 use crate::error::TryRecvError;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU128, AtomicWaker, Hint, Ordering};
+use alloc::boxed::Box;
 use crossbeam_utils::CachePadded;
 
 /// Largest ring this crate builds, whatever the configuration says.
@@ -318,7 +319,7 @@ impl Ring {
     /// panicked (caught).
     pub(crate) fn wake(&self) -> bool {
         match self.waker.take() {
-            Some(w) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err(),
+            Some(w) => crate::sync::wake_caught(w),
             None => false,
         }
     }
@@ -539,6 +540,7 @@ impl Ring {
 #[cfg(all(test, not(notification_queue_loom)))]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn stamps_pack_the_low_31_bits_of_the_position() {

@@ -15,8 +15,10 @@
 use super::eventcount::{self, WaiterList};
 use super::ring::SubscriberList;
 use crate::sync::{Arc, AtomicI64, AtomicPtr, AtomicU64, Hint, Ordering};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use crossbeam_utils::CachePadded;
-use std::collections::VecDeque;
 
 /// A registered handle: slot index plus generation, tied to one queue.
 ///
@@ -305,6 +307,7 @@ fn release_lists(slot: &Slot) {
 #[cfg(all(test, not(notification_queue_loom)))]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn locate_covers_buckets_contiguously() {

@@ -52,6 +52,7 @@ use crate::primitives::eventcount::{self, SUBSCRIBED, WakeBatch};
 use crate::primitives::ring::{MAX_RING, Overflow, Ring, SubscriberInfo, SubscriberList};
 use crate::primitives::slots::{Handle, Slot};
 use crate::sync::{Arc, Collector, Hint, Ordering, fence};
+use alloc::vec::Vec;
 
 /// Publishes `rings` as the slot's list (null if empty) and returns the old
 /// one, for [`retire_lists`] after the lock is released. Caller holds the

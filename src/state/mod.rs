@@ -11,6 +11,7 @@
 mod config;
 pub(crate) mod fanout;
 
+use alloc::vec::Vec;
 pub use config::Config;
 pub use fanout::SubscribeOptions;
 
@@ -100,8 +101,8 @@ fn next_queue_id() -> u64 {
     // Identity only (never used to synchronise memory), so this counter is
     // the one atomic outside the `sync` shim: loom cannot host statics.
     // 64 bits never wrap (a billion queues a second for 584 years).
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    static NEXT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
 }
 
 /// A handle's sequence at one moment ([`NotificationQueue::snapshot`]).

@@ -1,4 +1,5 @@
-//! Thread parking behind a `Waker`, through the sync shim's thread type.
+//! Thread parking behind a `Waker`, through the sync shim's thread type
+//! (`std` builds; `park_spin.rs` without `std`).
 
 use crate::sync::thread;
 use core::task::Waker;
@@ -17,7 +18,7 @@ impl std::task::Wake for Unparker {
 
 /// A waker that unparks the calling thread.
 #[cfg(not(notification_queue_loom))]
-pub(crate) fn current_waker() -> Waker {
+fn current_waker() -> Waker {
     std::thread_local! {
         static WAKER: Waker = Waker::from(std::sync::Arc::new(Unparker(thread::current())));
     }
@@ -26,38 +27,63 @@ pub(crate) fn current_waker() -> Waker {
 
 /// A waker that unparks the calling thread.
 #[cfg(notification_queue_loom)]
-pub(crate) fn current_waker() -> Waker {
+fn current_waker() -> Waker {
     Waker::from(std::sync::Arc::new(Unparker(thread::current())))
 }
 
-pub(crate) fn park() {
+fn park() {
     thread::park();
 }
 
 #[cfg(not(notification_queue_loom))]
-pub(crate) fn park_timeout(d: Duration) {
+fn park_timeout(d: Duration) {
     thread::park_timeout(d);
 }
 
 /// Loom has no timed park; models never time out.
 #[cfg(notification_queue_loom)]
-pub(crate) fn park_timeout(_d: Duration) {
+fn park_timeout(_d: Duration) {
     thread::park();
 }
 
-/// One step of a blocking loop: parks until woken or until `deadline`
-/// (`None`: no deadline). Returns `false`, without parking, once the
-/// deadline has passed; the caller then times out.
-pub(crate) fn park_until(deadline: Option<std::time::Instant>) -> bool {
-    match deadline {
-        None => park(),
-        Some(d) => {
-            let now = std::time::Instant::now();
-            if now >= d {
-                return false;
-            }
-            park_timeout(d - now);
-        }
+/// When a blocking call gives up: `None` waits for ever.
+pub(crate) type Deadline = Option<std::time::Instant>;
+
+/// Whether `deadline` has passed.
+#[inline]
+pub(crate) fn passed(deadline: &Deadline) -> bool {
+    deadline.is_some_and(|d| d <= std::time::Instant::now())
+}
+
+/// The blocking side of one blocking call: a waker for its future, and the
+/// park that waits for that waker.
+#[derive(Debug, Default)]
+pub(crate) struct Parker(());
+
+impl Parker {
+    pub(crate) fn new() -> Self {
+        Self(())
     }
-    true
+
+    /// A waker that unparks the calling thread.
+    pub(crate) fn waker(&self) -> Waker {
+        current_waker()
+    }
+
+    /// One step of a blocking loop: parks until woken or until `deadline`
+    /// (`None`: no deadline). Returns `false`, without parking, once the
+    /// deadline has passed; the caller then times out.
+    pub(crate) fn park_until(&self, deadline: Deadline) -> bool {
+        match deadline {
+            None => park(),
+            Some(d) => {
+                let now = std::time::Instant::now();
+                if now >= d {
+                    return false;
+                }
+                park_timeout(d - now);
+            }
+        }
+        true
+    }
 }

@@ -1,0 +1,40 @@
+//! What every build but loom's shares: `core` atomics, `alloc`'s `Arc`,
+//! `portable-atomic`'s 128-bit cell, `atomic-waker`, and [`UnsafeCell`]
+//! with loom's closure API.
+
+pub(crate) use alloc::sync::Arc;
+pub(crate) use core::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+    Ordering, fence,
+};
+pub(crate) use portable_atomic::AtomicU128;
+
+pub(crate) use atomic_waker::AtomicWaker;
+
+/// `UnsafeCell` with loom's closure-based access API.
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T: ?Sized>(core::cell::UnsafeCell<T>);
+
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(data: T) -> Self {
+        Self(core::cell::UnsafeCell::new(data))
+    }
+}
+
+impl<T: ?Sized> UnsafeCell<T> {
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Hint to the CPU that we are spinning.
+#[inline(always)]
+pub(crate) fn spin_loop() {
+    core::hint::spin_loop()
+}

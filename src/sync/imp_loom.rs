@@ -1,0 +1,131 @@
+//! The model-checking build: loom's types, and stand-ins for the cells
+//! loom cannot see.
+
+pub(crate) use loom::cell::UnsafeCell;
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+    Ordering, fence,
+};
+pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use loom::thread;
+
+use core::task::Waker;
+
+/// Loom stand-in for `portable_atomic::AtomicU128` (loom has no 128-bit
+/// atomics): a loom mutex around the value, so every operation is one
+/// linearizable step loom can interleave. As for [`AtomicWaker`], the
+/// models check our protocol around the cell, assuming the cell itself
+/// is linearizable (which `cmpxchg16b` / `casp` are). Orderings are
+/// accepted and ignored: the mutex is stronger than any of them.
+#[derive(Debug)]
+pub(crate) struct AtomicU128 {
+    v: Mutex<u128>,
+}
+
+impl AtomicU128 {
+    pub(crate) fn new(v: u128) -> Self {
+        Self { v: Mutex::new(v) }
+    }
+
+    pub(crate) fn load(&self, _: Ordering) -> u128 {
+        *self.v.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn compare_exchange(
+        &self,
+        current: u128,
+        new: u128,
+        _: Ordering,
+        _: Ordering,
+    ) -> Result<u128, u128> {
+        let mut v = self.v.lock().unwrap_or_else(|e| e.into_inner());
+        if *v == current {
+            *v = new;
+            Ok(current)
+        } else {
+            Err(*v)
+        }
+    }
+
+    pub(crate) fn compare_exchange_weak(
+        &self,
+        current: u128,
+        new: u128,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u128, u128> {
+        self.compare_exchange(current, new, success, failure)
+    }
+}
+
+/// Loom stand-in for `atomic_waker::AtomicWaker` (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct AtomicWaker {
+    waker: Mutex<Option<Waker>>,
+}
+
+impl AtomicWaker {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Like `atomic_waker`, runs no waker code under the lock: the new
+    /// waker is cloned with the lock released, and the one it replaces
+    /// is dropped after unlocking (clone and drop may run client code).
+    pub(crate) fn register(&self, waker: &Waker) {
+        {
+            let slot = self.lock();
+            // `will_wake` compares pointers only; it runs no waker code.
+            if slot.as_ref().is_some_and(|old| old.will_wake(waker)) {
+                return;
+            }
+        }
+        let fresh = waker.clone();
+        let old = self.lock().replace(fresh);
+        drop(old);
+    }
+
+    /// Takes the waker out; the caller drops or wakes it, unlocked.
+    pub(crate) fn take(&self) -> Option<Waker> {
+        let mut slot = self.lock();
+        slot.take()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Waker>> {
+        self.waker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Some(w) = self.take() {
+            w.wake();
+        }
+    }
+}
+
+pub(crate) use crossbeam_epoch::{Collector, Guard};
+
+/// Pins through the queue's own collector (no global collector under loom).
+pub(crate) fn pin(collector: &Collector) -> Guard {
+    collector.register().pin()
+}
+
+/// Flushes the guard's deferred functions (the per-queue collector under
+/// loom runs only this queue's own retirements).
+pub(crate) fn flush(guard: &Guard) {
+    guard.flush();
+}
+
+/// Lock tracking is a debug aid of the std build only.
+#[inline(always)]
+pub(crate) fn assert_no_lock_held(_what: &str) {}
+
+/// Under loom a spin must yield so the model can make progress.
+pub(crate) fn spin_loop() {
+    loom::thread::yield_now()
+}
+
+/// Wakes `waker`; returns whether it panicked (caught, as in the `std`
+/// build).
+pub(crate) fn wake_caught(waker: Waker) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err()
+}
