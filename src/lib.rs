@@ -21,6 +21,11 @@
 //!   key; a key registered again is a new generation, never the old one.
 //! - **Bounded.** Handles, waiters and subscribers per handle are limited by
 //!   [`Config`], each limit a typed error.
+//! - **For a kernel too.** `#![no_std]` + `alloc` without the default `std`
+//!   feature: the queue, the futures, subscriptions and the pipe (with
+//!   `embedded-io`) work with a global allocator alone; `std` adds timed
+//!   blocking, `std::io`, caught waker panics, [`KeyedQueue`] and the pipe
+//!   table (see the README's "In a kernel").
 //!
 //! ```
 //! use notification_queue::{Config, NotificationQueue, QueueError};

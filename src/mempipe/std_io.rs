@@ -2,7 +2,9 @@
 //! `embedded-io` impls in `io`: writes wait for room, `flush` is a no-op,
 //! errors map to the `io::ErrorKind` of the same meaning.
 
-use super::{MergedReader, PipeError, PipeStorage, Reader, SharedWriter, Writer};
+#[cfg(not(notification_queue_loom))]
+use super::SharedWriter;
+use super::{MergedReader, PipeError, PipeStorage, Reader, Writer};
 
 impl<S: PipeStorage> std::io::Write for Writer<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -20,6 +22,8 @@ impl std::io::Read for Reader {
     }
 }
 
+// The shared writer is not part of the loom build.
+#[cfg(not(notification_queue_loom))]
 impl<S: PipeStorage> std::io::Write for SharedWriter<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         SharedWriter::write_wait(self, buf).map_err(Into::into)
@@ -30,6 +34,8 @@ impl<S: PipeStorage> std::io::Write for SharedWriter<S> {
     }
 }
 
+// The shared writer is not part of the loom build.
+#[cfg(not(notification_queue_loom))]
 impl<S: PipeStorage> std::io::Write for &SharedWriter<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         SharedWriter::write_wait(self, buf).map_err(Into::into)

@@ -2,7 +2,9 @@
 //! The untimed ones (`read`, `write_wait`, `open_reader`) are in every
 //! build.
 
-use super::{MergedReader, PipeError, PipeStorage, PipeTable, Reader, SharedWriter, Writer};
+#[cfg(not(notification_queue_loom))]
+use super::SharedWriter;
+use super::{MergedReader, PipeError, PipeStorage, PipeTable, Reader, Writer};
 use core::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,8 @@ impl<S: PipeStorage> Writer<S> {
     }
 }
 
+// The shared writer is not part of the loom build.
+#[cfg(not(notification_queue_loom))]
 impl<S: PipeStorage> SharedWriter<S> {
     /// [`write_wait`](Self::write_wait) waiting at most `timeout`.
     pub fn write_timeout(&self, buf: &[u8], timeout: Duration) -> Result<usize, PipeError> {
