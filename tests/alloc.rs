@@ -71,3 +71,98 @@ fn counting_allocator_sees_allocations() {
     drop(v);
     assert!(allocations() > before);
 }
+
+fn noop_cx() -> std::task::Context<'static> {
+    std::task::Context::from_waker(std::task::Waker::noop())
+}
+
+/// With handles, waiter lists and pipe bytes reserved in the configuration,
+/// registering, waiting (async waits polled to pending, notified, polled to
+/// ready), receiving from a subscription and writing to a pipe up to the
+/// reserve allocate nothing after start-up.
+#[test]
+fn reserved_paths_allocate_nothing() {
+    use notification_queue::mempipe::{Limits, pipe};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::Poll;
+
+    const HANDLES: usize = 16;
+    const WAITS: usize = 4;
+    const ROUNDS: usize = 3;
+    let q = NotificationQueue::new(
+        Config::default()
+            .reserve_handles(HANDLES + 2) // and the warm-up handle, the pipe's
+            .reserve_waiters(HANDLES * ROUNDS + 1, WAITS),
+    );
+    let hint: Arc<str> = Arc::from("reserved");
+    // Start-up: this thread's epoch participant and a subscription (whose
+    // creation allocates its ring), and a pipe with its bytes reserved.
+    // Also this thread's one-time set-up: its epoch participant (a wait
+    // that sleeps pins) and its parking waker (a blocking read).
+    let warm = q.register(hint.clone()).unwrap();
+    let mut w = q.wait(warm);
+    assert!(Pin::new(&mut w).poll(&mut noop_cx()).is_pending());
+    q.notify(warm, 1).unwrap();
+    assert!(matches!(
+        Pin::new(&mut w).poll(&mut noop_cx()),
+        Poll::Ready(Ok(_))
+    ));
+    drop(w);
+    let mut sub = q.subscribe(warm, 64, hint.clone()).unwrap();
+    let limits = Limits::default()
+        .segment_size(1 << 12)
+        .initial_capacity(1 << 16);
+    let (mut writer, readers) = pipe(&q, hint.clone(), limits).unwrap();
+    let mut reader = readers.reader().unwrap();
+    let mut handles = Vec::with_capacity(HANDLES);
+    let mut waits = Vec::with_capacity(HANDLES * WAITS);
+    let mut buf = [0u8; 64];
+    writer.write(b"warm").unwrap();
+    assert_eq!(reader.read(&mut buf).unwrap(), 4);
+
+    let mut counted = 0;
+    for round in 0..ROUNDS as i64 {
+        let before = allocations();
+        for _ in 0..HANDLES {
+            handles.push(q.register(hint.clone()).unwrap());
+        }
+        for &h in &handles {
+            for _ in 0..WAITS {
+                let mut w = q.wait_owned(h);
+                assert!(Pin::new(&mut w).poll(&mut noop_cx()).is_pending());
+                waits.push(w);
+            }
+        }
+        for &h in &handles {
+            assert_eq!(q.notify(h, round), Ok(WAITS));
+        }
+        for w in waits.iter_mut() {
+            match Pin::new(w).poll(&mut noop_cx()) {
+                Poll::Ready(Ok(n)) => assert_eq!(n.arg, round),
+                other => panic!("wait not complete: {other:?}"),
+            }
+        }
+        waits.clear();
+        q.notify(warm, round).unwrap();
+        assert_eq!(sub.try_recv(), Ok(round));
+        let mut r = sub.recv();
+        assert!(Pin::new(&mut r).poll(&mut noop_cx()).is_pending());
+        drop(r);
+        for _ in 0..64 {
+            writer.write(&[round as u8; 100]).unwrap();
+        }
+        for _ in 0..100 {
+            assert_eq!(reader.read(&mut buf).unwrap(), 64);
+        }
+        counted += allocations() - before;
+        // Unregistering retires the handles' waiter lists through the
+        // epoch collector (whose queue of deferred work allocates): not
+        // counted.
+        for h in handles.drain(..) {
+            q.unregister(h).unwrap();
+        }
+    }
+    assert_eq!(counted, 0, "a reserved path allocated");
+}

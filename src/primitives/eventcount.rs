@@ -130,7 +130,7 @@
 //! reference.
 
 use crate::sync::{
-    AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering,
+    Arc, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering,
 };
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -821,6 +821,91 @@ impl WaiterList {
             + (chunks - 1) * core::mem::size_of::<Chunk>()
             // Relaxed: a statistic.
             + self.allocated.load(Ordering::Relaxed) * core::mem::size_of::<Entry>()
+    }
+}
+
+/// Waiter lists kept for reuse, so that after start-up (or after
+/// [`ListPool::new`]'s reserve) a wait allocates nothing: a handle's first
+/// wait of a generation takes a list from here, and a retired list whose
+/// last reference the collector drops comes back here instead of being
+/// freed (with its chunks, so its entries need no allocation either).
+///
+/// The lock is held only to push or pop one `Arc` (the vector's capacity is
+/// reserved up front, so neither allocates); a list is reset, which drops
+/// any waker left in it (client code), before the lock is taken.
+#[derive(Debug)]
+pub(crate) struct ListPool {
+    lists: Mutex<Vec<Arc<WaiterList>>>,
+    /// Most lists kept.
+    keep: usize,
+}
+
+impl ListPool {
+    /// A pool that keeps up to `keep` lists, `reserve` of them allocated
+    /// now with room for `entries` waiters each (`limit` waiters at most).
+    pub(crate) fn new(keep: usize, reserve: usize, entries: usize, limit: usize) -> Self {
+        let keep = keep.max(reserve);
+        let mut lists = Vec::with_capacity(keep);
+        for _ in 0..reserve {
+            let list = WaiterList::new(0, limit);
+            while list.allocated.load(Ordering::Relaxed) < entries.min(limit) && list.grow() {}
+            lists.push(Arc::new(list));
+        }
+        Self {
+            lists: Mutex::new(lists),
+            keep,
+        }
+    }
+
+    /// A list for `generation`: a kept one, or a new one.
+    pub(crate) fn take(&self, generation: u32, limit: usize) -> Arc<WaiterList> {
+        let kept = self.lists.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        if let Some(mut list) = kept {
+            // Kept lists are unshared (see `give_back`).
+            if let Some(l) = Arc::get_mut(&mut list) {
+                if l.limit == limit {
+                    l.generation = generation;
+                    return list;
+                }
+            }
+        }
+        Arc::new(WaiterList::new(generation, limit))
+    }
+
+    /// Takes back a list the collector retired (no pinned reader can see
+    /// it): kept if this was its last reference and there is room, else
+    /// dropped. Called from deferred functions, never under a crate lock.
+    pub(crate) fn give_back(&self, mut list: Arc<WaiterList>) {
+        let Some(l) = Arc::get_mut(&mut list) else {
+            return; // a wait still holds it; the last holder frees it
+        };
+        l.reset();
+        let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        if lists.len() < self.keep {
+            lists.push(list);
+            return;
+        }
+        drop(lists);
+        drop(list);
+    }
+}
+
+impl WaiterList {
+    /// Readies an unshared list for reuse: every entry free, no waker, no
+    /// hint; chunks, `tickets` and `claims` are kept (they only grow).
+    fn reset(&mut self) {
+        for chunk in self.chunks() {
+            for e in chunk.entries.iter() {
+                // Relaxed: `&mut self`: no other reference exists.
+                e.state.store(FREE, Ordering::Relaxed);
+                drop(e.waker.take());
+            }
+        }
+        // Relaxed: `&mut self`, as above.
+        self.high.store(0, Ordering::Relaxed);
+        self.next_free.store(0, Ordering::Relaxed);
+        let hints = core::mem::take(&mut *self.hints.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(hints);
     }
 }
 

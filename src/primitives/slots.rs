@@ -205,6 +205,24 @@ impl SlotTable {
         Some(unsafe { &*slot })
     }
 
+    /// Allocates up front what registering `n` handles needs: the buckets
+    /// of the first `n` slots and room in the registry's vectors.
+    pub(crate) fn reserve(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let n = n.min(u32::MAX as usize);
+        let mut reg = self.lock_registry();
+        let mut index = 0usize;
+        while index < n {
+            self.ensure_bucket(index as u32);
+            let (bucket, _) = locate(index as u32);
+            index = bucket_len(bucket) + index - locate(index as u32).1;
+        }
+        reg.hints.reserve(n);
+        reg.free.reserve(n);
+    }
+
     /// Makes sure the bucket holding `index` exists. Called under the
     /// registry lock, so only one thread allocates a bucket.
     pub(crate) fn ensure_bucket(&self, index: u32) {

@@ -19,6 +19,20 @@ pub struct Config {
     pub max_subscribers_per_handle: usize,
     /// Largest buffer a subscription may ask for (default 1 << 16).
     pub max_subscriber_capacity: usize,
+    /// Handles whose slots are allocated up front (default 0): registering
+    /// up to this many handles at once allocates nothing (give `register`
+    /// an `Arc<str>` hint to keep the hint from allocating too).
+    pub reserved_handles: usize,
+    /// Waiter lists allocated up front (default 0). A handle's first wait
+    /// of a registration takes a list; a list comes back for reuse when the
+    /// handle is unregistered (and its last wait is gone), so with this many
+    /// handles waited on at once, waiting allocates nothing. (Past the
+    /// reserve, up to 64 lists freed by unregister are kept for reuse too.)
+    pub reserved_waiter_lists: usize,
+    /// Waiter entries each reserved list holds up front (default 4, at most
+    /// `max_waiters_per_handle`): that many waits on one handle at once
+    /// allocate nothing.
+    pub reserved_waiters_per_list: usize,
     /// Last generation a slot may be issued with (tests shrink it to reach
     /// slot retirement quickly; see [`Config::slot_generations`]).
     pub(crate) generation_limit: u32,
@@ -31,6 +45,9 @@ impl Default for Config {
             max_waiters_per_handle: 1024,
             max_subscribers_per_handle: 64,
             max_subscriber_capacity: 1 << 16,
+            reserved_handles: 0,
+            reserved_waiter_lists: 0,
+            reserved_waiters_per_list: 4,
             generation_limit: eventcount::MAX_GENERATION,
         }
     }
@@ -55,6 +72,19 @@ impl Config {
     /// Sets [`Config::max_subscriber_capacity`].
     pub fn max_subscriber_capacity(mut self, n: usize) -> Self {
         self.max_subscriber_capacity = n;
+        self
+    }
+    /// Sets [`Config::reserved_handles`].
+    pub fn reserve_handles(mut self, n: usize) -> Self {
+        self.reserved_handles = n;
+        self
+    }
+    /// Sets [`Config::reserved_waiter_lists`] and
+    /// [`Config::reserved_waiters_per_list`]: `lists` handles with up to
+    /// `waiters` waits each at once wait without allocating.
+    pub fn reserve_waiters(mut self, lists: usize, waiters: usize) -> Self {
+        self.reserved_waiter_lists = lists;
+        self.reserved_waiters_per_list = waiters;
         self
     }
     /// How many handles one slot may carry before it is retired for good

@@ -16,11 +16,16 @@ pub use config::Config;
 pub use fanout::SubscribeOptions;
 
 use crate::error::QueueError;
-use crate::primitives::eventcount::{self, WaiterList};
+use crate::primitives::eventcount::{self, ListPool, WaiterList};
 use crate::primitives::slots::{Handle, Slot, SlotTable};
-use crate::sync::reclaim::retire;
-use crate::sync::{Arc, AtomicU64, Collector, Hint, Ordering};
+use crate::sync::reclaim;
+use crate::sync::{Arc, AtomicU64, Collector, Guard, Hint, Ordering};
 use crossbeam_utils::CachePadded;
+
+/// Waiter lists kept for reuse beyond the configured reserve: enough that a
+/// steady churn of handles waited on allocates nothing, at a few hundred
+/// bytes each.
+const KEPT_WAITER_LISTS: usize = 64;
 
 /// Slow-path counters. Each is touched only off the notify fast path.
 #[derive(Debug, Default)]
@@ -40,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) table: SlotTable,
     pub(crate) counters: Counters,
     pub(crate) collector: Collector,
+    /// Waiter lists kept for reuse (see `ListPool`).
+    pub(crate) lists: Arc<ListPool>,
 }
 
 /// A snapshot of the queue's counters ([`NotificationQueue::stats`](crate::NotificationQueue::stats)).
@@ -153,12 +160,30 @@ pub struct Notified {
 impl Inner {
     /// A queue's state with the given limits.
     pub(crate) fn new(config: Config) -> Self {
-        Self {
+        let limit = config.max_waiters_per_handle;
+        let inner = Self {
             config,
             table: SlotTable::new(next_queue_id()),
             counters: Counters::default(),
             collector: Collector::new(),
-        }
+            lists: Arc::new(ListPool::new(
+                KEPT_WAITER_LISTS,
+                config.reserved_waiter_lists,
+                config.reserved_waiters_per_list,
+                limit,
+            )),
+        };
+        inner
+            .table
+            .reserve(config.reserved_handles.min(config.max_handles));
+        inner
+    }
+
+    /// Retires a waiter list unlinked from its slot: once no pinned reader
+    /// can see it, it goes back to the pool (or is freed).
+    fn retire_waiters(&self, list: *const WaiterList, guard: &Guard) {
+        let pool = self.lists.clone();
+        reclaim::retire_with(list, guard, move |l| pool.give_back(l));
     }
 
     pub(crate) fn register(&self, hint: Hint) -> Result<Handle, QueueError> {
@@ -243,7 +268,7 @@ impl Inner {
         }
         if !list.is_null() {
             let guard = crate::sync::pin(&inner.collector);
-            retire(list, &guard);
+            inner.retire_waiters(list, &guard);
         }
         fanout::close_all(slot, inner);
         // Relaxed: a statistic.
@@ -634,10 +659,9 @@ impl Inner {
             if eventcount::generation(slot.state.load(Ordering::Acquire)) != generation {
                 return None;
             }
-            let fresh = Arc::new(WaiterList::new(
-                generation,
-                self.config.max_waiters_per_handle,
-            ));
+            let fresh = self
+                .lists
+                .take(generation, self.config.max_waiters_per_handle);
             let raw = Arc::into_raw(fresh.clone()).cast_mut();
             // AcqRel: Release publishes the list's initialisation; Acquire on
             // failure reads the winner's.
@@ -646,7 +670,7 @@ impl Inner {
                 .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    retire(cur, &guard);
+                    self.retire_waiters(cur, &guard);
                     // Acquire: an unregister whose swap of the list pointer
                     // came before our CAS did not see our list; our CAS read
                     // its Release swap (or a later RMW), so its earlier CAS on
@@ -663,7 +687,7 @@ impl Inner {
                             )
                             .is_ok()
                     {
-                        retire(raw, &guard);
+                        self.retire_waiters(raw, &guard);
                         return None;
                     }
                     return Some(fresh);
@@ -671,6 +695,8 @@ impl Inner {
                 Err(_) => {
                     // SAFETY: `raw` was never published; reclaim its count.
                     drop(unsafe { Arc::from_raw(raw) });
+                    // Unshared again: back to the pool.
+                    self.lists.give_back(fresh);
                 }
             }
         }

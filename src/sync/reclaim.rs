@@ -16,17 +16,28 @@ unsafe impl<T: Send + Sync> Send for Retired<T> {}
 /// this queue): never call it while holding a lock of the crate (checked in
 /// debug builds), and pin for it only after unlocking.
 pub(crate) fn retire<T: Send + Sync + 'static>(list: *const T, guard: &Guard) {
+    retire_with(list, guard, drop);
+}
+
+/// [`retire`], handing the slot's reference to `then` (instead of dropping
+/// it) once no pinned reader can hold the pointer: a pool takes it back.
+pub(crate) fn retire_with<T: Send + Sync + 'static>(
+    list: *const T,
+    guard: &Guard,
+    then: impl FnOnce(Arc<T>) + Send + 'static,
+) {
     if list.is_null() {
         return;
     }
     let retired = Retired(list);
     // SAFETY: `list` was unlinked from its slot by the caller's swap/CAS, so
-    // readers that can still see it are pinned now; the deferred drop runs
-    // after they unpin. The slot's strong count is released exactly once.
+    // readers that can still see it are pinned now; the deferred function
+    // runs after they unpin. The slot's strong count is turned back into an
+    // `Arc` exactly once, there.
     unsafe {
         guard.defer_unchecked(move || {
             let r = retired;
-            drop(Arc::from_raw(r.0));
+            then(Arc::from_raw(r.0));
         });
     }
     // Retiring is cold (unregister, list replacement): hand the thread's
