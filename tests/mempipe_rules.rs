@@ -209,10 +209,7 @@ fn reader_set_error_rejects_invalid_errnos_and_changes_nothing() {
     assert_eq!(r.try_read(&mut buf), Ok(Some(2)), "reads go on");
     // A valid one fails this reader only; a refused one later keeps it.
     assert_eq!(r.set_error(MAX_ERRNO), Ok(()));
-    assert_eq!(
-        r.set_error(0),
-        Err(PipeError::InvalidErrno { errno: 0 })
-    );
+    assert_eq!(r.set_error(0), Err(PipeError::InvalidErrno { errno: 0 }));
     assert_eq!(r.error(), Some(MAX_ERRNO));
     assert_eq!(
         r.try_read(&mut buf),
