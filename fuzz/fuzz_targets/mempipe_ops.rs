@@ -401,14 +401,14 @@ impl Model {
             return Err(PipeError::Closed);
         }
         self.closed = true;
-        if self.state == WState::Open {
-            if let Some(s) = self.store.as_mut() {
-                s.flushes += 1;
-                if let Some(e) = s.refuse_flush {
-                    let errno = storage_errno(e);
-                    self.finish(WState::Failed(errno));
-                    return Err(PipeError::Storage { errno });
-                }
+        if self.state == WState::Open
+            && let Some(s) = self.store.as_mut()
+        {
+            s.flushes += 1;
+            if let Some(e) = s.refuse_flush {
+                let errno = storage_errno(e);
+                self.finish(WState::Failed(errno));
+                return Err(PipeError::Storage { errno });
             }
         }
         self.finish(WState::Closed);

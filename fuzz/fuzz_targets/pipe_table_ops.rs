@@ -129,10 +129,10 @@ impl Model {
             }
             Some(MEntry::Abandoned) => Err(PipeError::NoWriter),
             Some(MEntry::Latent(l)) => {
-                if let Some(i) = listed {
-                    if !l.contains(&i) {
-                        l.push(i);
-                    }
+                if let Some(i) = listed
+                    && !l.contains(&i)
+                {
+                    l.push(i);
                 }
                 Ok(None)
             }
