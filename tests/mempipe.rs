@@ -267,7 +267,7 @@ fn reader_errors_are_private_and_take_precedence() {
     let mut r1 = f.reader().unwrap();
     let mut r2 = f.reader().unwrap();
     w.write(b"abcdef").unwrap();
-    r1.set_error(7);
+    r1.set_error(7).unwrap();
     let mut buf = [0u8; 3];
     assert_eq!(r1.read(&mut buf), Err(PipeError::Reader { errno: 7 }));
     assert_eq!(r1.try_read(&mut buf), Err(PipeError::Reader { errno: 7 }));

@@ -192,3 +192,32 @@ fn broken_pipe_writer_keeps_failing_and_set_error_does_not_replace_it() {
     );
     assert_eq!(w.error(), Some(EPIPE));
 }
+
+#[test]
+fn reader_set_error_rejects_invalid_errnos_and_changes_nothing() {
+    let q = queue();
+    let (mut w, f) = pipe(&q, "reader-errno", small()).unwrap();
+    let mut r = f.reader().unwrap();
+    w.write(b"abc").unwrap();
+    for bad in [0, -1, MAX_ERRNO + 1, i32::MIN, i32::MAX] {
+        let e = r.set_error(bad).unwrap_err();
+        assert_eq!(e, PipeError::InvalidErrno { errno: bad });
+        assert_eq!(e.errno(), EINVAL);
+        assert_eq!(r.error(), None, "a refused errno sets nothing");
+    }
+    let mut buf = [0u8; 2];
+    assert_eq!(r.try_read(&mut buf), Ok(Some(2)), "reads go on");
+    // A valid one fails this reader only; a refused one later keeps it.
+    assert_eq!(r.set_error(MAX_ERRNO), Ok(()));
+    assert_eq!(r.set_error(0), Err(PipeError::InvalidErrno { errno: 0 }));
+    assert_eq!(r.error(), Some(MAX_ERRNO));
+    assert_eq!(
+        r.try_read(&mut buf),
+        Err(PipeError::Reader { errno: MAX_ERRNO })
+    );
+    assert_eq!(r.set_error(1), Ok(()), "a valid errno replaces it");
+    assert_eq!(r.try_read(&mut buf), Err(PipeError::Reader { errno: 1 }));
+    r.clear_error();
+    assert_eq!(r.try_read(&mut buf), Ok(Some(1)));
+    assert_eq!(w.error(), None, "the writer is untouched");
+}

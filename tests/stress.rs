@@ -948,7 +948,7 @@ fn readers_that_stop_mid_pipe() {
         fulls += 1;
         high_footprint = high_footprint.max(w.footprint());
         // One stalled reader fails itself: that touches nobody else.
-        stalled[0].set_error(5);
+        stalled[0].set_error(5).unwrap();
         assert_eq!(
             stalled[0].read(&mut buf),
             Err(PipeError::Reader { errno: 5 })

@@ -40,23 +40,35 @@
 //! end), `Writer::waiting_readers` must count exactly the readers whose
 //! leaked read is still armed, and a pipe whose initial capacity cannot be
 //! allocated must be `OutOfMemory` with no handle left behind.
+//!
+//! Half the inputs run the pipe over a `PipeStorage` that the input can
+//! make refuse its appends or its flush (with any errno, invalid ones
+//! included). The model then says exactly what the storage holds (every
+//! committed byte, in order, nothing a refused write offered), how many
+//! times it was flushed (once, on a close of an open writer), and the typed
+//! errors: the refused write (or close) returns `Storage { errno }` (`EIO`
+//! for an errno outside `1..=4095`), later writes `Failed`, the handle is
+//! notified the failure, and every reader drains, then gets `BrokenPipe`
+//! carrying the errno.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use notification_queue::mempipe::{
-    ENOSPC, EPIPE, Limits, MAX_ERRNO, PipeError, Reader, ReaderFactory, SharedWriter, Writer,
-    WriterState, pipe,
+    EIO, ENOSPC, EPIPE, Limits, MAX_ERRNO, NoStorage, PipeError, PipeStorage, Reader,
+    ReaderFactory, SharedWriter, Writer, WriterState, pipe, pipe_with_storage,
 };
 use notification_queue::{Config, NotificationQueue, QueueError, Wait};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
+    /// Run over a `FuzzStore` (else `NoStorage`).
+    stored: bool,
     seg_shift: u8,
     max_bytes: u16,
     max_readers: u8,
@@ -101,6 +113,65 @@ enum Op {
     Share,
     /// A write by a clone of the shared writer on another thread (joined).
     WriteFromThread(Vec<u8>),
+    /// The storage refuses every append from now on with this errno
+    /// (`None`: accepts again). Nothing without a storage.
+    StorageRefuse(Option<i32>),
+    /// The storage refuses its flush with this errno (`None`: accepts).
+    StorageRefuseFlush(Option<i32>),
+}
+
+/// What the fuzzed storage was told and what it kept.
+#[derive(Debug, Default)]
+struct StoreCtl {
+    kept: Vec<u8>,
+    refuse: Option<i32>,
+    refuse_flush: Option<i32>,
+    flushes: usize,
+}
+
+/// A storage shared with the harness, so it can be steered and inspected
+/// wherever the writer is (behind a shared writer, on another thread).
+#[derive(Debug, Clone, Default)]
+struct FuzzStore(Arc<Mutex<StoreCtl>>);
+
+impl FuzzStore {
+    fn ctl(&self) -> std::sync::MutexGuard<'_, StoreCtl> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PipeStorage for FuzzStore {
+    fn append(&mut self, offset: u64, bytes: &[u8]) -> Result<(), i32> {
+        let mut c = self.ctl();
+        assert_eq!(offset, c.kept.len() as u64, "appends continue in order");
+        assert!(!bytes.is_empty(), "an empty append");
+        if let Some(e) = c.refuse {
+            return Err(e);
+        }
+        c.kept.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), i32> {
+        let mut c = self.ctl();
+        c.flushes += 1;
+        match c.refuse_flush {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The model of the storage.
+#[derive(Debug, Default)]
+struct MStore {
+    refuse: Option<i32>,
+    refuse_flush: Option<i32>,
+    flushes: usize,
+}
+
+/// A storage errno as the writer takes it: outside `1..=4095` it is `EIO`.
+fn storage_errno(e: i32) -> i32 {
+    if (1..=MAX_ERRNO).contains(&e) { e } else { EIO }
 }
 
 /// Leaked read futures stay reachable from here (so a leak checker does not
@@ -161,6 +232,8 @@ struct Model {
     head_base: u64,
     tail_base: u64,
     readers: Vec<Option<MReader>>,
+    /// The storage, if the pipe has one.
+    store: Option<MStore>,
 }
 
 impl Model {
@@ -238,6 +311,13 @@ impl Model {
             }
         }
         let n = room.min(buf.len() as u64) as usize;
+        // The storage sees the bytes before anyone else; a refusal fails
+        // the writer and commits nothing.
+        if let Some(e) = self.store.as_ref().and_then(|s| s.refuse) {
+            let errno = storage_errno(e);
+            self.finish(WState::Failed(errno));
+            return Err(PipeError::Storage { errno });
+        }
         // `append`: a new segment whenever the tail one is full.
         let mut placed = self.written();
         let end = placed + n as u64;
@@ -321,6 +401,16 @@ impl Model {
             return Err(PipeError::Closed);
         }
         self.closed = true;
+        if self.state == WState::Open
+            && let Some(s) = self.store.as_mut()
+        {
+            s.flushes += 1;
+            if let Some(e) = s.refuse_flush {
+                let errno = storage_errno(e);
+                self.finish(WState::Failed(errno));
+                return Err(PipeError::Storage { errno });
+            }
+        }
         self.finish(WState::Closed);
         Ok(())
     }
@@ -339,12 +429,12 @@ impl Model {
 }
 
 /// The writer under test: the plain one, or shared after `Op::Share`.
-enum W {
-    Single(Writer),
-    Shared(SharedWriter),
+enum W<S: PipeStorage> {
+    Single(Writer<S>),
+    Shared(SharedWriter<S>),
 }
 
-impl W {
+impl<S: PipeStorage> W<S> {
     fn write(&mut self, b: &[u8]) -> Result<usize, PipeError> {
         match self {
             W::Single(w) => w.write(b),
@@ -449,7 +539,27 @@ fn check_reader(m: &Model, readers: &[Option<Reader>], i: usize) {
     );
 }
 
+/// The storage holds exactly the committed stream and was flushed as often
+/// as the model says.
+fn check_store(m: &Model, store: Option<&FuzzStore>) {
+    let (Some(st), Some(ms)) = (store, m.store.as_ref()) else {
+        return;
+    };
+    let c = st.ctl();
+    assert_eq!(c.kept, m.data, "the storage holds the stream");
+    assert_eq!(c.flushes, ms.flushes, "flushes");
+}
+
 fn run(input: Input) {
+    if input.stored {
+        let store = FuzzStore::default();
+        run_with(input, store.clone(), Some(store));
+    } else {
+        run_with(input, NoStorage, None);
+    }
+}
+
+fn run_with<S: PipeStorage + Send>(input: Input, storage: S, store: Option<FuzzStore>) {
     let seg = 1usize << (input.seg_shift % 7);
     let max_bytes = 1 + input.max_bytes as u64 % 300;
     let max_readers = 1 + input.max_readers as usize % 4;
@@ -461,7 +571,8 @@ fn run(input: Input) {
         .max_bytes(max_bytes)
         .max_readers(max_readers)
         .initial_capacity(initial);
-    let (writer, factory) = pipe(&queue, "fuzz", limits).expect("valid limits");
+    let (writer, factory) =
+        pipe_with_storage(&queue, "fuzz", limits, storage).expect("valid limits");
     let mut writer = W::Single(writer);
     let mut factory: Option<ReaderFactory> = Some(factory);
     let mut readers: Vec<Option<Reader>> = Vec::new();
@@ -479,6 +590,7 @@ fn run(input: Input) {
         head_base: 0,
         tail_base: 0,
         readers: Vec::new(),
+        store: store.as_ref().map(|_| MStore::default()),
     };
     // Worst case held: the limit (rounded up to segments, plus the segment
     // being filled) and the recycling pool of 4, or what was preallocated.
@@ -575,8 +687,16 @@ fn run(input: Input) {
                 let Some(i) = pick_reader(&readers, i) else {
                     continue;
                 };
-                readers[i].as_mut().expect("picked").set_error(errno);
-                m.readers[i].as_mut().expect("model").error = Some(errno);
+                // Mostly valid errnos, sometimes not (0 included).
+                let errno = if errno < 0 { errno } else { errno % 5000 };
+                let got = readers[i].as_mut().expect("picked").set_error(errno);
+                if (1..=MAX_ERRNO).contains(&errno) {
+                    assert_eq!(got, Ok(()));
+                    m.readers[i].as_mut().expect("model").error = Some(errno);
+                } else {
+                    // Refused: the reader's error stays as it was.
+                    assert_eq!(got, Err(PipeError::InvalidErrno { errno }));
+                }
             }
             Op::ReaderClearError(i) => {
                 let Some(i) = pick_reader(&readers, i) else {
@@ -660,6 +780,18 @@ fn run(input: Input) {
                 }
             }
             Op::Check => {}
+            Op::StorageRefuse(e) => {
+                if let (Some(st), Some(ms)) = (&store, m.store.as_mut()) {
+                    st.ctl().refuse = e;
+                    ms.refuse = e;
+                }
+            }
+            Op::StorageRefuseFlush(e) => {
+                if let (Some(st), Some(ms)) = (&store, m.store.as_mut()) {
+                    st.ctl().refuse_flush = e;
+                    ms.refuse_flush = e;
+                }
+            }
             Op::ForeignWait => {
                 if foreign.len() > WAITERS + 2 {
                     continue;
@@ -744,11 +876,13 @@ fn run(input: Input) {
         for i in 0..readers.len() {
             check_reader(&m, &readers, i);
         }
+        check_store(&m, store.as_ref());
     }
 
     // The end: the writer closes (a failed one stays failed); every reader
     // clears its own error and drains exactly the rest of the stream.
     assert_eq!(writer.close(), m.close());
+    check_store(&m, store.as_ref());
     for (i, r) in readers.iter_mut().enumerate() {
         let Some(r) = r.as_mut() else { continue };
         r.clear_error();

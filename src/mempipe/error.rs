@@ -93,7 +93,8 @@ pub enum PipeError {
     /// done.
     TimedOut,
     /// An errno outside `1..=`[`MAX_ERRNO`](super::MAX_ERRNO) was given to
-    /// [`Writer::set_error`](super::Writer::set_error) (`EINVAL`). Nothing
+    /// [`Writer::set_error`](super::Writer::set_error) or
+    /// [`Reader::set_error`](super::Reader::set_error) (`EINVAL`). Nothing
     /// changed.
     InvalidErrno {
         /// The errno given.

@@ -24,7 +24,7 @@
 //!   ([`Writer::handle`]). Readers do not use it. The argument is a
 //!   [`PipeEvent`]: a commit notifies its length (`>= 0`), a failure
 //!   `-errno` (`errno` in `1..=4095`), a clean close [`CLOSED_ARG`]
-//!   (`i32::MIN`); decode it with [`PipeEvent::from_arg`].
+//!   (`i64::MIN`); decode it with [`PipeEvent::from_arg`].
 //! - **Errors that stick**: once every reader that joined has gone, the
 //!   next write fails with `EPIPE` and the writer stays failed with it (a
 //!   reader joining later reads what was written, then gets EPIPE). While

@@ -27,6 +27,7 @@
 //! nothing, and nobody else can see it.
 
 use super::buffer::{ReaderSlot, Segment, WriterState};
+use super::event::valid_errno;
 use super::{PipeError, Shared};
 use crate::sync::park;
 use crate::sync::{Arc, Ordering, fence};
@@ -50,7 +51,8 @@ use core::task::{Context, Poll, Waker};
 /// let mut buf = [0u8; 4];
 /// assert_eq!(r.try_read(&mut buf), Ok(None)); // nothing yet
 /// w.write(b"hi").unwrap();
-/// r.set_error(7); // this reader only
+/// r.set_error(7).unwrap(); // this reader only
+/// assert_eq!(r.set_error(0), Err(PipeError::InvalidErrno { errno: 0 }));
 /// assert_eq!(r.read(&mut buf), Err(PipeError::Reader { errno: 7 }));
 /// r.clear_error();
 /// assert_eq!(r.read(&mut buf), Ok(2));
@@ -314,9 +316,16 @@ impl Reader {
     /// Fails this reader's reads with [`PipeError::Reader`] until
     /// [`clear_error`](Self::clear_error). Touches neither the writer nor
     /// the other readers; consumes nothing; takes precedence over the
-    /// writer's error.
-    pub fn set_error(&mut self, errno: i32) {
+    /// writer's error. A later call replaces the errno.
+    ///
+    /// `errno` must be in `1..=`[`MAX_ERRNO`](super::MAX_ERRNO), else
+    /// [`PipeError::InvalidErrno`] and nothing changes.
+    pub fn set_error(&mut self, errno: i32) -> Result<(), PipeError> {
+        if !valid_errno(errno) {
+            return Err(PipeError::InvalidErrno { errno });
+        }
         self.cur.error = Some(errno);
+        Ok(())
     }
 
     /// Clears this reader's error; reading resumes where it stopped.

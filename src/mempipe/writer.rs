@@ -528,10 +528,10 @@ impl<S: PipeStorage> Writer<S> {
     ///
     /// Arguments (decode them with [`PipeEvent::from_arg`]): after every
     /// non-empty write, the bytes it wrote (`>= 0`, saturated at
-    /// `i32::MAX`); on failure, `-errno` (`errno` in `1..=4095`: `EPIPE`
+    /// `i64::MAX`); on failure, `-errno` (`errno` in `1..=4095`: `EPIPE`
     /// for a broken pipe, `ENOSPC` for a full pipe that cannot drain, or
     /// the one given to [`set_error`](Self::set_error)); on a clean close,
-    /// [`CLOSED_ARG`](super::CLOSED_ARG) (`i32::MIN`).
+    /// [`CLOSED_ARG`](super::CLOSED_ARG) (`i64::MIN`).
     pub fn handle(&self) -> Handle {
         self.shared.handle
     }
