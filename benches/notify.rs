@@ -20,11 +20,14 @@
 //!
 //! Two-thread times are per operation per thread: each thread does `iters`
 //! notifies, started together behind a barrier, and the slowest thread's
-//! time is reported (see `common::run_threads`).
+//! time is reported (see `common::run_threads`). The two threads are pinned
+//! to two different CPUs; a parallelism probe printed before the groups
+//! (`probe_notify.json` for the report) says whether those two CPUs really
+//! ran at once.
 
 mod common;
 
-use common::{CRATE, Sketch, run_threads};
+use common::{CRATE, Sketch, parallelism_probe, run_threads};
 use criterion::{Criterion, criterion_group, criterion_main};
 use crossbeam_utils::CachePadded;
 use notification_queue::{Config, Handle, NotificationQueue};
@@ -183,6 +186,7 @@ fn two_threads(c: &mut Criterion, same: bool) {
 }
 
 fn two_threads_same(c: &mut Criterion) {
+    parallelism_probe("notify");
     two_threads(c, true);
 }
 

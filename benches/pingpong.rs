@@ -27,12 +27,11 @@
 
 mod common;
 
-use common::CRATE;
+use common::{CRATE, cpu_count, parallelism_probe, pin, unpin};
 use criterion::{Criterion, criterion_group, criterion_main};
 use notification_queue::{Config, NotificationQueue, QueueError};
 use std::sync::{Condvar, Mutex};
 use std::thread;
-use std::time::Instant;
 
 /// Where the two threads of a ping-pong run: CPU of the bench (ping)
 /// thread and CPU of the echo thread.
@@ -41,82 +40,6 @@ struct Placement {
     name: &'static str,
     ping: usize,
     echo: usize,
-}
-
-/// Restricts the calling thread to `cpus` (Linux `sched_setaffinity`; a
-/// no-op elsewhere or where the OS refuses).
-fn set_cpus(cpus: impl IntoIterator<Item = usize>) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: `cpu_set_t` is plain data and all-zero is the empty set;
-    // `CPU_SET` only writes bits below `CPU_SETSIZE` (checked), and
-    // `sched_setaffinity` reads `size_of::<cpu_set_t>()` bytes of `set`.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in cpus {
-            if cpu < libc::CPU_SETSIZE as usize {
-                libc::CPU_SET(cpu, &mut set);
-            }
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cpus.into_iter();
-}
-
-/// Pins the calling thread to `cpu`.
-fn pin(cpu: usize) {
-    set_cpus([cpu]);
-}
-
-/// Lets the calling thread run on every CPU again.
-fn unpin() {
-    set_cpus(0..libc::CPU_SETSIZE as usize);
-}
-
-/// CPUs this process may use.
-fn cpu_count() -> usize {
-    thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Two threads' time for a fixed amount of private work, pinned to two
-/// CPUs, over one thread's time for the same work alone.
-fn parallelism_probe() -> f64 {
-    fn work() -> u64 {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..50_000_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-        x
-    }
-    let one = {
-        let t = thread::spawn(|| {
-            pin(0);
-            let t0 = Instant::now();
-            std::hint::black_box(work());
-            t0.elapsed()
-        });
-        t.join().unwrap_or_default()
-    };
-    let two = {
-        let ts: Vec<_> = [0, 1]
-            .into_iter()
-            .map(|cpu| {
-                thread::spawn(move || {
-                    pin(cpu);
-                    let t0 = Instant::now();
-                    std::hint::black_box(work());
-                    t0.elapsed()
-                })
-            })
-            .collect();
-        ts.into_iter()
-            .map(|t| t.join().unwrap_or_default())
-            .max()
-            .unwrap_or_default()
-    };
-    two.as_secs_f64() / one.as_secs_f64().max(1e-9)
 }
 
 fn crate_pingpong(
@@ -267,10 +190,7 @@ fn pingpong(c: &mut Criterion) {
             ping: 0,
             echo: 1,
         });
-        println!(
-            "parallelism probe: two threads on two CPUs take {:.2}x one thread's time",
-            parallelism_probe()
-        );
+        parallelism_probe("pingpong");
     }
     for at in placements {
         let mut g = c.benchmark_group(format!("pingpong_roundtrip/{}", at.name));

@@ -1,34 +1,152 @@
 //! A fixed workload for counting instructions with cachegrind
-//! (`scripts/cachegrind.sh`): `N` idle notifies (nobody waiting) on one
-//! handle, `N` bare `fetch_add`s for the floor, or `N` idle notifies of a
-//! peer (`event_listener::Event::notify(usize::MAX)`,
-//! `tokio::sync::Notify::notify_waiters`).
+//! (`scripts/cachegrind.sh`): `N` operations of one scenario, for this crate
+//! and for its peers.
+//!
+//! Scenarios (`MODE`, with `K` where it applies):
+//! - idle notify, nobody waiting, `N` notifies: `notify` (this crate),
+//!   `fetch_add` (a bare `AtomicU64::fetch_add`, the floor),
+//!   `event_listener` (`Event::notify(usize::MAX)`), `tokio_notify`
+//!   (`Notify::notify_waiters`);
+//! - wake, `N` cycles of `K` waiters each (create `K` wait futures, poll
+//!   each to `Pending`, notify once, poll each to `Ready`, drop them), on a
+//!   hand-rolled executor with a counting waker: `wake_crate`
+//!   (`wait` + `notify`), `wake_tokio` (`notified` + `notify_waiters`),
+//!   `wake_event_listener` (`listen` + `notify(usize::MAX)`);
+//! - fan-out, `N` sends to `K` subscribers, each batch of 256 sends followed
+//!   by draining every subscriber: `fanout_crate` (`notify` to `K`
+//!   keep-newest subscriptions of capacity 256, `try_recv`),
+//!   `fanout_tokio` (`broadcast::channel(256)` with `K` receivers, `send`,
+//!   `try_recv`).
 //!
 //! ```text
 //! cargo run --release --example notify_fastpath -- notify 1000000
-//! cargo run --release --example notify_fastpath -- fetch_add 1000000
+//! cargo run --release --example notify_fastpath -- wake_crate 10000 16
+//! cargo run --release --example notify_fastpath -- fanout_tokio 100000 8
 //! ```
 //!
-//! The script runs each mode with `N` and `2N` and divides the difference of
-//! the instruction totals by `N`, so set-up and tear-down cancel out.
+//! Every run checks its work (every notify accepted, every waiter woken and
+//! ready, every value delivered to every subscriber) and exits non-zero if
+//! it was not all done. The script runs each mode with `N` and `2N` and
+//! divides the difference of the instruction totals by `N` (by `N * K` for
+//! a per-waiter or per-delivery figure), so set-up and tear-down cancel out.
 
-use notification_queue::{Config, NotificationQueue};
+use notification_queue::{Config, NotificationQueue, Subscription};
+use std::future::Future;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Wake, Waker};
+
+const MODES: &str = "notify | fetch_add | event_listener | tokio_notify | \
+                     wake_crate | wake_tokio | wake_event_listener | fanout_crate | fanout_tokio";
+
+/// Sends per batch in the fan-out scenario (and every ring's capacity, so
+/// nothing is ever overwritten).
+const BATCH: u64 = 256;
+
+/// Counts wakes.
+#[derive(Default)]
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Relaxed: a statistic read by the same thread after the wake.
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Polls every future of `futs` once; returns how many were ready.
+///
+/// # Safety
+///
+/// The futures must not move until dropped in place: the caller reserves
+/// the `Vec`'s capacity before filling it and only `clear`s it.
+unsafe fn poll_all<F: Future>(futs: &mut [F], cx: &mut Context<'_>) -> usize {
+    let mut ready = 0;
+    for f in futs.iter_mut() {
+        // SAFETY: per this function's contract the future stays where it is
+        // until it is dropped in place.
+        let f = unsafe { Pin::new_unchecked(f) };
+        ready += f.poll(cx).is_ready() as usize;
+    }
+    ready
+}
+
+/// `n` wake cycles of `k` waiters made by `make`, woken by `notify`;
+/// returns how many waiters completed (woken once and ready).
+fn wake_cycles<F: Future>(
+    n: u64,
+    k: usize,
+    mut make: impl FnMut() -> F,
+    mut notify: impl FnMut(),
+) -> u64 {
+    let counter = Arc::new(CountingWaker::default());
+    let waker = Waker::from(counter.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut futs = Vec::with_capacity(k);
+    let mut done = 0u64;
+    for _ in 0..n {
+        let before = counter.0.load(Ordering::Relaxed);
+        futs.extend((0..k).map(|_| make()));
+        // SAFETY: `futs` reserved `k` slots above and is only cleared
+        // (drop in place) below, so no future moves after being polled.
+        let early = unsafe { poll_all(&mut futs, &mut cx) };
+        notify();
+        // SAFETY: as above.
+        let ready = unsafe { poll_all(&mut futs, &mut cx) };
+        futs.clear();
+        let woken = counter.0.load(Ordering::Relaxed) - before;
+        if early == 0 && ready == k && woken == k {
+            done += k as u64;
+        }
+    }
+    done
+}
+
+/// `n` sends in batches of [`BATCH`], each batch followed by `drain`;
+/// returns the deliveries `drain` reported.
+fn fanout(n: u64, mut send: impl FnMut(i64), mut drain: impl FnMut() -> u64) -> u64 {
+    let mut left = n;
+    let mut delivered = 0;
+    while left > 0 {
+        let b = left.min(BATCH);
+        for i in 0..b {
+            send(black_box(i as i64));
+        }
+        delivered += drain();
+        left -= b;
+    }
+    delivered
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("usage: notify_fastpath [{MODES}] [N] [K]: {msg}");
+    std::process::exit(2);
+}
+
+fn arg<T: std::str::FromStr>(a: Option<String>, default: T) -> T
+where
+    T::Err: std::fmt::Display,
+{
+    match a.map(|s| s.parse::<T>()) {
+        None => default,
+        Some(Ok(v)) => v,
+        Some(Err(e)) => usage(&e.to_string()),
+    }
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "notify".into());
-    let n: u64 = match args.next().map(|s| s.parse()) {
-        Some(Ok(n)) => n,
-        None => 1_000_000,
-        Some(Err(e)) => {
-            eprintln!(
-                "usage: notify_fastpath [notify|fetch_add|event_listener|tokio_notify] [N]: {e}"
-            );
-            std::process::exit(2);
-        }
-    };
+    let n: u64 = arg(args.next(), 1_000_000);
+    let k: usize = arg(args.next(), 1);
+    if k == 0 {
+        usage("K must be at least 1");
+    }
     let queue = NotificationQueue::new(Config::default());
     let handle = match queue.register("fastpath") {
         Ok(h) => h,
@@ -38,44 +156,120 @@ fn main() {
         }
     };
     let counter = AtomicU64::new(0);
-    let mut ok = 0u64;
-    match mode.as_str() {
+    // Operations done and checked, against the operations asked for.
+    let (ok, expected) = match mode.as_str() {
         "notify" => {
+            let mut ok = 0u64;
             for _ in 0..n {
                 ok += queue.notify(black_box(handle), black_box(1)).is_ok() as u64;
             }
+            (ok, n)
         }
         "event_listener" => {
             let event = event_listener::Event::new();
             for _ in 0..n {
                 black_box(black_box(&event).notify(black_box(usize::MAX)));
-                ok += 1;
             }
+            (n, n)
         }
         "tokio_notify" => {
             let notify = tokio::sync::Notify::new();
             for _ in 0..n {
                 black_box(&notify).notify_waiters();
-                ok += 1;
             }
+            (n, n)
         }
         "fetch_add" => {
             for _ in 0..n {
                 // Relaxed: the floor being counted; nothing pairs with it.
                 black_box(counter.fetch_add(black_box(1), Ordering::Relaxed));
-                ok += 1;
             }
+            (n, n)
         }
-        other => {
-            eprintln!(
-                "unknown mode {other:?} (notify | fetch_add | event_listener | tokio_notify)"
+        "wake_crate" => {
+            let woken = wake_cycles(
+                n,
+                k,
+                || queue.wait(handle),
+                || {
+                    black_box(queue.notify(handle, 1).ok());
+                },
             );
-            std::process::exit(2);
+            (woken, n * k as u64)
         }
-    }
-    if ok != n {
-        eprintln!("only {ok} of {n} operations succeeded");
+        "wake_tokio" => {
+            let notify = tokio::sync::Notify::new();
+            let woken = wake_cycles(n, k, || notify.notified(), || notify.notify_waiters());
+            (woken, n * k as u64)
+        }
+        "wake_event_listener" => {
+            let event = event_listener::Event::new();
+            let woken = wake_cycles(
+                n,
+                k,
+                || event.listen(),
+                || {
+                    black_box(event.notify(usize::MAX));
+                },
+            );
+            (woken, n * k as u64)
+        }
+        "fanout_crate" => {
+            let mut subs: Vec<Subscription> = Vec::with_capacity(k);
+            for _ in 0..k {
+                match queue.subscribe(handle, BATCH as usize, "fanout") {
+                    Ok(s) => subs.push(s),
+                    Err(e) => {
+                        eprintln!("subscribe: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+            let delivered = fanout(
+                n,
+                |v| {
+                    black_box(queue.notify(handle, v).ok());
+                },
+                || {
+                    let mut got = 0;
+                    for s in subs.iter_mut() {
+                        while let Ok(v) = s.try_recv() {
+                            black_box(v);
+                            got += 1;
+                        }
+                    }
+                    got
+                },
+            );
+            (delivered, n * k as u64)
+        }
+        "fanout_tokio" => {
+            let (tx, rx0) = tokio::sync::broadcast::channel::<i64>(BATCH as usize);
+            let mut rxs: Vec<_> = (1..k).map(|_| tx.subscribe()).collect();
+            rxs.push(rx0);
+            let delivered = fanout(
+                n,
+                |v| {
+                    black_box(tx.send(v).is_ok());
+                },
+                || {
+                    let mut got = 0;
+                    for rx in rxs.iter_mut() {
+                        while let Ok(v) = rx.try_recv() {
+                            black_box(v);
+                            got += 1;
+                        }
+                    }
+                    got
+                },
+            );
+            (delivered, n * k as u64)
+        }
+        other => usage(&format!("unknown mode {other:?}")),
+    };
+    if ok != expected {
+        eprintln!("{mode}: only {ok} of {expected} operations completed");
         std::process::exit(1);
     }
-    println!("{mode}: {n} operations");
+    println!("{mode}: {n} x {k} operations");
 }

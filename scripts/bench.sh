@@ -28,11 +28,11 @@ fi
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 OUT_DIR="${CRITERION_HOME:-$TARGET_DIR/criterion}"
 mkdir -p "$OUT_DIR"
-cmd="cargo bench${*:+ -- $*}"
+cmd="cargo bench${*:+ --bench '*' -- $*}"
 # Build first so compile time is not part of the run's duration.
 cargo bench --no-run
 start=$(date +%s)
-cargo bench -- "$@"
+cargo bench --bench '*' -- "$@"   # criterion binaries only: the libtest harnesses reject criterion flags
 end=$(date +%s)
 commit="${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 if [[ -z "${BENCH_COMMIT:-}" && -n "$(git status --porcelain -- src benches 2>/dev/null)" ]]; then

@@ -10,6 +10,12 @@
 //! - [`run_threads`]: runs one closure per thread, started together behind
 //!   a barrier, and returns the slowest thread's time: the way two-thread
 //!   benches turn `iters` operations per thread into a time per operation.
+//!   Thread `t` is pinned to CPU `t % cpus`, so with two CPUs the two
+//!   threads always run on two different CPUs.
+//! - [`pin`], [`unpin`], [`parallelism_probe`]: thread placement for the
+//!   two-thread benches, and a measure of how parallel two CPUs really are
+//!   (printed, and written to `<criterion dir>/probe_<bench>.json` for the
+//!   report).
 #![allow(dead_code)] // each bench binary uses a different subset
 
 use criterion::Criterion;
@@ -115,8 +121,9 @@ impl Wake for CountingWaker {
     }
 }
 
-/// Runs `work(thread_index, iters)` on `threads` fresh threads that start
-/// together (barrier) and returns the longest time any of them took.
+/// Runs `work(thread_index, iters)` on `threads` fresh threads, thread `t`
+/// pinned to CPU `t % cpus`, that start together (barrier) and returns the
+/// longest time any of them took.
 ///
 /// Each thread does `iters` operations, so the result divided by `iters` is
 /// the time one operation takes while the other threads run the same loop.
@@ -130,6 +137,7 @@ where
             .map(|t| {
                 let (barrier, work) = (&barrier, &work);
                 s.spawn(move || {
+                    pin(t % cpu_count());
                     barrier.wait();
                     let start = Instant::now();
                     work(t, iters);
@@ -143,4 +151,99 @@ where
             .max()
             .unwrap_or_default()
     })
+}
+
+/// Restricts the calling thread to `cpus` (Linux `sched_setaffinity`; a
+/// no-op elsewhere or where the OS refuses).
+pub fn set_cpus(cpus: impl IntoIterator<Item = usize>) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `cpu_set_t` is plain data and all-zero is the empty set;
+    // `CPU_SET` only writes bits below `CPU_SETSIZE` (checked), and
+    // `sched_setaffinity` reads `size_of::<cpu_set_t>()` bytes of `set`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            if cpu < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu, &mut set);
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cpus.into_iter();
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin(cpu: usize) {
+    set_cpus([cpu]);
+}
+
+/// Lets the calling thread run on every CPU again.
+pub fn unpin() {
+    set_cpus(0..libc::CPU_SETSIZE as usize);
+}
+
+/// CPUs this process may use.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Two threads' time for a fixed amount of private pure-compute work (no
+/// memory traffic), pinned to CPUs 0 and 1, over one thread's time for the
+/// same work alone on CPU 0: 1.0 on two idle cores, up to 2.0 when the host
+/// time-shares the two vCPUs (or other processes hold a CPU). `None` with
+/// fewer than two CPUs. Printed with `what` and written to
+/// `<criterion dir>/probe_<what>.json`, so the report shows it beside the two-thread groups.
+pub fn parallelism_probe(what: &str) -> Option<f64> {
+    fn work() -> u64 {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..50_000_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        x
+    }
+    fn timed(cpu: usize) -> Duration {
+        pin(cpu);
+        let t0 = Instant::now();
+        std::hint::black_box(work());
+        t0.elapsed()
+    }
+    if cpu_count() < 2 {
+        println!("parallelism probe ({what}): one CPU only, two-CPU placement not run");
+        return None;
+    }
+    let one = std::thread::scope(|s| s.spawn(|| timed(0)).join().unwrap_or_default());
+    let two = std::thread::scope(|s| {
+        let a = s.spawn(|| timed(0));
+        let b = s.spawn(|| timed(1));
+        [a, b]
+            .into_iter()
+            .map(|t| t.join().unwrap_or_default())
+            .max()
+            .unwrap_or_default()
+    });
+    let ratio = two.as_secs_f64() / one.as_secs_f64().max(1e-9);
+    println!(
+        "parallelism probe ({what}): two threads on two CPUs take {ratio:.2}x one thread's time \
+         (1.00 = truly parallel, 2.00 = time-shared)"
+    );
+    let dir = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(|d| std::path::PathBuf::from(d).join("criterion"))
+        })
+        .unwrap_or_else(|| "target/criterion".into());
+    let json = format!(
+        "{{\n  \"ratio\": {ratio:.3},\n  \"one_thread_ms\": {:.1},\n  \"two_threads_ms\": {:.1},\n  \"bench\": \"{what}\"\n}}\n",
+        one.as_secs_f64() * 1e3,
+        two.as_secs_f64() * 1e3
+    );
+    let path = dir.join(format!("probe_{what}.json"));
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, json)) {
+        eprintln!("probe: could not write {}: {e}", path.display());
+    }
+    Some(ratio)
 }
