@@ -30,6 +30,7 @@ use super::buffer::{ReaderSlot, Segment, WriterState};
 use super::{PipeError, Shared};
 use crate::sync::park;
 use crate::sync::{Arc, Ordering, fence};
+use crate::trace;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -317,6 +318,8 @@ impl Reader {
     /// writer's error.
     pub fn set_error(&mut self, errno: i32) {
         self.cur.error = Some(errno);
+        let shared = &self.shared;
+        trace::pipe_reader_failed(shared.handle, &shared.hint, self.cur.slot.id, errno);
     }
 
     /// Clears this reader's error; reading resumes where it stopped.
