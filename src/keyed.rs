@@ -154,22 +154,29 @@ impl<K: Eq + Hash, S: BuildHasher + Clone> KeyedQueue<K, S> {
         // Converted before locking: a user's `Into` is client code.
         let hint: Hint = hint.into();
         // The shard stays locked across the queue's `register` (which runs
-        // no client code), so racing registrations of one key serialise.
-        match self.map.entry(key) {
+        // no client code; its event is emitted after the shard is
+        // released), so racing registrations of one key serialise.
+        let (result, event) = match self.map.entry(key) {
             Entry::Occupied(mut e) => {
                 if self.queue.is_registered(*e.get()) {
                     return Err(QueueError::DuplicateKey);
                 }
-                let handle = self.queue.register(hint)?;
-                e.insert(handle);
-                Ok(handle)
+                let (result, event) = self.queue.inner.register_quiet(hint);
+                if let Ok(handle) = result {
+                    e.insert(handle);
+                }
+                (result, event)
             }
             Entry::Vacant(e) => {
-                let handle = self.queue.register(hint)?;
-                e.insert(handle);
-                Ok(handle)
+                let (result, event) = self.queue.inner.register_quiet(hint);
+                if let Ok(handle) = result {
+                    e.insert(handle);
+                }
+                (result, event)
             }
-        }
+        };
+        event.emit();
+        result
     }
 
     /// Unregisters `key`'s handle: waits on it complete with

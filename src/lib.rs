@@ -74,6 +74,8 @@ mod queue;
 /// Layer 2: one queue's shared state and its operations.
 mod state;
 mod sync;
+/// Layer 0: the events of the optional `tracing` feature (empty without it).
+mod trace;
 
 pub use client::subscription::{Recv, Subscription};
 pub use client::wait::Wait;

@@ -8,6 +8,7 @@ use crate::primitives::slots::Handle;
 use crate::state::Inner;
 use crate::sync::park;
 use crate::sync::{Arc, Hint, Ordering, fence};
+use crate::trace;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -135,8 +136,13 @@ impl Subscription {
             return Err(TryRecvError::Closed);
         }
         let r = self.ring.recv(&mut self.head);
-        if r == Err(TryRecvError::Closed) {
-            self.closed = true;
+        match r {
+            Err(TryRecvError::Closed) => self.closed = true,
+            Err(TryRecvError::Lagged(n)) => {
+                let (inner, handle) = (&self.inner, self.handle);
+                trace::lagged(handle, || inner.hint_of(handle), &self.ring.hint, n);
+            }
+            _ => {}
         }
         r
     }

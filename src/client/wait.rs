@@ -16,6 +16,7 @@ use crate::primitives::slots::{Handle, Slot};
 use crate::state::{Inner, Notified, Snapshot};
 use crate::sync::park;
 use crate::sync::{Arc, Hint, Ordering};
+use crate::trace;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -270,7 +271,10 @@ impl<'a> Wait<'a> {
             };
             let Some((index, entry)) = list.claim() else {
                 let limit = self.inner.config.max_waiters_per_handle;
-                return Poll::Ready(Err(QueueError::WaiterLimit { limit }));
+                let err = QueueError::WaiterLimit { limit };
+                let (inner, handle) = (&*self.inner, self.handle);
+                trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
+                return Poll::Ready(Err(err));
             };
             if let Some(hint) = &self.hint {
                 list.set_hint(index, Some(hint.clone()));

@@ -104,6 +104,7 @@ pub use table::{PipeInfo, PipeInfoState, PipeTable};
 pub use writer::Writer;
 
 use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Hint, Mutex, Ordering};
+use crate::trace;
 use crate::{Handle, NotificationQueue};
 use buffer::{Published, ReaderSlot, Segment, SpaceWait};
 use crossbeam_utils::CachePadded;
@@ -205,6 +206,8 @@ struct Shared {
     queue: NotificationQueue,
     /// The writer's handle (unregistered on close or failure).
     handle: Handle,
+    /// The handle's hint (for events, also after it is unregistered).
+    hint: Hint,
     /// What readers poll (one cache line).
     published: CachePadded<Published>,
     /// Oldest segment still in the chain. Readers load it only when created
@@ -232,6 +235,19 @@ impl Shared {
     fn footprint(&self) -> usize {
         // Relaxed: a statistic.
         self.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Reports a refused operation (call with no lock held).
+    fn trace_refused(&self, e: &PipeError) {
+        trace::pipe_refused(Some(self.handle.into()), &self.hint, e.errno(), e);
+    }
+
+    /// Reports the writer's terminal event (call with no lock held).
+    fn trace_end(&self, event: PipeEvent, cause: &'static str) {
+        match event {
+            PipeEvent::Failed(errno) => trace::pipe_failed(self.handle, &self.hint, errno, cause),
+            _ => trace::pipe_closed(self.handle, &self.hint),
+        }
     }
 }
 
@@ -291,6 +307,15 @@ impl ReaderFactory {
     }
 
     fn make_reader(&self, hint: Option<Hint>) -> Result<Reader, PipeError> {
+        let made = self.make_reader_locked(hint);
+        if let Err(e) = &made {
+            // After the slot list's lock is released.
+            self.shared.trace_refused(e);
+        }
+        made
+    }
+
+    fn make_reader_locked(&self, hint: Option<Hint>) -> Result<Reader, PipeError> {
         let shared = &self.shared;
         let limit = shared.limits.max_readers;
         // Relaxed: a unique number, nothing is published with it.
@@ -414,6 +439,33 @@ pub fn pipe_with_storage<S: PipeStorage>(
     build(queue, hint.into(), limits, storage, Vec::new())
 }
 
+/// Makes the pipe ([`make`], reporting a refusal), then copies in the
+/// initial bytes that were not adopted.
+fn build<S: PipeStorage>(
+    queue: &NotificationQueue,
+    hint: Hint,
+    limits: Limits,
+    storage: S,
+    initial: Vec<u8>,
+) -> Result<(Writer<S>, ReaderFactory), PipeError> {
+    let (mut writer, factory, copy) = match make(queue, &hint, limits, storage, initial) {
+        Ok(made) => made,
+        Err(e) => {
+            trace::pipe_refused(None, &hint, e.errno(), &e);
+            return Err(e);
+        }
+    };
+    // Copied in as a first write (no reader exists yet, nothing is sealed:
+    // only the allocator can refuse it, which the writer reports; the
+    // caller checked the limit).
+    let mut rest = &copy[..];
+    while !rest.is_empty() {
+        let n = writer.write(rest)?;
+        rest = rest.get(n..).unwrap_or_default();
+    }
+    Ok((writer, factory))
+}
+
 /// [`pipe`] whose stream starts with `initial` (readers read it first; it
 /// counts as written). The bytes are adopted without a copy when they fit
 /// one segment and their capacity holds a whole segment
@@ -441,22 +493,28 @@ pub fn pipe_with_bytes(
     limits: Limits,
     initial: Vec<u8>,
 ) -> Result<(Writer, ReaderFactory), PipeError> {
+    let hint = hint.into();
     if initial.len() as u64 > limits.max_bytes {
-        return Err(PipeError::InvalidLimit {
+        let e = PipeError::InvalidLimit {
             name: "initial bytes",
             value: initial.len() as u64,
-        });
+        };
+        trace::pipe_refused(None, &hint, e.errno(), &e);
+        return Err(e);
     }
-    build(queue, hint.into(), limits, NoStorage, initial)
+    build(queue, hint, limits, NoStorage, initial)
 }
 
-fn build<S: PipeStorage>(
+/// The writer and the factory, and the initial bytes left to copy in.
+type Made<S> = (Writer<S>, ReaderFactory, Vec<u8>);
+
+fn make<S: PipeStorage>(
     queue: &NotificationQueue,
-    hint: Hint,
+    hint: &Hint,
     limits: Limits,
     storage: S,
     initial: Vec<u8>,
-) -> Result<(Writer<S>, ReaderFactory), PipeError> {
+) -> Result<Made<S>, PipeError> {
     limits.validate(queue)?;
     let seg = limits.segment_size;
     let segments = limits.initial_capacity.div_ceil(seg).max(1);
@@ -486,7 +544,7 @@ fn build<S: PipeStorage>(
         }
     };
     let handle = buffer::alloc_segments(&mut pool, extra, seg)
-        .and_then(|()| queue.register(hint).map_err(PipeError::from));
+        .and_then(|()| queue.register(hint.clone()).map_err(PipeError::from));
     let handle = match handle {
         Ok(h) => h,
         Err(e) => {
@@ -498,6 +556,7 @@ fn build<S: PipeStorage>(
     let shared = Arc::new(Shared {
         queue: queue.clone(),
         handle,
+        hint: hint.clone(),
         published: CachePadded::new(Published {
             committed: AtomicU64::new(0),
             state: AtomicU64::new(buffer::OPEN),
@@ -517,12 +576,5 @@ fn build<S: PipeStorage>(
     if adopted > 0 {
         writer.adopted(adopted as u64);
     }
-    // Copied in as a first write (no reader exists yet, nothing is sealed:
-    // only the allocator can refuse it; the caller checked the limit).
-    let mut rest = &copy[..];
-    while !rest.is_empty() {
-        let n = writer.write(rest)?;
-        rest = rest.get(n..).unwrap_or_default();
-    }
-    Ok((writer, factory))
+    Ok((writer, factory, copy))
 }

@@ -31,6 +31,7 @@ use super::event::valid_errno;
 use super::{PipeError, Shared};
 use crate::sync::park;
 use crate::sync::{Arc, Ordering, fence};
+use crate::trace;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -325,6 +326,8 @@ impl Reader {
             return Err(PipeError::InvalidErrno { errno });
         }
         self.cur.error = Some(errno);
+        let shared = &self.shared;
+        trace::pipe_reader_failed(shared.handle, &shared.hint, self.cur.slot.id, errno);
         Ok(())
     }
 

@@ -244,7 +244,7 @@ impl<S: PipeStorage> SharedWriter<S> {
     /// room).
     fn write_now(&self, buf: &[u8]) -> Option<Result<usize, PipeError>> {
         let mut w = self.lock();
-        let got = match w.write(buf) {
+        let got = match w.try_write(buf) {
             Err(PipeError::Full { .. }) if w.state() == WriterState::Open => return None,
             got => got,
         };

@@ -108,12 +108,22 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
     /// A key whose writer exists already is [`PipeError::Exists`]; an
     /// abandoned key gets a new pipe. Errors of [`pipe`] pass through.
     pub fn create_writer(&self, key: K) -> Result<Writer, PipeError> {
-        let mut map = self.lock();
-        if let Some(Entry::Live(_)) = map.get(&key) {
+        if let Some(Entry::Live(_)) = self.lock().get(&key) {
             return Err(PipeError::Exists);
         }
+        // Made with the map unlocked: making (or dropping) a pipe registers
+        // (unregisters) a handle, which emits events and runs wakers.
         let (writer, factory) = pipe(&self.queue, "pipe-table", self.limits)?;
-        try_reserve_map(&mut map)?;
+        let mut map = self.lock();
+        if let Some(Entry::Live(_)) = map.get(&key) {
+            // Another writer was created meanwhile: ours goes, unlocked.
+            drop(map);
+            return Err(PipeError::Exists);
+        }
+        if let Err(e) = try_reserve_map(&mut map) {
+            drop(map);
+            return Err(e);
+        }
         let old = map.insert(key, Entry::Live(factory));
         drop(map);
         if let Some(Entry::Latent(wakers)) = old {

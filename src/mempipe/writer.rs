@@ -108,8 +108,10 @@ pub(super) struct Deferred {
     wakers: Vec<Waker>,
     /// Bytes committed since the last delivery (one coalesced notify).
     data: u64,
-    /// The terminal event, if the writer finished.
-    end: Option<PipeEvent>,
+    /// The terminal event, if the writer finished, and why.
+    end: Option<(PipeEvent, &'static str)>,
+    /// A refusal to report (`Full`, `OutOfMemory`).
+    refused: Option<PipeError>,
 }
 
 impl Deferred {
@@ -121,13 +123,17 @@ impl Deferred {
         for w in self.wakers.drain(..) {
             w.wake();
         }
+        if let Some(e) = self.refused.take() {
+            shared.trace_refused(&e);
+        }
         if self.data > 0 {
             let data = core::mem::take(&mut self.data);
             let _ = shared
                 .queue
                 .notify(shared.handle, PipeEvent::Data(data).to_arg());
         }
-        if let Some(end) = self.end.take() {
+        if let Some((end, cause)) = self.end.take() {
+            shared.trace_end(end, cause);
             let _ = shared.queue.notify(shared.handle, end.to_arg());
             let _ = shared.queue.unregister(shared.handle);
         }
@@ -219,13 +225,33 @@ impl<S: PipeStorage> Writer<S> {
     /// - The allocator refuses a segment the write needs:
     ///   [`PipeError::OutOfMemory`], and nothing of `buf` is written.
     pub fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        match self.try_write(buf) {
+            // Only the non-waiting write reports `Full` (for the waiting
+            // forms it means "wait").
+            Err(e @ PipeError::Full { .. }) => Err(self.refused(e)),
+            r => r,
+        }
+    }
+
+    /// Reports a refusal now, or after the shared writer's lock is
+    /// released; returns it.
+    fn refused(&mut self, e: PipeError) -> PipeError {
+        match &mut self.deferred {
+            Some(d) => d.refused = Some(e),
+            None => self.shared.trace_refused(&e),
+        }
+        e
+    }
+
+    /// [`write`](Self::write) without reporting `Full`.
+    pub(super) fn try_write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         self.check_writable()?;
         if buf.is_empty() {
             return Ok(0);
         }
         if self.no_readers_left() {
             self.broken = true;
-            self.finish(WriterState::Failed(EPIPE));
+            self.finish(WriterState::Failed(EPIPE), "broken_pipe");
             return Err(PipeError::BrokenPipe { writer_errno: None });
         }
         let mut room = self.room();
@@ -235,7 +261,7 @@ impl<S: PipeStorage> Writer<S> {
             if room == 0 {
                 if !self.sealed {
                     // Every byte is kept: nothing will ever free room.
-                    self.finish(WriterState::Failed(ENOSPC));
+                    self.finish(WriterState::Failed(ENOSPC), "full");
                 }
                 return Err(PipeError::Full {
                     limit: self.shared.limits.max_bytes,
@@ -249,12 +275,14 @@ impl<S: PipeStorage> Writer<S> {
         let need = self.segments_needed(n);
         if need > 0 {
             self.reclaim();
-            self.reserve(need)?;
+            if let Err(e) = self.reserve(need) {
+                return Err(self.refused(e));
+            }
         }
         // The storage keeps the bytes before any reader can see them.
         if let Err(errno) = self.storage.append(self.written, now) {
             let errno = storage_errno(errno);
-            self.finish(WriterState::Failed(errno));
+            self.finish(WriterState::Failed(errno), "storage");
             return Err(PipeError::Storage { errno });
         }
         let n = self.append(now);
@@ -328,7 +356,7 @@ impl<S: PipeStorage> Writer<S> {
         deadline: park::Deadline,
     ) -> Result<usize, PipeError> {
         // The common case first: room now, no waker needed.
-        match self.write(buf) {
+        match self.try_write(buf) {
             Err(PipeError::Full { .. }) if self.state == WriterState::Open => {}
             done => return done,
         }
@@ -353,14 +381,14 @@ impl<S: PipeStorage> Writer<S> {
         waker: &Waker,
         buf: &[u8],
     ) -> Poll<Result<usize, PipeError>> {
-        match self.write(buf) {
+        match self.try_write(buf) {
             Err(PipeError::Full { .. }) if self.state == WriterState::Open => {}
             done => return Poll::Ready(done),
         }
         // Full in streaming mode: arm, then retry (it reloads every
         // reader's position after the fence in `arm`).
         self.shared.space.arm(waker);
-        match self.write(buf) {
+        match self.try_write(buf) {
             Err(PipeError::Full { .. }) if self.state == WriterState::Open => Poll::Pending,
             done => {
                 self.shared.space.disarm();
@@ -405,10 +433,10 @@ impl<S: PipeStorage> Writer<S> {
         if self.state == WriterState::Open {
             if let Err(errno) = self.storage.flush() {
                 let errno = storage_errno(errno);
-                self.finish(WriterState::Failed(errno));
+                self.finish(WriterState::Failed(errno), "storage");
                 return Err(PipeError::Storage { errno });
             }
-            self.finish(WriterState::Closed);
+            self.finish(WriterState::Closed, "close");
         }
         Ok(())
     }
@@ -427,11 +455,12 @@ impl<S: PipeStorage> Writer<S> {
             return Err(PipeError::InvalidErrno { errno });
         }
         self.check_writable()?;
-        self.finish(WriterState::Failed(errno));
+        self.finish(WriterState::Failed(errno), "set_error");
         Ok(())
     }
 
-    fn finish(&mut self, state: WriterState) {
+    /// Enters the terminal `state` (`cause` names why, for events).
+    fn finish(&mut self, state: WriterState, cause: &'static str) {
         self.state = state;
         // Release: after the last commit; a reader that Acquire-loads the
         // terminal state and then reloads `committed` sees the final length.
@@ -445,9 +474,10 @@ impl<S: PipeStorage> Writer<S> {
             _ => PipeEvent::Closed,
         };
         if let Some(d) = &mut self.deferred {
-            d.end = Some(event);
+            d.end = Some((event, cause));
             return;
         }
+        self.shared.trace_end(event, cause);
         let _ = self.shared.queue.notify(self.shared.handle, event.to_arg());
         // Wakes every waiter with `Closed`; frees the handle for the queue.
         let _ = self.shared.queue.unregister(self.shared.handle);

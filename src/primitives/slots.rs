@@ -50,6 +50,16 @@ pub struct Handle {
     pub(crate) generation: u32,
 }
 
+impl From<Handle> for crate::trace::HandleId {
+    fn from(h: Handle) -> Self {
+        Self {
+            queue: h.queue,
+            index: h.index,
+            generation: h.generation,
+        }
+    }
+}
+
 impl Handle {
     /// The slot index (stable for this handle's life; reused afterwards).
     pub fn index(&self) -> u32 {

@@ -52,6 +52,7 @@ use crate::primitives::eventcount::{self, SUBSCRIBED, WakeBatch};
 use crate::primitives::ring::{MAX_RING, Overflow, Ring, SubscriberInfo, SubscriberList};
 use crate::primitives::slots::{Handle, Slot};
 use crate::sync::{Arc, Collector, Hint, Ordering, fence};
+use crate::trace;
 use alloc::vec::Vec;
 
 /// Publishes `rings` as the slot's list (null if empty) and returns the old
@@ -117,7 +118,7 @@ fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
 /// that blocks does not hold back the reclamation of every other handle's
 /// retired lists. Only past `WakeBatch` capacity sleeping receivers is a
 /// reference to the list taken (two RMWs) to wake the rest unpinned.
-pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i64, inner: &Inner) -> usize {
+pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &Inner) -> usize {
     let mut batch = WakeBatch::new();
     let (stored, rest) = {
         let _guard = crate::sync::pin(&inner.collector);
@@ -180,7 +181,7 @@ pub(crate) fn deliver(slot: &Slot, prev: u64, arg: i64, inner: &Inner) -> usize 
             }
         }
     }
-    inner.note_panics(panicked);
+    inner.note_panics(handle, panicked);
     stored
 }
 
@@ -209,7 +210,7 @@ fn current_list(slot: &Slot, collector: &Collector) -> Option<Arc<SubscriberList
 /// rings (closed, so it counts its value as dropped) rather than nothing.
 /// Each ring leaves the list when its `Subscription` is dropped; the next
 /// owner's first subscribe replaces a list of an older generation.
-pub(crate) fn close_all(slot: &Slot, inner: &Inner) {
+pub(crate) fn close_all(slot: &Slot, handle: Handle, inner: &Inner) {
     // No lock: a subscriber whose generation-checked CAS succeeded installed
     // its list before that CAS, which the unregister's CAS (before this
     // call) read, so this load sees its list or a later one built from it.
@@ -222,7 +223,7 @@ pub(crate) fn close_all(slot: &Slot, inner: &Inner) {
     for ring in l.rings.iter() {
         panicked += ring.close() as u64;
     }
-    inner.note_panics(panicked);
+    inner.note_panics(handle, panicked);
 }
 
 /// Subscribers of `handle` for the debug dump.
@@ -294,10 +295,12 @@ impl Inner {
         let inner = self;
         let max = inner.config.max_subscriber_capacity.min(MAX_RING);
         if options.capacity == 0 || options.capacity > max {
-            return Err(QueueError::InvalidCapacity {
+            let err = QueueError::InvalidCapacity {
                 requested: options.capacity,
                 max,
-            });
+            };
+            trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
+            return Err(err);
         }
         let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
         let ring = Arc::new(Ring::new(options.capacity, options.overflow, options.hint));
@@ -347,6 +350,9 @@ impl Inner {
         })();
         drop(leftover);
         retire_lists(&unlinked, &inner.collector);
+        if let Err(err @ QueueError::SubscriberLimit { .. }) = outcome {
+            trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
+        }
         outcome?;
         Ok(ring)
     }

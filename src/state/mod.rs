@@ -20,6 +20,7 @@ use crate::primitives::eventcount::{self, ListPool, WaiterList};
 use crate::primitives::slots::{Handle, Slot, SlotTable};
 use crate::sync::reclaim;
 use crate::sync::{Arc, AtomicU64, Collector, Guard, Hint, Ordering};
+use crate::trace;
 use crossbeam_utils::CachePadded;
 
 /// Waiter lists kept for reuse beyond the configured reserve: enough that a
@@ -187,13 +188,25 @@ impl Inner {
     }
 
     pub(crate) fn register(&self, hint: Hint) -> Result<Handle, QueueError> {
+        let (result, event) = self.register_quiet(hint);
+        event.emit();
+        result
+    }
+
+    /// `register` that leaves its event to the caller, to emit once it
+    /// holds no lock (the keyed layer registers under a map lock).
+    pub(crate) fn register_quiet(
+        &self,
+        hint: Hint,
+    ) -> (Result<Handle, QueueError>, trace::Deferred) {
         let inner = self;
         let limit = inner.config.max_handles.min(u32::MAX as usize);
         let mut reg = inner.table.lock_registry();
         if reg.live >= limit {
-            return Err(QueueError::HandleLimit {
+            let err = QueueError::HandleLimit {
                 limit: inner.config.max_handles,
-            });
+            };
+            return (Err(err), trace::Deferred::refused(err, &hint));
         }
         let index = match reg.free.pop_front() {
             Some(i) => i,
@@ -208,7 +221,8 @@ impl Inner {
         let Some(slot) = inner.table.slot_at(index) else {
             // Unreachable: `ensure_bucket` ran for every index handed out.
             reg.free.push_front(index);
-            return Err(QueueError::HandleLimit { limit });
+            let err = QueueError::HandleLimit { limit };
+            return (Err(err), trace::Deferred::refused(err, &hint));
         };
         // Relaxed: only the registry-lock holder changes a free slot's
         // generation; racing RMWs from stale users cannot change it.
@@ -218,14 +232,33 @@ impl Inner {
         slot.state
             .store(eventcount::fresh(generation), Ordering::Release);
         reg.live += 1;
-        if let Some(h) = reg.hints.get_mut(index as usize) {
-            *h = Some(hint);
-        }
-        Ok(Handle {
+        let handle = Handle {
             queue: inner.table.id,
             index,
             generation,
-        })
+        };
+        let event = trace::Deferred::registered(handle, &hint);
+        if let Some(h) = reg.hints.get_mut(index as usize) {
+            *h = Some(hint);
+        }
+        (Ok(handle), event)
+    }
+
+    /// The hint `handle` was registered with, while it is registered (or
+    /// until its unregister has finished); for events.
+    pub(crate) fn hint_of(&self, handle: Handle) -> Option<Hint> {
+        let slot = self.table.slot(handle)?;
+        let reg = self.table.lock_registry();
+        // Relaxed: the registry lock orders this with register and with
+        // the end of unregister, which change the hint under it.
+        let generation = eventcount::generation(slot.state.load(Ordering::Relaxed));
+        // A retired generation keeps its hint until unregister clears it.
+        if generation != handle.generation
+            && generation != (handle.generation.wrapping_add(1) & eventcount::GEN_MASK)
+        {
+            return None;
+        }
+        reg.hints.get(handle.index as usize).cloned().flatten()
     }
 
     pub(crate) fn unregister(&self, handle: Handle) -> Result<(), QueueError> {
@@ -264,13 +297,13 @@ impl Inner {
             // SAFETY: the swap moved the slot's strong count to us, so the
             // list is alive until we retire it below.
             let count = unsafe { &*list }.wake_all();
-            inner.note_wakes(count);
+            inner.note_wakes(handle, count);
         }
         if !list.is_null() {
             let guard = crate::sync::pin(&inner.collector);
             inner.retire_waiters(list, &guard);
         }
-        fanout::close_all(slot, inner);
+        fanout::close_all(slot, handle, inner);
         // Relaxed: a statistic.
         inner.counters.closes.fetch_add(1, Ordering::Relaxed);
         let mut reg = inner.table.lock_registry();
@@ -278,9 +311,10 @@ impl Inner {
         reg.retired_notifications = reg
             .retired_notifications
             .wrapping_add(eventcount::sequence(cur));
-        if let Some(h) = reg.hints.get_mut(handle.index as usize) {
-            *h = None;
-        }
+        let hint = reg
+            .hints
+            .get_mut(handle.index as usize)
+            .and_then(Option::take);
         if handle.generation.saturating_add(2) <= inner.config.generation_limit {
             reg.free.push_back(handle.index);
         } else {
@@ -288,6 +322,8 @@ impl Inner {
             // handle can equal a stale one.
             reg.exhausted += 1;
         }
+        drop(reg);
+        trace::unregistered(handle, hint.as_ref());
         Ok(())
     }
 
@@ -320,7 +356,7 @@ impl Inner {
         if !eventcount::needs_slow_path(cur) {
             return Ok(0);
         }
-        Ok(inner.notify_slow(slot, cur, arg))
+        Ok(inner.notify_slow(slot, handle, cur, arg))
     }
 
     pub(crate) fn snapshot(&self, handle: Handle) -> Result<Snapshot, QueueError> {
@@ -427,7 +463,7 @@ impl Inner {
 impl Inner {
     #[cold]
     #[inline(never)]
-    fn notify_slow(&self, slot: &Slot, prev: u64, arg: i64) -> usize {
+    fn notify_slow(&self, slot: &Slot, handle: Handle, prev: u64, arg: i64) -> usize {
         // Relaxed: statistic.
         self.counters.slow_notifies.fetch_add(1, Ordering::Relaxed);
         let mut n = 0;
@@ -460,11 +496,11 @@ impl Inner {
                     None => break,
                 }
             }
-            self.note_wakes(count);
+            self.note_wakes(handle, count);
             n += count.woken;
         }
         if prev & eventcount::SUBSCRIBED != 0 {
-            n += fanout::deliver(slot, prev, arg, self);
+            n += fanout::deliver(slot, handle, prev, arg, self);
         }
         n
     }
@@ -515,7 +551,7 @@ impl Inner {
                     // waking it.
                     let more = batch.is_full();
                     let count = batch.wake();
-                    self.note_wakes(count);
+                    self.note_wakes(handle, count);
                     done += got;
                     seen_claims = Some(claims);
                     if done >= n || !more {
@@ -588,23 +624,25 @@ impl Inner {
         }
     }
 
-    pub(crate) fn note_wakes(&self, count: eventcount::WakeCount) {
+    pub(crate) fn note_wakes(&self, handle: Handle, count: eventcount::WakeCount) {
         // Relaxed: statistics.
         if count.woken > 0 {
             self.counters
                 .wakes
                 .fetch_add(count.woken as u64, Ordering::Relaxed);
         }
-        self.note_panics(count.panicked as u64);
+        self.note_panics(handle, count.panicked as u64);
     }
 
-    /// Counts wakers that panicked (caught; the others still woke).
-    pub(crate) fn note_panics(&self, panicked: u64) {
+    /// Counts wakers of `handle` that panicked (caught; the others still
+    /// woke). Called with no lock held.
+    pub(crate) fn note_panics(&self, handle: Handle, panicked: u64) {
         if panicked > 0 {
             // Relaxed: a statistic.
             self.counters
                 .waker_panics
                 .fetch_add(panicked, Ordering::Relaxed);
+            trace::wakers_panicked(handle, || self.hint_of(handle), panicked);
         }
     }
 
