@@ -352,3 +352,32 @@ fn keyed_notify_one_and_owned_wait() {
     assert!(matches!(keyed.wait_owned(&2), Err(QueueError::UnknownKey)));
     assert_eq!(keyed.notify_one(&2, 1), Err(QueueError::UnknownKey));
 }
+
+/// A wait that a plain notify already completed (woken, not yet polled
+/// again) is not waiting any more: `notify_one` passes it by and completes
+/// the wait that still sleeps. Choosing the completed one would turn two
+/// wakes into one and leave the sleeper asleep.
+#[test]
+fn notify_one_after_notify_completes_the_wait_still_sleeping() {
+    let (q, h) = setup();
+    let (ca, wa) = CountingWaker::new();
+    let (cb, wb) = CountingWaker::new();
+    let mut a = q.wait(h);
+    assert!(poll_once(&mut a, &wa).is_pending());
+    assert_eq!(q.notify(h, 1), Ok(1));
+    assert_eq!(ca.count(), 1);
+    let mut b = q.wait(h);
+    assert!(poll_once(&mut b, &wb).is_pending());
+    assert_eq!(q.notify_one(h, 2), Ok(1));
+    assert_eq!(cb.count(), 1, "the sleeping wait was not woken");
+    assert_eq!(arg_if_ready(&mut b, &wb), Some(2));
+    // The first wait reports the plain notify it was woken for.
+    let got = match poll_once(&mut a, &wa) {
+        Poll::Ready(r) => r.unwrap(),
+        Poll::Pending => panic!("a notified wait must complete"),
+    };
+    assert_eq!((got.arg, got.coalesced), (1, 1));
+    // Nothing was left over: no permit, so the next wait sleeps.
+    let mut c = q.wait(h);
+    assert!(poll_once(&mut c, &wa).is_pending());
+}

@@ -269,7 +269,7 @@ impl<'a> Wait<'a> {
                         .unwrap_or(Err(QueueError::Closed)),
                 );
             };
-            let Some((index, entry)) = list.claim() else {
+            let Some((index, entry)) = list.claim(start) else {
                 let limit = self.inner.config.max_waiters_per_handle;
                 let err = QueueError::WaiterLimit { limit };
                 let (inner, handle) = (&*self.inner, self.handle);

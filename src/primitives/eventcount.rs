@@ -231,6 +231,8 @@ const FIRST: usize = 4;
 // registration order `notify_one` serves first in, first out. The ticket in
 // every non-free state also keeps a CAS from matching a later owner's state.
 //
+// - `RESERVED`: just taken by a claimer, which stores its snapshot in the
+//   entry's cell and then publishes `CLAIMED` (no one else touches it).
 // - `CLAIMED`: owned by a pending wait.
 // - `NOTIFYING`: a `notify_one` chose it and is storing its argument.
 // - `NOTIFIED`: the argument is stored; the owner completes with it, or
@@ -244,6 +246,7 @@ const CLAIMED: u64 = 1;
 const NOTIFYING: u64 = 2;
 const NOTIFIED: u64 = 3;
 const ABANDONED: u64 = 4;
+const RESERVED: u64 = 5;
 
 #[inline(always)]
 const fn tag(state: u64) -> u64 {
@@ -263,8 +266,11 @@ pub(crate) struct Entry {
     /// entry until it (or, for `ABANDONED`, the notifier) stores `FREE`.
     state: AtomicU64,
     pub(crate) waker: AtomicWaker,
-    /// The argument of the `notify_one` that moved the entry to `NOTIFIED`,
-    /// written while it was `NOTIFYING` (only by that notifier).
+    /// While `CLAIMED`: the owner's snapshot sequence (stored while
+    /// `RESERVED`), so `notify_one` can pass by a wait that a plain notify
+    /// has completed already. From `NOTIFYING` on: the argument of the
+    /// `notify_one` that moved the entry to `NOTIFIED`, written only by
+    /// that notifier. (One cell for both keeps an entry at 40 bytes.)
     arg: AtomicI64,
 }
 
@@ -523,19 +529,29 @@ impl WaiterList {
 
     /// Claims a free entry: its index and the entry. `None` when `limit`
     /// entries are allocated and none was free during the scan.
-    pub(crate) fn claim(&self) -> Option<(usize, &Entry)> {
+    ///
+    /// `start` is the claiming wait's snapshot sequence.
+    pub(crate) fn claim(&self, start: u64) -> Option<(usize, &Entry)> {
         // Relaxed: the ticket only orders claims among themselves (each
         // claim takes a distinct, increasing one); it is published with the
         // entry's state by the claim CAS.
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
-        let claimed = (ticket << TAG_BITS) | CLAIMED;
+        let reserved = (ticket << TAG_BITS) | RESERVED;
         loop {
             // Relaxed: a hint only; correctness rests on the CAS per entry.
-            let start = self.next_free.load(Ordering::Relaxed);
+            let from = self.next_free.load(Ordering::Relaxed);
             let found = self
-                .claim_in(start, usize::MAX, claimed)
-                .or_else(|| self.claim_in(0, start, claimed));
+                .claim_in(from, usize::MAX, reserved)
+                .or_else(|| self.claim_in(0, from, reserved));
             if let Some((index, entry)) = found {
+                // Relaxed: published by the Release store below.
+                entry.arg.store(start as i64, Ordering::Relaxed);
+                // Release: a notifier that Acquire-loads `CLAIMED` reads our
+                // snapshot (see `oldest_claimed`). A plain store: nobody
+                // else writes a `RESERVED` entry.
+                entry
+                    .state
+                    .store(with_tag(reserved, CLAIMED), Ordering::Release);
                 // Release: a notifier that Acquire-loads this count before
                 // its scan sees our claim in the scan; one that loads it
                 // after its permit CAS sees it when our registration CAS
@@ -640,14 +656,23 @@ impl WaiterList {
     }
 
     /// The claimed entry with the smallest ticket and its state.
-    fn oldest_claimed(&self) -> Option<(usize, &Entry, u64)> {
+    fn oldest_claimed(&self, sequence: u64) -> Option<(usize, &Entry, u64)> {
         // Relaxed: ordered by the Acquire on `claims` in `notify_oldest`.
         let high = self.high.load(Ordering::Relaxed);
         let mut best: Option<(usize, &Entry, u64)> = None;
         for (index, entry) in self.entries_from(0).take_while(|&(i, _)| i < high) {
-            // Relaxed: a candidate only; the CAS in `notify_oldest` checks it.
-            let state = entry.state.load(Ordering::Relaxed);
-            if tag(state) == CLAIMED && best.is_none_or(|(_, _, b)| state < b) {
+            // Acquire: pairs with the claimer's Release store of `CLAIMED`,
+            // so the snapshot read below is that owner's (a later owner's
+            // entry has another ticket: the CAS in `notify_oldest` fails).
+            let state = entry.state.load(Ordering::Acquire);
+            if tag(state) != CLAIMED || best.is_some_and(|(_, _, b)| state > b) {
+                continue;
+            }
+            // Relaxed: ordered by the Acquire load above.
+            let start = entry.arg.load(Ordering::Relaxed) as u64;
+            // A wait whose snapshot is behind the sequence was completed by
+            // a plain notify (it reports that when polled): not waiting.
+            if start == sequence {
                 best = Some((index, entry, state));
             }
         }
@@ -665,10 +690,16 @@ impl WaiterList {
     /// that CAS, and takes the permit, or before it, and then its claim,
     /// counted before its RMW, is visible after the caller's CAS (which
     /// reads the RMW's release sequence with Acquire), so the count moved.
+    ///
+    /// `sequence` is the handle's sequence as the caller last read it: only
+    /// waits from that snapshot are still waiting (an older one was
+    /// completed by a plain notify since; if the sequence moved on after the
+    /// caller's read, its permit CAS fails and it scans again).
     pub(crate) fn notify_oldest(
         &self,
         max: usize,
         arg: i64,
+        sequence: u64,
         batch: &mut WakeBatch,
     ) -> (usize, u64) {
         // Acquire: pairs with the claimer's Release count, so the scan sees
@@ -676,7 +707,7 @@ impl WaiterList {
         let claims = self.claims.load(Ordering::Acquire);
         let mut done = 0;
         while done < max && !batch.is_full() {
-            let Some((index, entry, state)) = self.oldest_claimed() else {
+            let Some((index, entry, state)) = self.oldest_claimed(sequence) else {
                 break;
             };
             // Acquire: we read the entry's cells after taking it over.
@@ -974,11 +1005,11 @@ mod tests {
     #[test]
     fn claim_respects_limit_and_reuses() {
         let list = WaiterList::new(1, 20);
-        let got: Vec<_> = (0..20).map(|_| list.claim().unwrap()).collect();
+        let got: Vec<_> = (0..20).map(|_| list.claim(0).unwrap()).collect();
         let mut indices: Vec<_> = got.iter().map(|(i, _)| *i).collect();
         indices.sort();
         assert_eq!(indices, (0..20).collect::<Vec<_>>());
-        assert!(list.claim().is_none());
+        assert!(list.claim(0).is_none());
         assert_eq!(list.len(), 20);
         // 4 + 8 + 8 (the last chunk is cut at the limit).
         assert_eq!(
@@ -987,15 +1018,15 @@ mod tests {
         );
         let (i, e) = got[3];
         assert_eq!(list.release(i, e, false), None);
-        assert_eq!(list.claim().map(|(j, _)| j), Some(i));
+        assert_eq!(list.claim(0).map(|(j, _)| j), Some(i));
         assert_eq!(list.high.load(Ordering::Relaxed), 20);
     }
 
     #[test]
     fn hints_follow_their_entries() {
         let list = WaiterList::new(1, 8);
-        let (a, ea) = list.claim().unwrap();
-        let (b, _) = list.claim().unwrap();
+        let (a, ea) = list.claim(0).unwrap();
+        let (b, _) = list.claim(0).unwrap();
         list.set_hint(a, Some("a".into()));
         assert_eq!(list.hints(), [Some("a".into()), None]);
         assert_eq!(list.release(a, ea, true), None);
@@ -1006,7 +1037,7 @@ mod tests {
     #[test]
     fn zero_limit_list_never_claims() {
         let list = WaiterList::new(1, 0);
-        assert!(list.claim().is_none());
+        assert!(list.claim(0).is_none());
         assert_eq!(list.len(), 0);
     }
 }

@@ -542,7 +542,7 @@ impl Inner {
                         // released through `retire`, after this pin ends.
                         match unsafe { list.as_ref() } {
                             Some(list) if list.generation == handle.generation => {
-                                list.notify_oldest(n - done, arg, &mut batch)
+                                list.notify_oldest(n - done, arg, eventcount::sequence(word), &mut batch)
                             }
                             _ => (0, 0),
                         }
