@@ -1,5 +1,8 @@
 //! The `mempipe_demo` binary: the user's check and its flags.
 
+// The binary needs `std` (`required-features` in Cargo.toml).
+#![cfg(feature = "std")]
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 

@@ -4,6 +4,9 @@
 //! lock is held while client code (wakers) runs; and the races of register,
 //! unregister, notify and wait on one key.
 
+// The keyed layer needs `std` (it is built on a concurrent map).
+#![cfg(feature = "std")]
+
 mod common;
 
 use common::{CountingWaker, poll_once};

@@ -1,6 +1,6 @@
 //! MemPipe back-pressure in streaming mode: writes that wait for space.
 
-use notification_queue::mempipe::{ENOSPC, Limits, PipeError, Reader, WriterState, pipe};
+use notification_queue::mempipe::{ENOSPC, Limits, PipeError, Reader, pipe};
 use notification_queue::{Config, NotificationQueue};
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
-use std::time::{Duration, Instant};
 
 fn queue() -> NotificationQueue {
     NotificationQueue::new(Config::default())
@@ -29,6 +28,7 @@ fn read_all(mut r: Reader) -> Result<Vec<u8>, PipeError> {
     }
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn std_io_write_all_waits_for_a_slow_reader() {
     let q = queue();
@@ -162,8 +162,11 @@ fn blocking_write_wakes_when_a_reader_thread_drains() {
     assert_eq!(reader.join().unwrap().unwrap(), expect);
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn write_timeout_and_deadline_time_out_writing_nothing() {
+    use notification_queue::mempipe::WriterState;
+    use std::time::{Duration, Instant};
     let q = queue();
     let (mut w, f) = pipe(
         &q,
@@ -199,8 +202,11 @@ fn waiting_write_while_keeping_everything_fails_with_enospc_at_once() {
     assert_eq!(w.write_wait(&[0u8; 10]), Ok(8));
     assert_eq!(w.write_wait(b"x"), Err(PipeError::Full { limit: 8 }));
     assert_eq!(w.error(), Some(ENOSPC));
-    let e = std::io::Write::write_all(&mut w, b"y").unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::Other);
+    #[cfg(feature = "std")]
+    {
+        let e = std::io::Write::write_all(&mut w, b"y").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::Other);
+    }
 }
 
 #[test]
@@ -211,7 +217,10 @@ fn streaming_limit_below_a_segment_still_flows() {
     f.seal();
     let reader = thread::spawn(move || read_all(r));
     let data = stream(4096);
+    #[cfg(feature = "std")]
     std::io::Write::write_all(&mut w, &data).unwrap();
+    #[cfg(not(feature = "std"))]
+    embedded_io::Write::write_all(&mut w, &data).unwrap();
     w.close().unwrap();
     assert_eq!(reader.join().unwrap().unwrap(), data);
 }

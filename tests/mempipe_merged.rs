@@ -1,5 +1,7 @@
 //! MemPipe's MergedReader: several pipes read as one stream, in order.
 
+mod common;
+
 use notification_queue::mempipe::{Limits, MergedReader, PipeError, pipe};
 use notification_queue::{Config, NotificationQueue};
 
@@ -34,9 +36,7 @@ fn pipes_are_drained_in_order_then_eof() {
     assert_eq!(m.read(&mut []), Ok(0), "an empty read is not EOF");
     assert_eq!(m.remaining(), 2);
     ws[2].close().unwrap();
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut m, &mut rest).unwrap();
-    assert_eq!(rest, b"<2>");
+    assert_eq!(common::read_to_end(&mut m), b"<2>");
     assert_eq!(m.remaining(), 0);
     assert_eq!(m.try_read(&mut buf), Ok(Some(0)));
 }
@@ -70,11 +70,7 @@ fn blocking_read_waits_for_the_current_pipe() {
     let (mut w1, f1) = pipe(&q, "a", Limits::default()).unwrap();
     let (mut w2, f2) = pipe(&q, "b", Limits::default()).unwrap();
     let mut m = MergedReader::new([f1.reader().unwrap(), f2.reader().unwrap()]);
-    let t = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut m, &mut out).unwrap();
-        out
-    });
+    let t = std::thread::spawn(move || common::read_to_end(&mut m));
     w2.write(b"second").unwrap();
     w2.close().unwrap();
     w1.write(b"first ").unwrap();

@@ -1,6 +1,8 @@
 //! MemPipe error rules: what subscribers are told, sticky EPIPE, a full pipe
 //! that can never drain, invalid errnos.
 
+mod common;
+
 use notification_queue::mempipe::{
     CLOSED_ARG, EINVAL, ENOSPC, EPIPE, Limits, MAX_ERRNO, PipeError, PipeEvent, Reader, pipe,
 };
@@ -28,7 +30,7 @@ fn drain(r: &mut Reader) -> (Vec<u8>, Result<(), PipeError>) {
     let mut out = Vec::new();
     let mut buf = [0u8; 7];
     loop {
-        match r.read_timeout(&mut buf, Duration::from_secs(5)) {
+        match common::read_timeout(r, &mut buf, Duration::from_secs(5)) {
             Ok(0) => return (out, Ok(())),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) => return (out, Err(e)),

@@ -1,6 +1,8 @@
 //! MemPipe storage: a writer's `PipeStorage`, and initial bytes adopted
 //! without a copy.
 
+mod common;
+
 use notification_queue::mempipe::{
     EIO, Limits, PipeError, PipeEvent, PipeStorage, WriterState, pipe_with_bytes, pipe_with_storage,
 };
@@ -94,9 +96,7 @@ fn storage_keeps_exactly_what_readers_see_and_is_flushed_on_close() {
     w.close().unwrap();
     assert_eq!(w.storage().kept, b"0123456789");
     assert!(w.storage().flushed);
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut r, &mut out).unwrap();
-    assert_eq!(out, w.storage().kept);
+    assert_eq!(common::read_to_end(&mut r), w.storage().kept);
 }
 
 #[test]
@@ -177,9 +177,7 @@ fn initial_bytes_that_fit_a_segment_are_adopted_without_allocating_one() {
     let mut r = f.reader().unwrap();
     w.write(b"!").unwrap();
     w.close().unwrap();
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut r, &mut out).unwrap();
-    assert_eq!(out, b"from the caller!");
+    assert_eq!(common::read_to_end(&mut r), b"from the caller!");
 }
 
 #[test]
@@ -191,9 +189,7 @@ fn initial_bytes_beyond_a_segment_are_copied_and_beyond_the_limit_refused() {
     assert_eq!(w.tell(), 100);
     let mut r = f.reader().unwrap();
     drop(w);
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut r, &mut out).unwrap();
-    assert_eq!(out, data);
+    assert_eq!(common::read_to_end(&mut r), data);
     assert_eq!(
         pipe_with_bytes(&q, "big", limits, vec![0; 101]).unwrap_err(),
         PipeError::InvalidLimit {

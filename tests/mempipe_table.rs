@@ -1,5 +1,8 @@
 //! MemPipe's PipeTable: latent pipes keyed by the caller's ids.
 
+// The pipe table needs `std`.
+#![cfg(feature = "std")]
+
 use notification_queue::mempipe::{
     ENXIO, Limits, PipeError, PipeInfoState, PipeTable, ReaderInfo, WriterState,
 };

@@ -2,6 +2,8 @@
 //! other readers of the pipe do: a reader sleeps in a slot of its own, not
 //! in the writer handle's (limited) waiter list.
 
+mod common;
+
 use futures::executor::block_on;
 use notification_queue::mempipe::{Limits, PipeError, Reader, Writer, pipe};
 use notification_queue::{Config, NotificationQueue, QueueError, Wait};
@@ -67,13 +69,13 @@ fn timed_read_waits_while_others_hold_every_handle_waiter() {
     let mut buf = [0u8; 8];
     // The reader really waits (and times out), instead of failing at once.
     assert_eq!(
-        r.read_timeout(&mut buf, Duration::from_millis(20)),
+        common::read_timeout(&mut r, &mut buf, Duration::from_millis(20)),
         Err(PipeError::TimedOut)
     );
     // A blocking reader on another thread is woken by the write.
     let t = thread::spawn(move || {
         let mut buf = [0u8; 8];
-        let n = r.read_timeout(&mut buf, Duration::from_secs(30)).unwrap();
+        let n = common::read_timeout(&mut r, &mut buf, Duration::from_secs(30)).unwrap();
         (buf[..n].to_vec(), r)
     });
     while w.waiting_readers() == 0 {
@@ -172,7 +174,7 @@ fn leaked_read_futures_do_not_stop_other_readers() {
     // The other reader can still wait, blocking and async.
     let mut buf = [0u8; 4];
     assert_eq!(
-        good.read_timeout(&mut buf, Duration::from_millis(10)),
+        common::read_timeout(&mut good, &mut buf, Duration::from_millis(10)),
         Err(PipeError::TimedOut)
     );
     let (wakes, waker) = counting();

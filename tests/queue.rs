@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::task::{Poll, Waker};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "std")]
+use std::time::Instant;
 
 fn queue() -> NotificationQueue {
     NotificationQueue::new(Config::default())
@@ -90,8 +92,7 @@ fn no_lost_wakeup_stress_million_rounds() {
                             break;
                         }
                         waits += 1;
-                        q.wait_after(snap)
-                            .wait_timeout(limit)
+                        common::wait_timeout(q.wait_after(snap), limit)
                             .unwrap_or_else(|e| panic!("lost wakeup at round {round}: {e}"));
                     }
                     ball.store(want + 1, Ordering::Release);
@@ -286,6 +287,9 @@ fn waiter_limit_is_typed_and_recovers() {
     assert_eq!(z.wait(hz).wait(), Err(QueueError::WaiterLimit { limit: 0 }));
 }
 
+/// With `std` a panicking waker is contained: notify reports the wakes and
+/// counts the panic.
+#[cfg(feature = "std")]
 #[test]
 fn panicking_waker_neither_poisons_nor_blocks_the_others() {
     let q = queue();
@@ -316,6 +320,49 @@ fn panicking_waker_neither_poisons_nor_blocks_the_others() {
     q.unregister(h2).unwrap();
 }
 
+/// Without `std` a panic cannot be caught inside the crate: it unwinds out
+/// of the notify that ran the waker. The other wakers that notify took out
+/// are still woken, every wait sees the notification, and the queue stays
+/// usable.
+#[cfg(not(feature = "std"))]
+#[test]
+fn panicking_waker_unwinds_out_of_notify_but_wakes_the_others() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let panicky = Waker::from(Arc::new(PanickingWaker));
+    let good: Vec<_> = (0..4).map(|_| CountingWaker::new()).collect();
+    let mut waits: Vec<_> = (0..5).map(|_| q.wait(h)).collect();
+    // Put the panicking waker in the middle of the list.
+    for (i, w) in waits.iter_mut().enumerate() {
+        let waker = match i {
+            2 => &panicky,
+            i if i < 2 => &good[i].1,
+            i => &good[i - 1].1,
+        };
+        assert!(poll_once(w, waker).is_pending());
+    }
+    let notified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.notify(h, 3)));
+    assert!(notified.is_err(), "the waker's panic was not propagated");
+    for (count, _) in &good {
+        assert_eq!(count.count(), 1);
+    }
+    let (_, quiet) = CountingWaker::new();
+    for w in &mut waits {
+        match poll_once(w, &quiet) {
+            Poll::Ready(Ok(n)) => assert_eq!(n.arg, 3),
+            other => panic!("a wait missed the notify: {other:?}"),
+        }
+    }
+    // Still fully usable: register, wait, notify, unregister.
+    let h2 = q.register("after").unwrap();
+    let snap = q.snapshot(h2).unwrap();
+    q.notify(h2, 1).unwrap();
+    assert!(q.wait_after(snap).wait().is_ok());
+    q.unregister(h).unwrap();
+    q.unregister(h2).unwrap();
+}
+
+#[cfg(feature = "std")]
 #[test]
 fn timeouts_and_deadlines() {
     let q = queue();
@@ -413,9 +460,7 @@ fn many_notifier_threads_with_a_blocked_waiter_lose_no_wakeup() {
         if done.load(Ordering::Acquire) == target {
             break;
         }
-        q.wait_after(snap)
-            .wait_timeout(Duration::from_secs(10))
-            .unwrap();
+        common::wait_timeout(q.wait_after(snap), Duration::from_secs(10)).unwrap();
     }
     for t in notifiers {
         t.join().unwrap();
@@ -436,7 +481,7 @@ fn unregister_racing_waiters_and_notifiers_never_strands_a_waiter() {
                 thread::spawn(move || {
                     go.wait();
                     loop {
-                        match q.wait(h).wait_timeout(Duration::from_secs(10)) {
+                        match common::wait_timeout(q.wait(h), Duration::from_secs(10)) {
                             Ok(_) => continue,
                             Err(e) => return e,
                         }

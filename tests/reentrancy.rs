@@ -13,6 +13,10 @@
 //! generous `recv_timeout`: a deadlock detector, not synchronisation (a
 //! healthy iteration takes microseconds).
 
+// The planted destructors go through crossbeam-epoch's global collector,
+// which only the `std` build uses (without `std` each queue has its own).
+#![cfg(feature = "std")]
+
 use notification_queue::{
     Config, Handle, NotificationQueue, OwnedHandle, QueueError, Subscription,
 };

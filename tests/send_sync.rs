@@ -4,10 +4,12 @@
 //! executor moves futures between threads, so a non-`Send` future could not
 //! be spawned there at all.
 
-use notification_queue::mempipe::{Limits, PipeError, Reader, ReaderFactory, Writer, pipe};
+use notification_queue::mempipe::{
+    Limits, MergedReader, PipeError, Reader, ReaderFactory, SharedWriter, Writer, pipe,
+};
 use notification_queue::{
-    Config, Handle, HandleInfo, KeyedQueue, Lagged, NotificationQueue, Notified, Overflow,
-    OwnedHandle, QueueError, Recv, RecvError, RecvTimeoutError, Snapshot, Stats, SubscribeOptions,
+    Config, Handle, HandleInfo, Lagged, NotificationQueue, Notified, Overflow, OwnedHandle,
+    QueueError, Recv, RecvError, RecvTimeoutError, Snapshot, Stats, SubscribeOptions,
     SubscriberInfo, Subscription, TryRecvError, Wait, WaiterInfo,
 };
 
@@ -41,9 +43,21 @@ fn queue_types_are_send_and_sync() {
     assert_send_sync::<RecvError>();
     assert_send_sync::<TryRecvError>();
     assert_send_sync::<RecvTimeoutError>();
+}
+
+/// The keyed layer (`std` only).
+#[cfg(feature = "std")]
+#[test]
+fn keyed_types_and_futures_are_send_and_sync() {
+    use notification_queue::KeyedQueue;
     assert_send_sync::<KeyedQueue<u64>>();
     assert_send_sync::<KeyedQueue<i64>>();
     assert_send_sync::<KeyedQueue<String>>();
+    let q = NotificationQueue::new(Config::default());
+    let keyed = KeyedQueue::<u64>::new(q.clone());
+    keyed.register(1, "k").unwrap();
+    let wait = keyed.wait(&1).unwrap();
+    is_send_sync(&wait);
 }
 
 #[test]
@@ -53,6 +67,8 @@ fn mempipe_types_are_send_and_sync() {
     assert_send_sync::<Writer>();
     assert_send_sync::<Reader>();
     assert_send_sync::<ReaderFactory>();
+    assert_send_sync::<SharedWriter>();
+    assert_send_sync::<MergedReader>();
     // Spelled out once more, so a failure names the trait.
     assert_send::<Reader>();
     assert_sync::<Reader>();
@@ -69,10 +85,6 @@ fn queue_futures_are_send() {
     is_send_sync(&recv);
     drop(recv);
     drop(wait);
-    let keyed = KeyedQueue::<u64>::new(q.clone());
-    keyed.register(1, "k").unwrap();
-    let wait = keyed.wait(&1).unwrap();
-    is_send_sync(&wait);
 }
 
 #[test]

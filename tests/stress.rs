@@ -31,7 +31,9 @@
 
 mod common;
 
-use common::{CountingWaker, PanickingWaker, poll_once};
+#[cfg(feature = "std")]
+use common::PanickingWaker;
+use common::{CountingWaker, poll_once};
 use notification_queue::mempipe::{Limits, PipeError, Writer, pipe};
 use notification_queue::{
     Config, Handle, NotificationQueue, Overflow, QueueError, RecvTimeoutError, SubscribeOptions,
@@ -120,6 +122,7 @@ impl MemWindow {
 
 /// Silences the panics the panicking wakers raise on purpose (thousands of
 /// messages otherwise); every other panic goes to the default hook.
+#[cfg(feature = "std")]
 fn quiet_deliberate_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -209,7 +212,7 @@ fn last_notify_wakes_everyone(q: &NotificationQueue, h: Handle, n: usize) {
                 if i % 2 == 1 {
                     notified.wait();
                 }
-                q.wait_after(snap).wait_timeout(LONG)
+                common::wait_timeout(q.wait_after(snap), LONG)
             })
         })
         .collect();
@@ -378,7 +381,10 @@ fn wait_futures_dropped_mid_wait_leave_nothing_behind() {
 }
 
 /// Wakers that panic: every other waiter is still woken, the queue is not
-/// poisoned, the panics are counted, and other handles carry on.
+/// poisoned, the panics are counted, and other handles carry on. (Panic
+/// containment needs `std`; without it see `queue.rs` and
+/// `subscription.rs`.)
+#[cfg(feature = "std")]
 #[test]
 fn panicking_wakers_neither_poison_nor_skip_others() {
     let rounds = 200 * scale();
@@ -525,7 +531,7 @@ fn blocking_waker_case(subscriber: bool) {
         if mem.live().saturating_sub(live_after_warmup) < 64 * 1024 {
             break;
         }
-        crossbeam_epoch::pin().flush();
+        flush_reclamation(&q);
         thread::yield_now();
     }
     let live_stuck = mem.live();
@@ -559,6 +565,24 @@ fn blocking_waker_case(subscriber: bool) {
     report(name, rounds, 3 + THREADS, ns, &mem);
 }
 
+/// Runs a collection of the epoch collector `q` retires into: the global
+/// one with `std`; without `std` the queue's own, which a retire flushes
+/// (a waiter list retired by unregistering a waited-on handle).
+fn flush_reclamation(q: &NotificationQueue) {
+    #[cfg(feature = "std")]
+    {
+        let _ = q;
+        crossbeam_epoch::pin().flush();
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        let h = q.register("flush").unwrap();
+        let mut w = q.wait(h);
+        assert!(poll_once(&mut w, Waker::noop()).is_pending());
+        q.unregister(h).unwrap();
+    }
+}
+
 /// Handles unregistered while being waited on and notified from several
 /// threads, with their slots reused at once: waiters end with a notification
 /// or `Closed` (never hang), notifiers get `Ok` or `StaleHandle`, a stale
@@ -582,7 +606,7 @@ fn unregister_while_waited_and_notified_from_many_threads() {
                     start.wait();
                     let mut seen = [0u64; 3];
                     loop {
-                        match q.wait(h).wait_timeout(LONG) {
+                        match common::wait_timeout(q.wait(h), LONG) {
                             Ok(_) => seen[0] += 1,
                             Err(QueueError::Closed) | Err(QueueError::StaleHandle) => {
                                 seen[1] += 1;
@@ -636,7 +660,10 @@ fn unregister_while_waited_and_notified_from_many_threads() {
             }
         }
         assert_eq!(q.notify(h, 0), Err(QueueError::StaleHandle));
-        assert_eq!(q.wait(h).wait_timeout(LONG), Err(QueueError::StaleHandle));
+        assert_eq!(
+            common::wait_timeout(q.wait(h), LONG),
+            Err(QueueError::StaleHandle)
+        );
         q.unregister(fresh).unwrap();
         // Only the probe's handle may be left, with at most its own waiter.
         assert!(q.stats().waiters <= 1, "round {round}");
@@ -797,7 +824,7 @@ fn subscribers_that_never_read() {
     let reading = thread::spawn(move || {
         let (mut got, mut lagged) = (0u64, 0u64);
         loop {
-            match reader.recv_timeout(LONG) {
+            match common::recv_timeout(&mut reader, LONG) {
                 Ok(_) => got += 1,
                 Err(RecvTimeoutError::Lagged(n)) => lagged += n,
                 Err(RecvTimeoutError::Closed) => return (got, lagged),
@@ -902,7 +929,7 @@ fn readers_that_stop_mid_pipe() {
                     let mut buf = vec![0u8; 1500];
                     let mut pos = 0u64;
                     loop {
-                        match r.read_timeout(&mut buf, LONG) {
+                        match common::read_timeout(&mut r, &mut buf, LONG) {
                             Ok(0) => return pos,
                             Ok(n) => {
                                 for &b in &buf[..n] {

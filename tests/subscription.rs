@@ -137,12 +137,15 @@ fn unregister_ends_subscriptions_after_drain() {
     assert_eq!(sub.len(), 3);
     assert_eq!(sub.try_recv(), Ok(1));
     assert_eq!(sub.recv().wait(), Ok(2));
-    assert_eq!(sub.recv_timeout(Duration::from_secs(5)), Ok(3));
+    assert_eq!(
+        common::recv_timeout(&mut sub, Duration::from_secs(5)),
+        Ok(3)
+    );
     assert_eq!(sub.try_recv(), Err(TryRecvError::Closed));
     assert_eq!(sub.try_recv(), Err(TryRecvError::Closed));
     assert_eq!(sub.recv().wait(), Err(RecvError::Closed));
     assert_eq!(
-        sub.recv_deadline(Instant::now() + Duration::from_secs(5)),
+        common::recv_deadline(&mut sub, Instant::now() + Duration::from_secs(5)),
         Err(RecvTimeoutError::Closed)
     );
     assert_eq!(
@@ -233,7 +236,7 @@ fn many_notifiers_into_one_subscriber_lose_nothing_below_capacity() {
     // Receive concurrently with the notifiers.
     let mut got = Vec::new();
     while got.len() < (THREADS * PER) as usize {
-        match sub.recv_timeout(Duration::from_secs(10)) {
+        match common::recv_timeout(&mut sub, Duration::from_secs(10)) {
             Ok(v) => got.push(v),
             other => panic!("unexpected {other:?} after {} values", got.len()),
         }
@@ -367,6 +370,7 @@ fn async_recv_is_woken_and_cancel_safe() {
     assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(5)));
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn panicking_receiver_waker_does_not_stop_delivery() {
     let q = queue();
@@ -386,6 +390,35 @@ fn panicking_receiver_waker_does_not_stop_delivery() {
     assert_eq!(poll_once(&mut f1, &waker), Poll::Ready(Ok(7)));
 }
 
+/// Without `std` the panic unwinds out of notify (it cannot be caught in
+/// the crate), but the value reached both subscriptions and the other
+/// receiver was still woken.
+#[cfg(not(feature = "std"))]
+#[test]
+fn panicking_receiver_waker_unwinds_but_does_not_stop_delivery() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut bad = q.subscribe(h, 4, "bad").unwrap();
+    let mut good = q.subscribe(h, 4, "good").unwrap();
+    let (count, waker) = CountingWaker::new();
+    let panicking = std::task::Waker::from(Arc::new(PanickingWaker));
+    let mut f1 = bad.recv();
+    assert_eq!(poll_once(&mut f1, &panicking), Poll::Pending);
+    let mut f2 = good.recv();
+    assert_eq!(poll_once(&mut f2, &waker), Poll::Pending);
+    let notified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.notify(h, 7)));
+    assert!(notified.is_err(), "the waker's panic was not propagated");
+    assert_eq!(count.count(), 1);
+    assert_eq!(poll_once(&mut f2, &waker), Poll::Ready(Ok(7)));
+    assert_eq!(poll_once(&mut f1, &waker), Poll::Ready(Ok(7)));
+    // Still usable.
+    drop((f1, f2));
+    assert_eq!(q.notify(h, 8), Ok(2));
+    assert_eq!(bad.try_recv(), Ok(8));
+    assert_eq!(good.try_recv(), Ok(8));
+}
+
+#[cfg(feature = "std")]
 #[test]
 fn recv_timeout_and_deadline_time_out() {
     let q = queue();
@@ -508,6 +541,7 @@ fn dropped_pending_recv_leaves_no_waker_behind() {
 
 /// The same for a blocking receive that times out: it leaves no thread
 /// waker behind.
+#[cfg(feature = "std")]
 #[test]
 fn timed_out_recv_leaves_no_waker_behind() {
     let q = queue();

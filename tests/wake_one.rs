@@ -4,7 +4,7 @@
 mod common;
 
 use common::{CountingWaker, poll_once};
-use notification_queue::{Config, Handle, KeyedQueue, NotificationQueue, QueueError, Wait};
+use notification_queue::{Config, Handle, NotificationQueue, QueueError, Wait};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::task::{Poll, Waker};
@@ -293,7 +293,7 @@ fn racing_blocking_waits_and_notify_one_lose_no_wake() {
     let q2 = q.clone();
     let waiter = thread::spawn(move || {
         for i in 0..ROUNDS {
-            let got = q2.wait(h).wait_timeout(Duration::from_secs(10)).unwrap();
+            let got = common::wait_timeout(q2.wait(h), Duration::from_secs(10)).unwrap();
             assert_eq!(got.arg, i as i64);
             tx.send(()).unwrap();
         }
@@ -319,7 +319,7 @@ fn owned_wait_completes_on_another_thread() {
     let w = q.wait_after_owned(snap);
     drop(q); // the wait keeps the queue alive
     let deadline = Instant::now() + Duration::from_millis(1);
-    assert_eq!(w.wait_deadline(deadline), Err(QueueError::Timeout));
+    assert_eq!(common::wait_deadline(w, deadline), Err(QueueError::Timeout));
 }
 
 #[test]
@@ -341,8 +341,10 @@ fn owned_wait_spawned_on_tokio() {
     notifier.join().unwrap();
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn keyed_notify_one_and_owned_wait() {
+    use notification_queue::KeyedQueue;
     let keyed = KeyedQueue::new(NotificationQueue::new(Config::default()));
     keyed.register(1u64, "one").unwrap();
     let w: Wait<'static> = keyed.wait_owned(&1).unwrap();
