@@ -103,12 +103,13 @@ const _: () = {
     assert_send_sync::<mempipe::PipeTable<u64>>();
 };
 
-/// The README's examples are compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples are compiled and run as doctests (they use the
+/// `std` parts too).
+#[cfg(all(doctest, feature = "std"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
 /// The migration guide's examples are compiled and run as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "std"))]
 #[doc = include_str!("../docs/MIGRATING.md")]
 struct MigratingDoctests;

@@ -40,7 +40,7 @@ pub const ENOMEM: i32 = 12;
 ///
 /// let e = PipeError::Closed;
 /// assert_eq!(e.errno(), EBADF);
-/// assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::BrokenPipe);
+/// assert_eq!(embedded_io::Error::kind(&e), embedded_io::ErrorKind::BrokenPipe);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -21,8 +21,13 @@ use alloc::collections::VecDeque;
 /// w2.close().unwrap();
 /// w1.write(b"hello ").unwrap();
 /// w1.close().unwrap();
-/// let mut out = Vec::new();
-/// std::io::Read::read_to_end(&mut m, &mut out).unwrap();
+/// let (mut out, mut buf) = (Vec::new(), [0u8; 4]);
+/// loop {
+///     match m.read(&mut buf).unwrap() {
+///         0 => break, // EOF of the last pipe
+///         n => out.extend_from_slice(&buf[..n]),
+///     }
+/// }
 /// assert_eq!(out, b"hello world");
 /// ```
 #[derive(Debug, Default)]

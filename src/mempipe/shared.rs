@@ -44,8 +44,13 @@ use core::task::{Context, Poll, Waker};
 ///     .collect();
 /// threads.into_iter().for_each(|t| t.join().unwrap());
 /// w.close().unwrap();
-/// let mut out = Vec::new();
-/// std::io::Read::read_to_end(&mut r, &mut out).unwrap();
+/// let (mut out, mut buf) = (Vec::new(), [0u8; 64]);
+/// loop {
+///     match r.read(&mut buf).unwrap() {
+///         0 => break,
+///         n => out.extend_from_slice(&buf[..n]),
+///     }
+/// }
 /// assert_eq!(out.len(), 200);
 /// assert!(out[..100].iter().all(|&b| b == out[0])); // one run each
 /// ```
