@@ -12,8 +12,10 @@
 //! Registration itself (free list, hints, counts) is cold and sits behind one
 //! mutex that no client code ever runs under.
 
+use super::budget::{Budget, Category};
 use super::eventcount::{self, WaiterList};
 use super::ring::SubscriberList;
+use crate::error::QueueError;
 use crate::sync::{Arc, AtomicI64, AtomicPtr, AtomicU64, Hint, Ordering};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -205,15 +207,22 @@ impl SlotTable {
         Some(unsafe { &*slot })
     }
 
-    /// Makes sure the bucket holding `index` exists. Called under the
-    /// registry lock, so only one thread allocates a bucket.
-    pub(crate) fn ensure_bucket(&self, index: u32) {
+    /// Makes sure the bucket holding `index` exists, charging a new
+    /// bucket's bytes to `budget` first (never released: buckets live as
+    /// long as the queue). Fails, allocating nothing, if the budget refuses.
+    /// Called under the registry lock, so only one thread allocates a
+    /// bucket.
+    pub(crate) fn ensure_bucket(&self, index: u32, budget: &Budget) -> Result<(), QueueError> {
         let (bucket, _) = locate(index);
         let Some(cell) = self.buckets.get(bucket) else {
-            return;
+            return Ok(());
         };
         // Relaxed: only the registry-lock holder stores to bucket pointers.
         if cell.load(Ordering::Relaxed).is_null() {
+            budget.try_charge(
+                Category::Slots,
+                bucket_len(bucket) * core::mem::size_of::<CachePadded<Slot>>(),
+            )?;
             let slots: Box<[CachePadded<Slot>]> = (0..bucket_len(bucket))
                 .map(|_| CachePadded::new(Slot::new()))
                 .collect();
@@ -230,6 +239,7 @@ impl SlotTable {
                 );
             }
         }
+        Ok(())
     }
 
     /// Iterates over every allocated slot with its index.

@@ -19,6 +19,17 @@ pub struct Config {
     pub max_subscribers_per_handle: usize,
     /// Largest buffer a subscription may ask for (default 1 << 16).
     pub max_subscriber_capacity: usize,
+    /// Bytes the queue may hold on behalf of its clients at once (default
+    /// `usize::MAX`: unlimited): slot buckets, waiter lists, subscription
+    /// rings, the segments of pipes on this queue and the entries of
+    /// [`KeyedQueue`](crate::KeyedQueue)s over it, all charged to this one
+    /// budget. An operation that would pass it fails with
+    /// [`QueueError::MemoryBudget`](crate::QueueError::MemoryBudget) (pipes:
+    /// [`PipeError::Queue`](crate::mempipe::PipeError::Queue) carrying it)
+    /// and changes nothing. Notify never allocates and never charges.
+    /// [`Stats::budget`](crate::Stats::budget) reports what is held, by
+    /// category, and the high-water mark.
+    pub memory_budget: usize,
     /// Last generation a slot may be issued with (tests shrink it to reach
     /// slot retirement quickly; see [`Config::slot_generations`]).
     pub(crate) generation_limit: u32,
@@ -31,6 +42,7 @@ impl Default for Config {
             max_waiters_per_handle: 1024,
             max_subscribers_per_handle: 64,
             max_subscriber_capacity: 1 << 16,
+            memory_budget: usize::MAX,
             generation_limit: eventcount::MAX_GENERATION,
         }
     }
@@ -55,6 +67,11 @@ impl Config {
     /// Sets [`Config::max_subscriber_capacity`].
     pub fn max_subscriber_capacity(mut self, n: usize) -> Self {
         self.max_subscriber_capacity = n;
+        self
+    }
+    /// Sets [`Config::memory_budget`] (bytes).
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
         self
     }
     /// How many handles one slot may carry before it is retired for good

@@ -16,6 +16,7 @@ pub use config::Config;
 pub use fanout::SubscribeOptions;
 
 use crate::error::QueueError;
+use crate::primitives::budget::{Budget, BudgetStats};
 use crate::primitives::eventcount::{self, WaiterList};
 use crate::primitives::slots::{Handle, Slot, SlotTable};
 use crate::sync::reclaim::retire;
@@ -40,6 +41,10 @@ pub(crate) struct Inner {
     pub(crate) table: SlotTable,
     pub(crate) counters: Counters,
     pub(crate) collector: Collector,
+    /// What clients' allocations are charged to (`Config::memory_budget`);
+    /// shared with the waiter lists and rings that release into it when
+    /// they are freed, possibly after the queue.
+    pub(crate) budget: Arc<Budget>,
 }
 
 /// A snapshot of the queue's counters ([`NotificationQueue::stats`](crate::NotificationQueue::stats)).
@@ -73,6 +78,9 @@ pub struct Stats {
     /// rings or pipe buffers; see `Subscription::capacity` and
     /// `mempipe::Writer::footprint`).
     pub memory_bytes: usize,
+    /// Bytes held against [`Config::memory_budget`], by category, with the
+    /// high-water mark and the limit.
+    pub budget: BudgetStats,
 }
 
 /// One waiting client, as listed by [`NotificationQueue::waiters`](crate::NotificationQueue::waiters).
@@ -158,6 +166,7 @@ impl Inner {
             table: SlotTable::new(next_queue_id()),
             counters: Counters::default(),
             collector: Collector::new(),
+            budget: Arc::new(Budget::new(config.memory_budget)),
         }
     }
 
@@ -174,7 +183,8 @@ impl Inner {
             Some(i) => i,
             None => {
                 let i = reg.next_fresh;
-                inner.table.ensure_bucket(i);
+                // First, so a refusal leaves the registry as it was.
+                inner.table.ensure_bucket(i, &inner.budget)?;
                 reg.next_fresh += 1;
                 reg.hints.push(None);
                 i
@@ -395,6 +405,7 @@ impl Inner {
             dropped: c.dropped.load(Ordering::Relaxed),
             exhausted_slots,
             memory_bytes: memory,
+            budget: inner.budget.stats(),
         }
     }
 }
@@ -603,13 +614,19 @@ impl Inner {
 
     /// This generation's waiter list, created on first use. Returns a new
     /// strong reference, or `None` if `generation` is no longer the slot's
-    /// (then the wait is over: the caller re-reads the word).
+    /// (then the wait is over: the caller re-reads the word), or
+    /// [`QueueError::MemoryBudget`] if a new list was needed and the budget
+    /// refused it (nothing was allocated).
     ///
     /// A stale caller never replaces or removes a newer generation's list:
     /// generations of a slot only grow (see `eventcount`), so a list of a
     /// newer generation ends the search, and a list this call installed is
     /// taken back out if the generation moved on meanwhile.
-    pub(crate) fn waiter_list(&self, slot: &Slot, generation: u32) -> Option<Arc<WaiterList>> {
+    pub(crate) fn waiter_list(
+        &self,
+        slot: &Slot,
+        generation: u32,
+    ) -> Result<Option<Arc<WaiterList>>, QueueError> {
         let guard = crate::sync::pin(&self.collector);
         loop {
             // Acquire pairs with the Release CAS that installed the list.
@@ -622,22 +639,20 @@ impl Inner {
                     // alive while we are pinned, so adding one is sound.
                     unsafe { Arc::increment_strong_count(cur) };
                     // SAFETY: the count we just added is owned by the result.
-                    return Some(unsafe { Arc::from_raw(cur) });
+                    return Ok(Some(unsafe { Arc::from_raw(cur) }));
                 }
                 if list.generation > generation {
-                    return None;
+                    return Ok(None);
                 }
             }
             // Acquire: a generation change seen here is ordered before the
             // install below, so a list is only installed for a generation
             // that was current after `cur` was read.
             if eventcount::generation(slot.state.load(Ordering::Acquire)) != generation {
-                return None;
+                return Ok(None);
             }
-            let fresh = Arc::new(WaiterList::new(
-                generation,
-                self.config.max_waiters_per_handle,
-            ));
+            let fresh =
+                WaiterList::new(generation, self.config.max_waiters_per_handle, &self.budget)?;
             let raw = Arc::into_raw(fresh.clone()).cast_mut();
             // AcqRel: Release publishes the list's initialisation; Acquire on
             // failure reads the winner's.
@@ -664,9 +679,9 @@ impl Inner {
                             .is_ok()
                     {
                         retire(raw, &guard);
-                        return None;
+                        return Ok(None);
                     }
-                    return Some(fresh);
+                    return Ok(Some(fresh));
                 }
                 Err(_) => {
                     // SAFETY: `raw` was never published; reclaim its count.
