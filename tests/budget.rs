@@ -9,7 +9,7 @@ use common::poll_once;
 use notification_queue::mempipe::{EIO, ENOMEM, PipeError, pipe};
 use notification_queue::mempipe::{Limits, Reader, ReaderFactory, Writer};
 use notification_queue::{
-    BudgetStats, Config, Handle, KeyedQueue, NotificationQueue, QueueError, Subscription, Wait,
+    BudgetStats, Config, Handle, NotificationQueue, QueueError, Subscription, Wait,
 };
 use std::task::{Poll, Waker};
 
@@ -308,8 +308,42 @@ fn pipes_of_one_queue_share_the_budget() {
     assert_eq!(budget(&q).held, bucket);
 }
 
+/// The keyed layer is `std`-only: without it the model's keyed operations
+/// do nothing.
+#[cfg(feature = "std")]
+mod keys {
+    use notification_queue::{KeyedQueue, NotificationQueue, QueueError};
+    pub type Keys = KeyedQueue<u16>;
+    pub fn new(q: &NotificationQueue) -> Keys {
+        KeyedQueue::new(q.clone())
+    }
+    pub fn register(k: &Keys, key: u16) -> Result<(), QueueError> {
+        k.register(key, "k").map(drop)
+    }
+    pub fn unregister(k: &Keys, key: u16) -> Result<(), QueueError> {
+        k.unregister(&key)
+    }
+}
+
+#[cfg(not(feature = "std"))]
+mod keys {
+    use notification_queue::{NotificationQueue, QueueError};
+    pub struct Keys;
+    pub fn new(_: &NotificationQueue) -> Keys {
+        Keys
+    }
+    pub fn register(_: &Keys, _: u16) -> Result<(), QueueError> {
+        Ok(())
+    }
+    pub fn unregister(_: &Keys, _: u16) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "std")]
 #[test]
 fn keyed_entries_refused_at_the_limit_change_nothing() {
+    use notification_queue::KeyedQueue;
     let bucket = first_bucket();
     let entry = {
         let k = KeyedQueue::new(NotificationQueue::new(Config::default()));
@@ -364,7 +398,7 @@ struct World<'a> {
 /// Returns whether the budget refused it.
 fn step<'a>(
     q: &'a NotificationQueue,
-    keyed: &KeyedQueue<u16>,
+    keyed: &keys::Keys,
     w: &mut World<'a>,
     rng: &mut Rng,
 ) -> bool {
@@ -450,8 +484,8 @@ fn step<'a>(
             }
             None => Ok(()),
         },
-        10 => keyed.register(rng.below(64) as u16, "k").map(drop),
-        _ => keyed.unregister(&(rng.below(64) as u16)),
+        10 => keys::register(keyed, rng.below(64) as u16),
+        _ => keys::unregister(keyed, rng.below(64) as u16),
     };
     match outcome {
         Err(e) if refused(e) => {
@@ -484,7 +518,7 @@ fn no_mix_of_operations_passes_the_budget() {
     ] {
         let limit = bucket + extra;
         let q = NotificationQueue::new(Config::default().memory_budget(limit));
-        let keyed: KeyedQueue<u16> = KeyedQueue::new(q.clone());
+        let keyed = keys::new(&q);
         let mut rng = Rng(seed);
         let mut refusals = 0;
         let mut world = World::default();

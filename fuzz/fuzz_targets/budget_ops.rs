@@ -97,7 +97,11 @@ fn pipe_refused(e: &PipeError) -> bool {
 fn check(b: &BudgetStats, limit: usize) {
     assert_eq!(b.limit, limit);
     assert!(b.held <= limit, "held {} past the limit {limit}", b.held);
-    assert!(b.high_water <= limit, "high water {} past {limit}", b.high_water);
+    assert!(
+        b.high_water <= limit,
+        "high water {} past {limit}",
+        b.high_water
+    );
     assert!(b.held <= b.high_water);
     assert_eq!(b.slots + b.waiters + b.rings + b.pipes + b.keyed, b.held);
 }
@@ -172,13 +176,20 @@ fn step<'a>(q: &'a NotificationQueue, keyed: &KeyedQueue<u8>, w: &mut World<'a>,
             if let Some(i) = pick(&w.handles, i) {
                 if w.subs.len() < MAX_KEPT {
                     let h = w.handles[i];
-                    let before = q.dump().iter().find(|d| d.handle == h).map(|d| d.subscribers.len());
+                    let before = q
+                        .dump()
+                        .iter()
+                        .find(|d| d.handle == h)
+                        .map(|d| d.subscribers.len());
                     match q.subscribe(h, 1 + cap as usize, "s") {
                         Ok(s) => w.subs.push(s),
                         Err(e) => {
                             assert!(refused(&e) || matches!(e, QueueError::SubscriberLimit { .. }));
-                            let after =
-                                q.dump().iter().find(|d| d.handle == h).map(|d| d.subscribers.len());
+                            let after = q
+                                .dump()
+                                .iter()
+                                .find(|d| d.handle == h)
+                                .map(|d| d.subscribers.len());
                             assert_eq!(before, after);
                             return refused(&e);
                         }
@@ -275,7 +286,10 @@ fn step<'a>(q: &'a NotificationQueue, keyed: &KeyedQueue<u8>, w: &mut World<'a>,
                     assert_eq!(keyed.handle(&k).is_ok(), known);
                     return true;
                 }
-                assert!(matches!(e, QueueError::DuplicateKey | QueueError::HandleLimit { .. }));
+                assert!(matches!(
+                    e,
+                    QueueError::DuplicateKey | QueueError::HandleLimit { .. }
+                ));
             }
         }
         Op::KeyedUnregister(k) => {

@@ -76,7 +76,8 @@ pub struct Stats {
     pub exhausted_slots: usize,
     /// Bytes held by slots and waiter lists (not counting hints, subscriber
     /// rings or pipe buffers; see `Subscription::capacity` and
-    /// `mempipe::Writer::footprint`).
+    /// `mempipe::Writer::footprint`, and [`budget`](Self::budget) for
+    /// everything charged to the memory budget).
     pub memory_bytes: usize,
     /// Bytes held against [`Config::memory_budget`], by category, with the
     /// high-water mark and the limit.
