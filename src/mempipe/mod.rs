@@ -48,7 +48,13 @@
 //!   `embedded_io_async` writes wait too): it is woken when the slowest
 //!   reader moves past a segment end or leaves. Every allocation sized by the
 //!   caller is fallible: a refusal is [`PipeError::OutOfMemory`], never a
-//!   panic, and a write refused memory writes nothing.
+//!   panic, and a write refused memory writes nothing. Segments are charged
+//!   to the queue's memory budget
+//!   ([`Config::memory_budget`](crate::Config::memory_budget), shared by
+//!   every pipe of the queue) before they are allocated; a refusal there is
+//!   [`PipeError::Queue`] carrying
+//!   [`QueueError::MemoryBudget`](crate::QueueError::MemoryBudget), on the
+//!   same terms.
 //!
 //! ```
 //! use notification_queue::{Config, NotificationQueue};
@@ -432,7 +438,8 @@ impl Drop for ReaderFactory {
 /// [`PipeError::OutOfMemory`] if the memory the limits ask for up front
 /// (the first segment, [`Limits::initial_capacity`], a few words per
 /// possible reader) cannot be allocated, and [`PipeError::Queue`] if the
-/// queue has no free handle. A failed call leaves nothing behind: no handle
+/// queue has no free handle or its memory budget refuses the pipe's
+/// segments and bookkeeping ([`QueueError::MemoryBudget`](crate::QueueError::MemoryBudget)). A failed call leaves nothing behind: no handle
 /// stays registered and no memory is held.
 ///
 /// ```

@@ -218,6 +218,9 @@ impl<S: PipeStorage> Writer<S> {
     ///   readers drain, then get `BrokenPipe` carrying `ENOSPC`.
     /// - The allocator refuses a segment the write needs:
     ///   [`PipeError::OutOfMemory`], and nothing of `buf` is written.
+    /// - The queue's memory budget refuses it: [`PipeError::Queue`] carrying
+    ///   [`QueueError::MemoryBudget`](crate::QueueError::MemoryBudget);
+    ///   nothing of `buf` is written and the writer stays open.
     pub fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         self.check_writable()?;
         if buf.is_empty() {

@@ -37,8 +37,10 @@ const CATEGORIES: usize = 5;
 /// - `rings`: subscription buffers (the ring and its cells, plus its entry
 ///   in the handle's subscriber list; released when the subscription and
 ///   every list holding the ring are gone).
-/// - `pipes`: pipe segments (data plus header, exact) and each pipe's fixed
-///   bookkeeping (estimated from the reader limit).
+/// - `pipes`: pipe segments (data, header and a pool pointer each; freed
+///   when every reader has passed them in streaming mode, or with the pipe)
+///   and each pipe's fixed bookkeeping (its shared state and the per-reader
+///   lists reserved from its reader limit).
 /// - `keyed`: [`KeyedQueue`](crate::KeyedQueue) map entries (an estimate per
 ///   key: twice the entry's size, for the hash table's slack; heap memory a
 ///   key owns is not counted).
