@@ -43,6 +43,16 @@ pub enum QueueError {
     /// A handle is registered under this key already
     /// ([`KeyedQueue::register`](crate::KeyedQueue::register)).
     DuplicateKey,
+    /// The operation would take the bytes the queue holds for its clients
+    /// past [`Config::memory_budget`](crate::Config::memory_budget); it
+    /// changed nothing. Room comes back as handles' waits, subscriptions,
+    /// pipes and keys are freed (see [`Stats::budget`](crate::Stats::budget)).
+    MemoryBudget {
+        /// Bytes the operation asked for.
+        requested: usize,
+        /// The configured budget.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for QueueError {
@@ -61,6 +71,10 @@ impl fmt::Display for QueueError {
             }
             Self::UnknownKey => f.write_str("no handle is registered under this key"),
             Self::DuplicateKey => f.write_str("a handle is registered under this key already"),
+            Self::MemoryBudget { requested, limit } => write!(
+                f,
+                "memory budget exceeded ({requested} more bytes would pass the budget of {limit})"
+            ),
         }
     }
 }

@@ -33,6 +33,7 @@
 //! synchronisation of its own, and its races are covered by threaded tests
 //! and a fuzz target against a plain `HashMap` model.
 
+use crate::primitives::budget::Category;
 use crate::sync::Hint;
 use crate::{
     Handle, NotificationQueue, QueueError, Snapshot, SubscribeOptions, Subscription, Wait,
@@ -99,6 +100,13 @@ fn by_key(e: QueueError) -> QueueError {
     }
 }
 
+/// Budget bytes of one map entry: an estimate, twice the entry's size plus
+/// its control byte, for the hash table's load factor and growth slack.
+/// Heap memory a key owns (a `String`'s bytes) is not counted.
+fn entry_charge<K>() -> usize {
+    2 * (core::mem::size_of::<(K, Handle)>() + 1)
+}
+
 impl<K: Eq + Hash> KeyedQueue<K> {
     /// An empty keyed layer over `queue` (std's randomly seeded hasher).
     ///
@@ -137,7 +145,11 @@ impl<K: Eq + Hash, S: BuildHasher + Clone> KeyedQueue<K, S> {
     /// Registers a new handle under `key`, with a debug hint.
     ///
     /// Errors: [`QueueError::DuplicateKey`] if `key` is registered already,
-    /// [`QueueError::HandleLimit`] from the queue (the key stays free).
+    /// [`QueueError::HandleLimit`] from the queue (the key stays free),
+    /// [`QueueError::MemoryBudget`] if the queue's memory budget refuses the
+    /// new map entry (an estimate per key, see
+    /// [`BudgetStats`](crate::BudgetStats)) or the handle's slot (the key
+    /// stays free).
     /// A key whose handle was unregistered directly on the queue (bypassing
     /// this layer) counts as free and is given a new handle.
     ///
@@ -168,9 +180,16 @@ impl<K: Eq + Hash, S: BuildHasher + Clone> KeyedQueue<K, S> {
                 (result, event)
             }
             Entry::Vacant(e) => {
+                // A new entry: charged to the queue's budget first, released
+                // again if the queue refuses the handle.
+                let budget = self.queue.budget();
+                budget.try_charge(Category::Keyed, entry_charge::<K>())?;
                 let (result, event) = self.queue.inner.register_quiet(hint);
-                if let Ok(handle) = result {
-                    e.insert(handle);
+                match result {
+                    Ok(handle) => {
+                        e.insert(handle);
+                    }
+                    Err(_) => budget.release(Category::Keyed, entry_charge::<K>()),
                 }
                 (result, event)
             }
@@ -211,6 +230,10 @@ impl<K: Eq + Hash, S: BuildHasher + Clone> KeyedQueue<K, S> {
         // `remove` releases the shard before returning; the key is dropped
         // at the end of this call, after the wakers ran, under no lock.
         let (_key, handle) = self.map.remove(key).ok_or(QueueError::UnknownKey)?;
+        // The entry is out of the map (its slot is free for reuse).
+        self.queue
+            .budget()
+            .release(Category::Keyed, entry_charge::<K>());
         self.queue.unregister(handle).map_err(by_key)
     }
 
@@ -493,6 +516,11 @@ impl<K: Eq + Hash, S: BuildHasher + Clone> Drop for KeyedQueue<K, S> {
         // `&mut self`: nobody else can reach the map. The handles are copied
         // out first, so no shard is locked while `unregister` runs wakers.
         let handles: Vec<Handle> = self.map.iter().map(|e| *e.value()).collect();
+        // The map is freed right after this; its entries were charged.
+        self.queue.budget().release(
+            Category::Keyed,
+            self.map.len().saturating_mul(entry_charge::<K>()),
+        );
         for handle in handles {
             // Already unregistered directly on the queue: nothing to do.
             let _ = self.queue.unregister(handle);

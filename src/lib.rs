@@ -82,6 +82,7 @@ pub use client::wait::Wait;
 pub use error::{Lagged, QueueError, RecvError, RecvTimeoutError, TryRecvError};
 #[cfg(all(feature = "std", not(notification_queue_loom)))]
 pub use keyed::KeyedQueue;
+pub use primitives::budget::BudgetStats;
 pub use primitives::ring::{Overflow, SubscriberInfo};
 pub use primitives::slots::Handle;
 pub use queue::{NotificationQueue, OwnedHandle};

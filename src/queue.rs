@@ -6,6 +6,7 @@
 use crate::client::subscription::Subscription;
 use crate::client::wait::{QueueRef, Wait};
 use crate::error::QueueError;
+use crate::primitives::budget::Budget;
 use crate::primitives::slots::Handle;
 use crate::state::{Config, HandleInfo, Inner, Snapshot, Stats, SubscribeOptions, WaiterInfo};
 use crate::sync::{Arc, Hint};
@@ -46,9 +47,18 @@ impl NotificationQueue {
         &self.inner.config
     }
 
+    /// The memory budget (`Config::memory_budget`) that clients built on
+    /// this queue (pipes, keyed layers) charge their allocations to.
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.inner.budget
+    }
+
     /// Registers a new handle with a debug hint.
     ///
-    /// Fails with [`QueueError::HandleLimit`] once `max_handles` are live.
+    /// Fails with [`QueueError::HandleLimit`] once `max_handles` are live,
+    /// and with [`QueueError::MemoryBudget`] when a new bucket of slots
+    /// (32, 64, 128, ... slots of 128 bytes) would pass
+    /// `Config::memory_budget`.
     pub fn register(&self, hint: impl Into<Hint>) -> Result<Handle, QueueError> {
         self.inner.register(hint.into())
     }
@@ -173,7 +183,9 @@ impl NotificationQueue {
     /// Errors: [`QueueError::InvalidCapacity`] for 0 or above
     /// `Config::max_subscriber_capacity`, [`QueueError::StaleHandle`] for an
     /// unregistered or foreign handle, [`QueueError::SubscriberLimit`] when
-    /// the handle has `Config::max_subscribers_per_handle` subscriptions.
+    /// the handle has `Config::max_subscribers_per_handle` subscriptions,
+    /// [`QueueError::MemoryBudget`] when the ring (about 16 bytes a value
+    /// plus a header) would pass `Config::memory_budget`.
     ///
     /// ```
     /// use notification_queue::{Config, NotificationQueue, QueueError, TryRecvError};

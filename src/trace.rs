@@ -44,6 +44,9 @@ fn refusal(err: &QueueError) -> (&'static str, Option<u64>, Option<u64>) {
         QueueError::InvalidCapacity { requested, max } => {
             ("invalid_capacity", Some(max as u64), Some(requested as u64))
         }
+        QueueError::MemoryBudget { requested, limit } => {
+            ("budget", Some(limit as u64), Some(requested as u64))
+        }
         _ => ("other", None, None),
     }
 }

@@ -11,7 +11,7 @@
 //! calling thread, so threads and tasks share one code path.
 
 use crate::error::QueueError;
-use crate::primitives::eventcount::{self, Entry, WaiterList};
+use crate::primitives::eventcount::{self, ClaimError, Entry, WaiterList};
 use crate::primitives::slots::{Handle, Slot};
 use crate::state::{Inner, Notified, Snapshot};
 use crate::sync::park;
@@ -27,7 +27,10 @@ use core::task::{Context, Poll, Waker};
 /// [`NotificationQueue::wait_after`]. Resolves to `Ok(Notified)` on a notify,
 /// or `Err(QueueError::Closed)` when the handle is unregistered (or
 /// [`QueueError::StaleHandle`] if it already was; [`QueueError::WaiterLimit`]
-/// if the handle has `max_waiters_per_handle` pending waits).
+/// if the handle has `max_waiters_per_handle` pending waits;
+/// [`QueueError::MemoryBudget`] if it needed waiter storage the queue's
+/// memory budget refused: the first wait of a handle allocates its list and
+/// later ones grow it in chunks of doubling size).
 ///
 /// # After unregister
 ///
@@ -260,7 +263,11 @@ impl<'a> Wait<'a> {
             return Poll::Ready(Self::one(start, arg));
         }
         if self.entry.is_none() {
-            let Some(list) = self.inner.waiter_list(slot, self.handle.generation) else {
+            let list = match self.inner.waiter_list(slot, self.handle.generation) {
+                Ok(list) => list,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            let Some(list) = list else {
                 // The generation moved on while we looked: read the outcome.
                 // Acquire: as above.
                 let word = slot.state.load(Ordering::Acquire);
@@ -269,12 +276,16 @@ impl<'a> Wait<'a> {
                         .unwrap_or(Err(QueueError::Closed)),
                 );
             };
-            let Some((index, entry)) = list.claim(start) else {
-                let limit = self.inner.config.max_waiters_per_handle;
-                let err = QueueError::WaiterLimit { limit };
-                let (inner, handle) = (&*self.inner, self.handle);
-                trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
-                return Poll::Ready(Err(err));
+            let (index, entry) = match list.claim(start) {
+                Ok(claimed) => claimed,
+                Err(ClaimError::Full) => {
+                    let limit = self.inner.config.max_waiters_per_handle;
+                    let err = QueueError::WaiterLimit { limit };
+                    let (inner, handle) = (&*self.inner, self.handle);
+                    trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
+                    return Poll::Ready(Err(err));
+                }
+                Err(ClaimError::Budget(e)) => return Poll::Ready(Err(e)),
             };
             if let Some(hint) = &self.hint {
                 list.set_hint(index, Some(hint.clone()));

@@ -418,12 +418,13 @@ pub(super) unsafe fn free_all(segs: impl IntoIterator<Item = *mut Segment>) {
     }
 }
 
-/// Frees a chain of segments starting at `head`.
+/// Frees a chain of segments starting at `head`; returns how many.
 ///
 /// # Safety
 ///
 /// The caller owns every segment of the chain and nobody accesses them after.
-pub(super) unsafe fn free_chain(mut head: *mut Segment) {
+pub(super) unsafe fn free_chain(mut head: *mut Segment) -> usize {
+    let mut freed = 0;
     while !head.is_null() {
         // SAFETY: `head` is a live segment we own (caller's contract).
         // Acquire: pairs with the Release link store (trivially ordered here
@@ -431,8 +432,10 @@ pub(super) unsafe fn free_chain(mut head: *mut Segment) {
         let next = unsafe { &*head }.next.load(Ordering::Acquire);
         // SAFETY: owned, freed once, not touched again.
         unsafe { Segment::free(head) };
+        freed += 1;
         head = next;
     }
+    freed
 }
 
 #[cfg(test)]

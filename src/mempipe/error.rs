@@ -119,8 +119,12 @@ pub enum PipeError {
     /// A [`PipeTable`](super::PipeTable) key's writer exists already
     /// (`EEXIST`).
     Exists,
-    /// The notification queue refused an operation (the handle limit when
-    /// the pipe is created). Reads never see it: readers do not wait on the
+    /// The notification queue refused an operation: the handle limit when
+    /// the pipe is created, or the queue's memory budget
+    /// ([`QueueError::MemoryBudget`], `ENOMEM`) when the pipe is created or
+    /// a write needs a new segment; like [`OutOfMemory`](Self::OutOfMemory)
+    /// that changed nothing (no pipe, nothing of the write written, the
+    /// writer still open). Reads never see it: readers do not wait on the
     /// queue.
     Queue(QueueError),
 }
@@ -136,7 +140,7 @@ impl PipeError {
             Self::ReaderLimit { .. } => EMFILE,
             Self::InvalidLimit { .. } | Self::InvalidErrno { .. } => EINVAL,
             Self::TimedOut => ETIMEDOUT,
-            Self::OutOfMemory { .. } => ENOMEM,
+            Self::OutOfMemory { .. } | Self::Queue(QueueError::MemoryBudget { .. }) => ENOMEM,
             Self::Queue(_) => EIO,
             Self::NoWriter => ENXIO,
             Self::Exists => EEXIST,
@@ -181,9 +185,10 @@ impl embedded_io::Error for PipeError {
         use embedded_io::ErrorKind as K;
         match self {
             Self::Closed | Self::BrokenPipe { .. } => K::BrokenPipe,
-            Self::Full { .. } | Self::ReaderLimit { .. } | Self::OutOfMemory { .. } => {
-                K::OutOfMemory
-            }
+            Self::Full { .. }
+            | Self::ReaderLimit { .. }
+            | Self::OutOfMemory { .. }
+            | Self::Queue(QueueError::MemoryBudget { .. }) => K::OutOfMemory,
             Self::InvalidLimit { .. } | Self::InvalidErrno { .. } => K::InvalidInput,
             Self::TimedOut => K::TimedOut,
             Self::Failed { .. } | Self::Reader { .. } | Self::Queue(_) => K::Other,

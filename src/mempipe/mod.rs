@@ -48,7 +48,13 @@
 //!   `embedded_io_async` writes wait too): it is woken when the slowest
 //!   reader moves past a segment end or leaves. Every allocation sized by the
 //!   caller is fallible: a refusal is [`PipeError::OutOfMemory`], never a
-//!   panic, and a write refused memory writes nothing.
+//!   panic, and a write refused memory writes nothing. Segments are charged
+//!   to the queue's memory budget
+//!   ([`Config::memory_budget`](crate::Config::memory_budget), shared by
+//!   every pipe of the queue) before they are allocated; a refusal there is
+//!   [`PipeError::Queue`] carrying
+//!   [`QueueError::MemoryBudget`](crate::QueueError::MemoryBudget), on the
+//!   same terms.
 //!
 //! ```
 //! use notification_queue::{Config, NotificationQueue};
@@ -103,6 +109,7 @@ pub use storage::{NoStorage, PipeStorage};
 pub use table::{PipeInfo, PipeInfoState, PipeTable};
 pub use writer::Writer;
 
+use crate::primitives::budget::{Budget, Category};
 use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Hint, Mutex, Ordering};
 use crate::trace;
 use crate::{Handle, NotificationQueue};
@@ -222,6 +229,9 @@ struct Shared {
     slots: Mutex<Vec<Arc<ReaderSlot>>>,
     /// Bytes of segment memory allocated now (chain and writer pool).
     allocated: AtomicUsize,
+    /// Bytes of bookkeeping charged to the queue's budget with the pipe
+    /// (released with the segments of the chain on drop).
+    bookkeeping: usize,
     /// Armed reader wake slots (at least their number; see
     /// `ReaderSlot::arm`). The writer scans the slots only when it is not 0.
     sleepers: CachePadded<AtomicUsize>,
@@ -249,6 +259,50 @@ impl Shared {
             _ => trace::pipe_closed(self.handle, &self.hint),
         }
     }
+
+    /// Charges `n` new segments to the queue's budget (before they are
+    /// allocated): [`PipeError::Queue`] with
+    /// [`QueueError::MemoryBudget`](crate::QueueError::MemoryBudget) if refused.
+    fn charge_segments(&self, n: usize) -> Result<(), PipeError> {
+        let bytes = n.saturating_mul(segment_charge(self.segment_size));
+        Ok(self.queue.budget().try_charge(Category::Pipes, bytes)?)
+    }
+
+    /// Releases `n` segments from the budget once they are freed.
+    fn release_segments(&self, n: usize) {
+        let bytes = n.saturating_mul(segment_charge(self.segment_size));
+        self.queue.budget().release(Category::Pipes, bytes);
+    }
+}
+
+/// Budget bytes of one segment of `size` bytes: its data, its header and
+/// its place in the writer's pool.
+fn segment_charge(size: usize) -> usize {
+    size + core::mem::size_of::<Segment>() + core::mem::size_of::<*mut Segment>()
+}
+
+/// Budget bytes of a pipe's fixed bookkeeping: its shared state and the
+/// per-reader lists reserved up front (reader position slots themselves are
+/// not counted).
+fn bookkeeping_charge(limits: &Limits) -> usize {
+    let per_reader =
+        2 * core::mem::size_of::<Arc<ReaderSlot>>() + core::mem::size_of::<core::task::Waker>();
+    2 * core::mem::size_of::<usize>()
+        + core::mem::size_of::<Shared>()
+        + limits.max_readers.saturating_mul(per_reader)
+}
+
+/// Budget bytes charged while a pipe is being built, released if it is not
+/// (once `Shared` exists, its drop releases them).
+struct Pending<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.budget.release(Category::Pipes, self.bytes);
+    }
 }
 
 impl Drop for Shared {
@@ -258,7 +312,12 @@ impl Drop for Shared {
         let head = self.head.load(Ordering::Acquire);
         // SAFETY: the last owner of `Shared` is gone, so no reader or writer
         // can reach the chain any more; each segment is freed once.
-        unsafe { buffer::free_chain(head) };
+        let segments = unsafe { buffer::free_chain(head) };
+        // The chain's segments and the bookkeeping, now freed.
+        self.release_segments(segments);
+        self.queue
+            .budget()
+            .release(Category::Pipes, self.bookkeeping);
     }
 }
 
@@ -404,7 +463,8 @@ impl Drop for ReaderFactory {
 /// [`PipeError::OutOfMemory`] if the memory the limits ask for up front
 /// (the first segment, [`Limits::initial_capacity`], a few words per
 /// possible reader) cannot be allocated, and [`PipeError::Queue`] if the
-/// queue has no free handle. A failed call leaves nothing behind: no handle
+/// queue has no free handle or its memory budget refuses the pipe's
+/// segments and bookkeeping ([`QueueError::MemoryBudget`](crate::QueueError::MemoryBudget)). A failed call leaves nothing behind: no handle
 /// stays registered and no memory is held.
 ///
 /// ```
@@ -524,6 +584,17 @@ fn make<S: PipeStorage>(
         .filter(|&bytes| bytes <= isize::MAX as usize)
         .ok_or(PipeError::OutOfMemory { bytes: usize::MAX })?;
     let extra = segments - 1;
+    // The queue's budget is charged for everything first (released again
+    // if the pipe is not made; see `Pending`).
+    let bookkeeping = bookkeeping_charge(&limits);
+    let bytes = segments
+        .saturating_mul(segment_charge(seg))
+        .saturating_add(bookkeeping);
+    queue.budget().try_charge(Category::Pipes, bytes)?;
+    let mut pending = Pending {
+        budget: queue.budget(),
+        bytes,
+    };
     // Everything sized by the limits is allocated fallibly, and before the
     // handle is registered, so a refusal leaves nothing behind.
     let mut slots = Vec::new();
@@ -567,10 +638,14 @@ fn make<S: PipeStorage>(
         readers: AtomicU64::new(0),
         slots: Mutex::new(slots),
         allocated: AtomicUsize::new((extra + 1) * seg),
+        bookkeeping,
         sleepers: CachePadded::new(AtomicUsize::new(0)),
         space: CachePadded::new(SpaceWait::new()),
         next_id: AtomicU64::new(0),
     });
+    // From here `Shared` (and the writer, for its pool) release the charge.
+    pending.bytes = 0;
+    drop(pending);
     let mut writer = Writer::new(shared.clone(), head, pool, watched, wakers, storage);
     let factory = ReaderFactory { shared };
     if adopted > 0 {

@@ -224,6 +224,9 @@ impl<S: PipeStorage> Writer<S> {
     ///   readers drain, then get `BrokenPipe` carrying `ENOSPC`.
     /// - The allocator refuses a segment the write needs:
     ///   [`PipeError::OutOfMemory`], and nothing of `buf` is written.
+    /// - The queue's memory budget refuses it: [`PipeError::Queue`] carrying
+    ///   [`QueueError::MemoryBudget`](crate::QueueError::MemoryBudget);
+    ///   nothing of `buf` is written and the writer stays open.
     pub fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         match self.try_write(buf) {
             // Only the non-waiting write reports `Full` (for the waiting
@@ -594,15 +597,20 @@ impl<S: PipeStorage> Writer<S> {
         n.saturating_sub(seg - used).div_ceil(seg)
     }
 
-    /// Makes sure the pool holds at least `need` segments. On failure the
-    /// pool and the footprint are as they were.
+    /// Makes sure the pool holds at least `need` segments, charging new
+    /// ones to the queue's budget first. On failure the pool, the footprint
+    /// and the budget are as they were.
     fn reserve(&mut self, need: usize) -> Result<(), PipeError> {
         let have = self.pool.len();
         if have >= need {
             return Ok(());
         }
         let seg = self.shared.segment_size;
-        super::buffer::alloc_segments(&mut self.pool, need - have, seg)?;
+        self.shared.charge_segments(need - have)?;
+        if let Err(e) = super::buffer::alloc_segments(&mut self.pool, need - have, seg) {
+            self.shared.release_segments(need - have);
+            return Err(e);
+        }
         // Relaxed: a statistic.
         self.shared
             .allocated
@@ -705,6 +713,7 @@ impl<S: PipeStorage> Writer<S> {
                 unsafe { Segment::free(old) };
                 // Relaxed: a statistic.
                 self.shared.allocated.fetch_sub(seg, Ordering::Relaxed);
+                self.shared.release_segments(1);
             }
         }
     }
@@ -745,5 +754,6 @@ impl<S: PipeStorage> Drop for Writer<S> {
         self.shared
             .allocated
             .fetch_sub(pooled * seg, Ordering::Relaxed);
+        self.shared.release_segments(pooled);
     }
 }

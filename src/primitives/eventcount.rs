@@ -129,6 +129,8 @@
 //! notifiers read the slot's pointer under an epoch pin without taking a
 //! reference.
 
+use super::budget::{Budget, Category};
+use crate::error::QueueError;
 use crate::sync::{
     Arc, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering,
 };
@@ -339,7 +341,23 @@ pub(crate) struct WaiterList {
     /// Debug hints of hinted waiters, by entry index. Cold: only waits that
     /// carry a hint and the debug dump lock it; never held over client code.
     hints: Mutex<Vec<(usize, Hint)>>,
+    /// The queue's budget: the list and each chunk are charged before they
+    /// are allocated, and `Drop` releases what the list holds (the list may
+    /// be freed by the epoch collector after its queue).
+    budget: Arc<Budget>,
 }
+
+/// Why [`WaiterList::claim`] found no entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClaimError {
+    /// `limit` entries exist and none was free.
+    Full,
+    /// A new chunk was needed and the budget refused it.
+    Budget(QueueError),
+}
+
+/// The `Arc` counts in front of a list's allocation.
+const ARC_COUNTS: usize = 2 * core::mem::size_of::<usize>();
 
 /// Outcome of waking a list.
 #[derive(Debug, Default, Clone, Copy)]
@@ -434,9 +452,19 @@ impl Drop for WakeBatch {
 }
 
 impl WaiterList {
-    pub(crate) fn new(generation: u32, limit: usize) -> Self {
+    /// A list in an `Arc`, charged to `budget` (waiters) before anything
+    /// is allocated; refused, it allocates nothing.
+    pub(crate) fn new(
+        generation: u32,
+        limit: usize,
+        budget: &Arc<Budget>,
+    ) -> Result<Arc<Self>, QueueError> {
         let first = FIRST.min(limit);
-        Self {
+        budget.try_charge(
+            Category::Waiters,
+            ARC_COUNTS + core::mem::size_of::<Self>() + first * core::mem::size_of::<Entry>(),
+        )?;
+        Ok(Arc::new(Self {
             generation,
             limit,
             high: AtomicUsize::new(0),
@@ -446,7 +474,8 @@ impl WaiterList {
             claims: AtomicU64::new(0),
             head: Chunk::new(0, first),
             hints: Mutex::new(Vec::new()),
-        }
+            budget: budget.clone(),
+        }))
     }
 
     /// The chunk after `chunk`, if one was linked.
@@ -527,11 +556,12 @@ impl WaiterList {
                 .is_ok()
     }
 
-    /// Claims a free entry: its index and the entry. `None` when `limit`
-    /// entries are allocated and none was free during the scan.
+    /// Claims a free entry: its index and the entry. Fails when `limit`
+    /// entries are allocated and none was free during the scan, or when a
+    /// new chunk was needed and the budget refused it.
     ///
     /// `start` is the claiming wait's snapshot sequence.
-    pub(crate) fn claim(&self, start: u64) -> Option<(usize, &Entry)> {
+    pub(crate) fn claim(&self, start: u64) -> Result<(usize, &Entry), ClaimError> {
         // Relaxed: the ticket only orders claims among themselves (each
         // claim takes a distinct, increasing one); it is published with the
         // entry's state by the claim CAS.
@@ -565,25 +595,28 @@ impl WaiterList {
                 if index >= self.high.load(Ordering::Relaxed) {
                     self.high.fetch_max(index + 1, Ordering::Relaxed);
                 }
-                return Some((index, entry));
+                return Ok((index, entry));
             }
-            if !self.grow() {
-                return None;
-            }
+            self.grow()?;
         }
     }
 
-    /// Appends a chunk unless `limit` entries exist. Returns whether there
-    /// may now be room (ours or a racing thread's chunk was linked).
-    fn grow(&self) -> bool {
+    /// Appends a chunk unless `limit` entries exist, charging it to the
+    /// budget first. Returns `Ok` if there may now be room (ours or a
+    /// racing thread's chunk was linked).
+    fn grow(&self) -> Result<(), ClaimError> {
         let Some(last) = self.chunks().last() else {
-            return false;
+            return Err(ClaimError::Full);
         };
         let base = last.base + last.entries.len();
         let len = (last.entries.len() * 2).min(self.limit.saturating_sub(base));
         if len == 0 {
-            return false;
+            return Err(ClaimError::Full);
         }
+        let bytes = Self::chunk_bytes(len);
+        self.budget
+            .try_charge(Category::Waiters, bytes)
+            .map_err(ClaimError::Budget)?;
         let fresh = Box::into_raw(Box::new(Chunk::new(base, len)));
         // Release publishes the chunk's initialised entries to `chunks()`
         // readers; Acquire on failure is for reading the winner's chunk.
@@ -601,9 +634,15 @@ impl WaiterList {
                 // SAFETY: `fresh` came from `Box::into_raw` above and was
                 // never published, so we still own it.
                 drop(unsafe { Box::from_raw(fresh) });
+                self.budget.release(Category::Waiters, bytes);
             }
         }
-        true
+        Ok(())
+    }
+
+    /// Bytes of a linked chunk of `len` entries.
+    fn chunk_bytes(len: usize) -> usize {
+        core::mem::size_of::<Chunk>() + len * core::mem::size_of::<Entry>()
     }
 
     /// Gives entry `index` back. The caller must own it (from `claim`).
@@ -873,14 +912,25 @@ pub(crate) struct ListPool {
 
 impl ListPool {
     /// A pool that keeps up to `keep` lists, `reserve` of them allocated
-    /// now with room for `entries` waiters each (`limit` waiters at most).
-    pub(crate) fn new(keep: usize, reserve: usize, entries: usize, limit: usize) -> Self {
+    /// now with room for `entries` waiters each (`limit` waiters at most),
+    /// charged to `budget`: as many as it allows.
+    pub(crate) fn new(
+        keep: usize,
+        reserve: usize,
+        entries: usize,
+        limit: usize,
+        budget: &Arc<Budget>,
+    ) -> Self {
         let keep = keep.max(reserve);
         let mut lists = Vec::with_capacity(keep);
         for _ in 0..reserve {
-            let list = WaiterList::new(0, limit);
-            while list.allocated.load(Ordering::Relaxed) < entries.min(limit) && list.grow() {}
-            lists.push(Arc::new(list));
+            let Ok(list) = WaiterList::new(0, limit, budget) else {
+                break;
+            };
+            while list.allocated.load(Ordering::Relaxed) < entries.min(limit) && list.grow().is_ok()
+            {
+            }
+            lists.push(list);
         }
         Self {
             lists: Mutex::new(lists),
@@ -888,19 +938,25 @@ impl ListPool {
         }
     }
 
-    /// A list for `generation`: a kept one, or a new one.
-    pub(crate) fn take(&self, generation: u32, limit: usize) -> Arc<WaiterList> {
+    /// A list for `generation`: a kept one, or a new one charged to
+    /// `budget`.
+    pub(crate) fn take(
+        &self,
+        generation: u32,
+        limit: usize,
+        budget: &Arc<Budget>,
+    ) -> Result<Arc<WaiterList>, QueueError> {
         let kept = self.lists.lock().unwrap_or_else(|e| e.into_inner()).pop();
         if let Some(mut list) = kept {
             // Kept lists are unshared (see `give_back`).
             if let Some(l) = Arc::get_mut(&mut list) {
                 if l.limit == limit {
                     l.generation = generation;
-                    return list;
+                    return Ok(list);
                 }
             }
         }
-        Arc::new(WaiterList::new(generation, limit))
+        WaiterList::new(generation, limit, budget)
     }
 
     /// Takes back a list the collector retired (no pinned reader can see
@@ -942,6 +998,10 @@ impl WaiterList {
 
 impl Drop for WaiterList {
     fn drop(&mut self) {
+        // Everything charged: the list (with its head chunk's entries) and
+        // each linked chunk; `footprint` counts exactly those. Released once
+        // the chunks are freed (the list itself is freed as this returns).
+        let charged = ARC_COUNTS + self.footprint();
         let mut next = self.head.next.load(Ordering::Acquire);
         while !next.is_null() {
             // SAFETY: every non-null `next` was created by `Box::into_raw` in
@@ -950,6 +1010,7 @@ impl Drop for WaiterList {
             let chunk = unsafe { Box::from_raw(next) };
             next = chunk.next.load(Ordering::Acquire);
         }
+        self.budget.release(Category::Waiters, charged);
     }
 }
 
@@ -1004,12 +1065,12 @@ mod tests {
 
     #[test]
     fn claim_respects_limit_and_reuses() {
-        let list = WaiterList::new(1, 20);
+        let list = WaiterList::new(1, 20, &unlimited()).unwrap();
         let got: Vec<_> = (0..20).map(|_| list.claim(0).unwrap()).collect();
         let mut indices: Vec<_> = got.iter().map(|(i, _)| *i).collect();
         indices.sort();
         assert_eq!(indices, (0..20).collect::<Vec<_>>());
-        assert!(list.claim(0).is_none());
+        assert_eq!(list.claim(0).err(), Some(ClaimError::Full));
         assert_eq!(list.len(), 20);
         // 4 + 8 + 8 (the last chunk is cut at the limit).
         assert_eq!(
@@ -1018,13 +1079,13 @@ mod tests {
         );
         let (i, e) = got[3];
         assert_eq!(list.release(i, e, false), None);
-        assert_eq!(list.claim(0).map(|(j, _)| j), Some(i));
+        assert_eq!(list.claim(0).ok().map(|(j, _)| j), Some(i));
         assert_eq!(list.high.load(Ordering::Relaxed), 20);
     }
 
     #[test]
     fn hints_follow_their_entries() {
-        let list = WaiterList::new(1, 8);
+        let list = WaiterList::new(1, 8, &unlimited()).unwrap();
         let (a, ea) = list.claim(0).unwrap();
         let (b, _) = list.claim(0).unwrap();
         list.set_hint(a, Some("a".into()));
@@ -1035,9 +1096,31 @@ mod tests {
     }
 
     #[test]
+    fn chunks_are_charged_and_released() {
+        // Room for the list and its first chunk only.
+        let first = ARC_COUNTS + size_of::<WaiterList>() + FIRST * size_of::<Entry>();
+        let budget = Arc::new(Budget::new(first));
+        let list = WaiterList::new(1, 100, &budget).unwrap();
+        let got: Vec<_> = (0..FIRST).map(|_| list.claim(0).unwrap()).collect();
+        assert_eq!(got.len(), FIRST);
+        let refused = list.claim(0).err();
+        assert!(matches!(refused, Some(ClaimError::Budget(_))));
+        assert_eq!(list.chunks().count(), 1);
+        assert_eq!(budget.stats().waiters, first);
+        drop(got);
+        drop(list);
+        assert_eq!(budget.stats().held, 0);
+        assert!(WaiterList::new(1, 100, &Arc::new(Budget::new(first - 1))).is_err());
+    }
+
+    fn unlimited() -> Arc<Budget> {
+        Arc::new(Budget::new(usize::MAX))
+    }
+
+    #[test]
     fn zero_limit_list_never_claims() {
-        let list = WaiterList::new(1, 0);
-        assert!(list.claim(0).is_none());
+        let list = WaiterList::new(1, 0, &unlimited()).unwrap();
+        assert_eq!(list.claim(0).err(), Some(ClaimError::Full));
         assert_eq!(list.len(), 0);
     }
 }

@@ -106,6 +106,7 @@
 //! register-then-look, as `AtomicWaker` documents).
 //!
 
+use super::budget::Charge;
 use crate::error::TryRecvError;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU128, AtomicWaker, Hint, Ordering};
 use alloc::boxed::Box;
@@ -182,10 +183,24 @@ pub(crate) struct Ring {
     /// result; producers skip the waker entirely while it is clear.
     pub(crate) waiting: AtomicBool,
     pub(crate) hint: Hint,
+    /// The ring's bytes, charged to the queue's budget before it was made
+    /// and released when it is freed (the last `Arc` goes: the
+    /// subscription's and every subscriber list's).
+    _charge: Charge,
 }
 
 impl Ring {
-    pub(crate) fn new(cap: usize, overflow: Overflow, hint: Hint) -> Self {
+    /// Bytes charged for a ring of `cap` cells: its `Arc` allocation, the
+    /// cells, and its entry in the handle's subscriber list.
+    pub(crate) fn budget_bytes(cap: usize) -> usize {
+        2 * core::mem::size_of::<usize>()
+            + core::mem::size_of::<Self>()
+            + cap.saturating_mul(core::mem::size_of::<AtomicU128>())
+            + core::mem::size_of::<Arc<Self>>()
+    }
+
+    /// A ring of `cap` cells; `charge` pays for it ([`Ring::budget_bytes`]).
+    pub(crate) fn new(cap: usize, overflow: Overflow, hint: Hint, charge: Charge) -> Self {
         let cap64 = cap as u64;
         Self {
             cells: (0..cap64)
@@ -201,6 +216,7 @@ impl Ring {
             waker: AtomicWaker::new(),
             waiting: AtomicBool::new(false),
             hint,
+            _charge: charge,
         }
     }
 
@@ -489,7 +505,9 @@ impl Ring {
     /// A ring whose positions start at `start`, as if `start` values had
     /// been pushed and received, so stamps can be driven across their wrap.
     fn starting_at(cap: usize, overflow: Overflow, start: u64) -> Self {
-        let ring = Self::new(cap, overflow, Hint::from(""));
+        let budget = Arc::new(super::budget::Budget::new(usize::MAX));
+        let charge = Charge::new(&budget, super::budget::Category::Rings, 0);
+        let ring = Self::new(cap, overflow, Hint::from(""), charge.unwrap());
         let cap = cap as u64;
         for i in 0..cap {
             // The last position below `start` that lives in cell `i` (one

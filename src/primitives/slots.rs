@@ -12,8 +12,10 @@
 //! Registration itself (free list, hints, counts) is cold and sits behind one
 //! mutex that no client code ever runs under.
 
+use super::budget::{Budget, Category};
 use super::eventcount::{self, WaiterList};
 use super::ring::SubscriberList;
+use crate::error::QueueError;
 use crate::sync::{Arc, AtomicI64, AtomicPtr, AtomicU64, Hint, Ordering};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -216,8 +218,9 @@ impl SlotTable {
     }
 
     /// Allocates up front what registering `n` handles needs: the buckets
-    /// of the first `n` slots and room in the registry's vectors.
-    pub(crate) fn reserve(&self, n: usize) {
+    /// of the first `n` slots (as many as `budget` allows) and room in the
+    /// registry's vectors.
+    pub(crate) fn reserve(&self, n: usize, budget: &Budget) {
         if n == 0 {
             return;
         }
@@ -225,7 +228,9 @@ impl SlotTable {
         let mut reg = self.lock_registry();
         let mut index = 0usize;
         while index < n {
-            self.ensure_bucket(index as u32);
+            if self.ensure_bucket(index as u32, budget).is_err() {
+                break; // the budget decides: reserve what it allows
+            }
             let (bucket, _) = locate(index as u32);
             index = bucket_len(bucket) + index - locate(index as u32).1;
         }
@@ -233,15 +238,22 @@ impl SlotTable {
         reg.free.reserve(n);
     }
 
-    /// Makes sure the bucket holding `index` exists. Called under the
-    /// registry lock, so only one thread allocates a bucket.
-    pub(crate) fn ensure_bucket(&self, index: u32) {
+    /// Makes sure the bucket holding `index` exists, charging a new
+    /// bucket's bytes to `budget` first (never released: buckets live as
+    /// long as the queue). Fails, allocating nothing, if the budget refuses.
+    /// Called under the registry lock, so only one thread allocates a
+    /// bucket.
+    pub(crate) fn ensure_bucket(&self, index: u32, budget: &Budget) -> Result<(), QueueError> {
         let (bucket, _) = locate(index);
         let Some(cell) = self.buckets.get(bucket) else {
-            return;
+            return Ok(());
         };
         // Relaxed: only the registry-lock holder stores to bucket pointers.
         if cell.load(Ordering::Relaxed).is_null() {
+            budget.try_charge(
+                Category::Slots,
+                bucket_len(bucket) * core::mem::size_of::<CachePadded<Slot>>(),
+            )?;
             let slots: Box<[CachePadded<Slot>]> = (0..bucket_len(bucket))
                 .map(|_| CachePadded::new(Slot::new()))
                 .collect();
@@ -258,6 +270,7 @@ impl SlotTable {
                 );
             }
         }
+        Ok(())
     }
 
     /// Iterates over every allocated slot with its index.

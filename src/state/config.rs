@@ -26,13 +26,26 @@ pub struct Config {
     /// Waiter lists allocated up front (default 0). A handle's first wait
     /// of a registration takes a list; a list comes back for reuse when the
     /// handle is unregistered (and its last wait is gone), so with this many
-    /// handles waited on at once, waiting allocates nothing. (Past the
-    /// reserve, up to 64 lists freed by unregister are kept for reuse too.)
+    /// handles waited on at once, waiting allocates nothing. Reserved lists
+    /// count against [`Config::memory_budget`] (as many are reserved as it
+    /// allows). Without a budget, up to 64 more lists freed by unregister
+    /// are kept for reuse too.
     pub reserved_waiter_lists: usize,
     /// Waiter entries each reserved list holds up front (default 4, at most
     /// `max_waiters_per_handle`): that many waits on one handle at once
     /// allocate nothing.
     pub reserved_waiters_per_list: usize,
+    /// Bytes the queue may hold on behalf of its clients at once (default
+    /// `usize::MAX`: unlimited): slot buckets, waiter lists, subscription
+    /// rings, the segments of pipes on this queue and the entries of
+    /// [`KeyedQueue`](crate::KeyedQueue)s over it, all charged to this one
+    /// budget. An operation that would pass it fails with
+    /// [`QueueError::MemoryBudget`](crate::QueueError::MemoryBudget) (pipes:
+    /// [`PipeError::Queue`](crate::mempipe::PipeError::Queue) carrying it)
+    /// and changes nothing. Notify never allocates and never charges.
+    /// [`Stats::budget`](crate::Stats::budget) reports what is held, by
+    /// category, and the high-water mark.
+    pub memory_budget: usize,
     /// Last generation a slot may be issued with (tests shrink it to reach
     /// slot retirement quickly; see [`Config::slot_generations`]).
     pub(crate) generation_limit: u32,
@@ -48,6 +61,7 @@ impl Default for Config {
             reserved_handles: 0,
             reserved_waiter_lists: 0,
             reserved_waiters_per_list: 4,
+            memory_budget: usize::MAX,
             generation_limit: eventcount::MAX_GENERATION,
         }
     }
@@ -85,6 +99,11 @@ impl Config {
     pub fn reserve_waiters(mut self, lists: usize, waiters: usize) -> Self {
         self.reserved_waiter_lists = lists;
         self.reserved_waiters_per_list = waiters;
+        self
+    }
+    /// Sets [`Config::memory_budget`] (bytes).
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
         self
     }
     /// How many handles one slot may carry before it is retired for good

@@ -48,6 +48,7 @@
 
 use super::Inner;
 use crate::error::QueueError;
+use crate::primitives::budget::{Category, Charge};
 use crate::primitives::eventcount::{self, SUBSCRIBED, WakeBatch};
 use crate::primitives::ring::{MAX_RING, Overflow, Ring, SubscriberInfo, SubscriberList};
 use crate::primitives::slots::{Handle, Slot};
@@ -303,7 +304,19 @@ impl Inner {
             return Err(err);
         }
         let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
-        let ring = Arc::new(Ring::new(options.capacity, options.overflow, options.hint));
+        // Charged before anything is allocated; a refusal changes nothing.
+        // Any other failure below drops the ring, which releases it.
+        let charge = Charge::new(
+            &inner.budget,
+            Category::Rings,
+            Ring::budget_bytes(options.capacity),
+        )?;
+        let ring = Arc::new(Ring::new(
+            options.capacity,
+            options.overflow,
+            options.hint,
+            charge,
+        ));
         // Under the lock: plain data only (see `swap_list`). Unlinked lists
         // and leftover ring references are dealt with after unlocking.
         let mut unlinked = [Unlinked(core::ptr::null()), Unlinked(core::ptr::null())];

@@ -16,6 +16,7 @@ pub use config::Config;
 pub use fanout::SubscribeOptions;
 
 use crate::error::QueueError;
+use crate::primitives::budget::{Budget, BudgetStats};
 use crate::primitives::eventcount::{self, ListPool, WaiterList};
 use crate::primitives::slots::{Handle, Slot, SlotTable};
 use crate::sync::reclaim;
@@ -23,9 +24,9 @@ use crate::sync::{Arc, AtomicU64, Collector, Guard, Hint, Ordering};
 use crate::trace;
 use crossbeam_utils::CachePadded;
 
-/// Waiter lists kept for reuse beyond the configured reserve: enough that a
-/// steady churn of handles waited on allocates nothing, at a few hundred
-/// bytes each.
+/// Waiter lists kept for reuse beyond the configured reserve (without a
+/// memory budget): enough that a steady churn of handles waited on
+/// allocates nothing, at a few hundred bytes each.
 const KEPT_WAITER_LISTS: usize = 64;
 
 /// Slow-path counters. Each is touched only off the notify fast path.
@@ -48,6 +49,10 @@ pub(crate) struct Inner {
     pub(crate) collector: Collector,
     /// Waiter lists kept for reuse (see `ListPool`).
     pub(crate) lists: Arc<ListPool>,
+    /// What clients' allocations are charged to (`Config::memory_budget`);
+    /// shared with the waiter lists and rings that release into it when
+    /// they are freed, possibly after the queue.
+    pub(crate) budget: Arc<Budget>,
 }
 
 /// A snapshot of the queue's counters ([`NotificationQueue::stats`](crate::NotificationQueue::stats)).
@@ -79,8 +84,12 @@ pub struct Stats {
     pub exhausted_slots: usize,
     /// Bytes held by slots and waiter lists (not counting hints, subscriber
     /// rings or pipe buffers; see `Subscription::capacity` and
-    /// `mempipe::Writer::footprint`).
+    /// `mempipe::Writer::footprint`, and [`budget`](Self::budget) for
+    /// everything charged to the memory budget).
     pub memory_bytes: usize,
+    /// Bytes held against [`Config::memory_budget`], by category, with the
+    /// high-water mark and the limit.
+    pub budget: BudgetStats,
 }
 
 /// One waiting client, as listed by [`NotificationQueue::waiters`](crate::NotificationQueue::waiters).
@@ -162,21 +171,31 @@ impl Inner {
     /// A queue's state with the given limits.
     pub(crate) fn new(config: Config) -> Self {
         let limit = config.max_waiters_per_handle;
+        let budget = Arc::new(Budget::new(config.memory_budget));
         let inner = Self {
             config,
             table: SlotTable::new(next_queue_id()),
             counters: Counters::default(),
             collector: Collector::new(),
+            // With a finite budget only the reserve is kept: a list freed
+            // by unregister then makes room in the budget again at once.
             lists: Arc::new(ListPool::new(
-                KEPT_WAITER_LISTS,
+                if config.memory_budget == usize::MAX {
+                    KEPT_WAITER_LISTS
+                } else {
+                    0
+                },
                 config.reserved_waiter_lists,
                 config.reserved_waiters_per_list,
                 limit,
+                &budget,
             )),
+            budget,
         };
-        inner
-            .table
-            .reserve(config.reserved_handles.min(config.max_handles));
+        inner.table.reserve(
+            config.reserved_handles.min(config.max_handles),
+            &inner.budget,
+        );
         inner
     }
 
@@ -212,7 +231,10 @@ impl Inner {
             Some(i) => i,
             None => {
                 let i = reg.next_fresh;
-                inner.table.ensure_bucket(i);
+                // First, so a refusal leaves the registry as it was.
+                if let Err(err) = inner.table.ensure_bucket(i, &inner.budget) {
+                    return (Err(err), trace::Deferred::refused(err, &hint));
+                }
                 reg.next_fresh += 1;
                 reg.hints.push(None);
                 i
@@ -456,6 +478,7 @@ impl Inner {
             dropped: c.dropped.load(Ordering::Relaxed),
             exhausted_slots,
             memory_bytes: memory,
+            budget: inner.budget.stats(),
         }
     }
 }
@@ -541,9 +564,13 @@ impl Inner {
                         // SAFETY: pinned; the slot's reference is only
                         // released through `retire`, after this pin ends.
                         match unsafe { list.as_ref() } {
-                            Some(list) if list.generation == handle.generation => {
-                                list.notify_oldest(n - done, arg, eventcount::sequence(word), &mut batch)
-                            }
+                            Some(list) if list.generation == handle.generation => list
+                                .notify_oldest(
+                                    n - done,
+                                    arg,
+                                    eventcount::sequence(word),
+                                    &mut batch,
+                                ),
                             _ => (0, 0),
                         }
                     };
@@ -666,13 +693,19 @@ impl Inner {
 
     /// This generation's waiter list, created on first use. Returns a new
     /// strong reference, or `None` if `generation` is no longer the slot's
-    /// (then the wait is over: the caller re-reads the word).
+    /// (then the wait is over: the caller re-reads the word), or
+    /// [`QueueError::MemoryBudget`] if a new list was needed and the budget
+    /// refused it (nothing was allocated).
     ///
     /// A stale caller never replaces or removes a newer generation's list:
     /// generations of a slot only grow (see `eventcount`), so a list of a
     /// newer generation ends the search, and a list this call installed is
     /// taken back out if the generation moved on meanwhile.
-    pub(crate) fn waiter_list(&self, slot: &Slot, generation: u32) -> Option<Arc<WaiterList>> {
+    pub(crate) fn waiter_list(
+        &self,
+        slot: &Slot,
+        generation: u32,
+    ) -> Result<Option<Arc<WaiterList>>, QueueError> {
         let guard = crate::sync::pin(&self.collector);
         loop {
             // Acquire pairs with the Release CAS that installed the list.
@@ -685,21 +718,21 @@ impl Inner {
                     // alive while we are pinned, so adding one is sound.
                     unsafe { Arc::increment_strong_count(cur) };
                     // SAFETY: the count we just added is owned by the result.
-                    return Some(unsafe { Arc::from_raw(cur) });
+                    return Ok(Some(unsafe { Arc::from_raw(cur) }));
                 }
                 if list.generation > generation {
-                    return None;
+                    return Ok(None);
                 }
             }
             // Acquire: a generation change seen here is ordered before the
             // install below, so a list is only installed for a generation
             // that was current after `cur` was read.
             if eventcount::generation(slot.state.load(Ordering::Acquire)) != generation {
-                return None;
+                return Ok(None);
             }
-            let fresh = self
-                .lists
-                .take(generation, self.config.max_waiters_per_handle);
+            let fresh =
+                self.lists
+                    .take(generation, self.config.max_waiters_per_handle, &self.budget)?;
             let raw = Arc::into_raw(fresh.clone()).cast_mut();
             // AcqRel: Release publishes the list's initialisation; Acquire on
             // failure reads the winner's.
@@ -726,9 +759,9 @@ impl Inner {
                             .is_ok()
                     {
                         self.retire_waiters(raw, &guard);
-                        return None;
+                        return Ok(None);
                     }
-                    return Some(fresh);
+                    return Ok(Some(fresh));
                 }
                 Err(_) => {
                     // SAFETY: `raw` was never published; reclaim its count.
