@@ -59,10 +59,10 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use notification_queue::{
-    Config, Handle, NotificationQueue, Notified, Overflow, QueueError, RecvError, Snapshot,
-    SubscribeOptions, Subscription, TryRecvError, Wait,
+    Config, Handle, KeyedQueue, NotificationQueue, Notified, Overflow, QueueError, RecvError,
+    Snapshot, SubscribeOptions, Subscription, TryRecvError, Wait,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,7 +129,42 @@ enum Op {
     /// polled (pending), the old wait polled again, and the new handle
     /// notified.
     Reuse(u8, u8, Option<i64>),
+    /// `notify_one(handle .0, .1)`.
+    NotifyOne(u8, i64),
+    /// `notify_n(handle .0, .1, .2 % 6)` (`n == 0` included).
+    NotifyN(u8, i64, u8),
+    /// Drops the `.0`-th wait in reach that `notify_one` chose and that has
+    /// not reported it yet: the wake passes to the next waiting wait.
+    DropChosen(u8),
+    /// Two waits on handle `.0` polled pending (wakers `.1`, `.1 + 1`),
+    /// `notify_one(.0, .2)`, and the chosen wait dropped at once.
+    PassOn(u8, u8, i64),
+    /// `keyed.register(key .0 % KEYS)`: the handle is kept like any other.
+    KRegister(u8),
+    /// `keyed.unregister(&key)`.
+    KUnregister(u8),
+    /// `keyed.notify(&key, .1)`.
+    KNotify(u8, i64),
+    /// `keyed.notify_one(&key, .1)`.
+    KNotifyOne(u8, i64),
+    /// `keyed.wait(&key)`, kept like any other wait.
+    KWait(u8),
+    /// `keyed.snapshot(&key)`, kept for `WaitAfter`.
+    KSnapshot(u8),
+    /// `keyed.subscribe(&key, .1 % 10)`, kept like any other subscription.
+    KSubscribe(u8, u8),
+    /// `keyed.handle(&key)`: the looked-up handle is kept, so every handle
+    /// operation above also runs on it after its key moved on.
+    KLookup(u8),
+    /// `keyed.contains_key(&key)` and `keyed.waiters(&key)`.
+    KState(u8),
+    /// Unregisters key `.0`, registers it again (a new generation, maybe in
+    /// the same slot) and notifies it with `.1`.
+    KCycle(u8, i64),
 }
+
+/// Keys of the keyed layer (`KeyedQueue<u8>` over the same queue).
+const KEYS: u8 = 8;
 
 const WAKERS: usize = 3;
 const MAX_HANDLES_KEPT: usize = 48;
@@ -186,6 +221,10 @@ struct MSlot {
     hint: String,
     /// Indices into `Model::subs` of this generation's live subscriptions.
     subs: Vec<usize>,
+    /// The `notify_one` permit (its argument): set by a `notify_one` that
+    /// completed fewer waits than asked, taken by the next wait that would
+    /// sleep, kept by a plain notify, dropped by unregister.
+    permit: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -249,6 +288,8 @@ struct MList {
     /// Length of the last chunk.
     last_chunk: usize,
     limit: usize,
+    /// Registration order: every claim attempt takes the next ticket.
+    tickets: u64,
 }
 
 impl MList {
@@ -261,12 +302,15 @@ impl MList {
             next_free: 0,
             last_chunk: first,
             limit,
+            tickets: 0,
         }
     }
 
     /// The entry index a claim takes: the first free one from the hint on,
     /// then from 0, else the first of a new chunk (`None` at the limit).
+    /// The claim's ticket is `self.tickets - 1` afterwards.
     fn claim(&mut self) -> Option<usize> {
+        self.tickets += 1;
         let start = self.next_free;
         let n = self.taken.len();
         let index = match (start..n).chain(0..start.min(n)).find(|&j| !self.taken[j]) {
@@ -308,6 +352,11 @@ struct MWait {
     armed: Option<usize>,
     hint: Option<String>,
     leaked: bool,
+    /// The entry's ticket (registration order, for `notify_one`).
+    ticket: u64,
+    /// The argument of a `notify_one` that chose this wait (its entry is
+    /// `NOTIFIED`) and that it has not reported yet.
+    chosen: Option<i64>,
 }
 
 impl MWait {
@@ -321,6 +370,8 @@ impl MWait {
             armed: None,
             hint: None,
             leaked: false,
+            ticket: 0,
+            chosen: None,
         }
     }
 }
@@ -346,6 +397,10 @@ struct Model {
     subs: Vec<MSub>,
     delivered: u64,
     dropped: u64,
+    /// The keyed layer's map: key -> the handle registered under it (an
+    /// entry whose handle was unregistered behind the layer's back stays
+    /// until the key is registered again or unregistered).
+    keys: HashMap<u8, Handle>,
 }
 
 impl Model {
@@ -406,6 +461,7 @@ impl Model {
         s.seq = 0;
         s.arg = 0;
         s.waiters_flag = false;
+        s.permit = None;
         s.hint = hint;
         assert!(s.subs.is_empty());
         self.live += 1;
@@ -431,6 +487,7 @@ impl Model {
         let last = s.generation;
         s.generation += 1;
         s.waiters_flag = false;
+        s.permit = None;
         s.handle = None;
         self.live -= 1;
         if last + 2 <= self.generation_limit {
@@ -486,10 +543,92 @@ impl Model {
         stored
     }
 
+    /// Gives wait `wait`'s entry back. A `notify_one` that chose it and
+    /// that it did not report passes on: to the next waiting wait, or as
+    /// the permit (nowhere if the handle is gone).
     fn release(&mut self, wait: usize) {
         if let Some(list) = self.waits[wait].entry.take() {
             self.lists[list].release(self.waits[wait].index);
             self.waits[wait].armed = None;
+            if let Some(arg) = self.waits[wait].chosen.take() {
+                let (h, foreign) = (self.waits[wait].handle, self.waits[wait].foreign);
+                if self.live(&h, foreign) {
+                    self.notify_some(h.index() as usize, arg, 1);
+                }
+            }
+        }
+    }
+
+    /// A plain notify of the live handle of slot `ix`: bumps the sequence,
+    /// wakes the registered waits (if `WAITERS`) and feeds the subscribers.
+    /// Returns the count `notify` reports. The permit is kept.
+    fn notify(&mut self, ix: usize, arg: i64) -> usize {
+        self.notifications += 1;
+        let (flag, list, subscribed) = {
+            let s = &mut self.slots[ix];
+            s.seq += 1;
+            s.arg = arg;
+            (std::mem::take(&mut s.waiters_flag), s.list, s.subs.clone())
+        };
+        let mut n = 0;
+        if flag || !subscribed.is_empty() {
+            self.slow += 1;
+        }
+        if flag && let Some(list) = list {
+            n += self.wake_list(list);
+        }
+        for sub in subscribed {
+            n += self.deliver(sub, arg) as usize;
+        }
+        n
+    }
+
+    /// `notify_n(h, arg, n)` on the live handle of slot `ix`: if a wait
+    /// registered since the last plain notify (`WAITERS`), completes the
+    /// `n` waits holding an entry of the list that no `notify_one` chose
+    /// yet, smallest ticket (first registered) first, waking their armed
+    /// wakers in that order; leaves the permit (the latest argument wins)
+    /// if it completed fewer than `n`. `n == 0` does nothing. Returns how
+    /// many it completed. No sequence bump, no subscriber delivery.
+    fn notify_some(&mut self, ix: usize, arg: i64, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let mut done = 0;
+        if self.slots[ix].waiters_flag
+            && let Some(list) = self.slots[ix].list
+        {
+            let mut pending: Vec<(u64, usize)> = self
+                .waits
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.entry == Some(list) && w.chosen.is_none())
+                .map(|(i, w)| (w.ticket, i))
+                .collect();
+            pending.sort();
+            for &(_, i) in pending.iter().take(n) {
+                let w = &mut self.waits[i];
+                w.chosen = Some(arg);
+                if let Some(k) = w.armed.take() {
+                    self.wakes_per_waker[k] += 1;
+                    self.wake_log.push(i);
+                    self.wakes += 1;
+                }
+                done += 1;
+            }
+        }
+        if done < n {
+            self.slots[ix].permit = Some(arg);
+        }
+        done
+    }
+
+    /// The live handle under `key`, or `UnknownKey` (unmapped, or mapped to
+    /// a handle unregistered behind the layer's back).
+    fn by_key(&self, key: u8) -> Result<Handle, QueueError> {
+        match self.keys.get(&key) {
+            Some(h) if self.live(h, false) => Ok(*h),
+            _ => Err(QueueError::UnknownKey),
         }
     }
 
@@ -506,6 +645,19 @@ impl Model {
         let Some(slot) = self.slot_of(&handle, foreign).cloned() else {
             return Poll::Ready(Err(QueueError::StaleHandle));
         };
+        // A `notify_one` that chose this wait comes first (even after its
+        // handle was unregistered): it reports that argument, its snapshot's
+        // sequence and `coalesced == 1`, and passes nothing on.
+        if self.waits[i].entry.is_some()
+            && let Some(arg) = self.waits[i].chosen.take()
+        {
+            self.release(i);
+            return Poll::Ready(Ok(Notified {
+                sequence: start,
+                arg,
+                coalesced: 1,
+            }));
+        }
         if slot.generation != handle.generation() {
             // A stale wait: its outcome comes from the close record alone;
             // it never touches the slot's newer owner (its list or flag).
@@ -518,6 +670,15 @@ impl Model {
                 sequence: slot.seq,
                 arg: slot.arg,
                 coalesced: slot.seq - start,
+            }));
+        }
+        // A wait that would sleep takes the permit instead.
+        if let Some(arg) = self.slots[handle.index() as usize].permit.take() {
+            self.release(i);
+            return Poll::Ready(Ok(Notified {
+                sequence: start,
+                arg,
+                coalesced: 1,
             }));
         }
         if self.waits[i].entry.is_none() {
@@ -534,6 +695,7 @@ impl Model {
             let Some(index) = self.lists[list].claim() else {
                 return Poll::Ready(Err(QueueError::WaiterLimit { limit }));
             };
+            self.waits[i].ticket = self.lists[list].tickets - 1;
             self.waits[i].index = index;
             self.waits[i].entry = Some(list);
         }
@@ -592,6 +754,53 @@ fn place_wait<'q>(
     }
 }
 
+/// What subscribing to `h` with capacity `cap` returns (`Ok(())` for a
+/// subscription).
+fn subscribe_outcome(
+    m: &Model,
+    h: Handle,
+    foreign: bool,
+    cap: usize,
+    max_capacity: usize,
+    max_subscribers: usize,
+) -> Result<(), QueueError> {
+    if cap == 0 || cap > max_capacity {
+        Err(QueueError::InvalidCapacity {
+            requested: cap,
+            max: max_capacity,
+        })
+    } else if !m.live(&h, foreign) {
+        Err(QueueError::StaleHandle)
+    } else if m.slots[h.index() as usize].subs.len() >= max_subscribers {
+        Err(QueueError::SubscriberLimit {
+            limit: max_subscribers,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Records a new subscription to the live handle `h`.
+fn add_sub(m: &mut Model, h: Handle, cap: usize, keep_oldest: bool, hint: String) {
+    let k = m.subs.len();
+    m.subs.push(MSub {
+        index: h.index(),
+        generation: h.generation(),
+        cap: cap as u64,
+        keep_oldest,
+        hint,
+        head: 0,
+        tail: 0,
+        values: Vec::new(),
+        rejected: 0,
+        dropped: 0,
+        end: None,
+        done: false,
+        armed: None,
+    });
+    m.slots[h.index() as usize].subs.push(k);
+}
+
 fn pick<T>(v: &[T], i: u8) -> Option<usize> {
     if v.is_empty() {
         None
@@ -620,6 +829,10 @@ fn run(input: Input) {
     };
     let q = NotificationQueue::new(config);
     let other = NotificationQueue::new(Config::default());
+    // The keyed layer over the same queue: its handles are the model's too.
+    let keyed: KeyedQueue<u8> = KeyedQueue::new(q.clone());
+    // Every handle ever issued by this queue (directly or by key).
+    let mut issued: HashSet<Handle> = HashSet::new();
     let counters: Vec<Arc<CountingWaker>> = (0..WAKERS)
         .map(|_| Arc::new(CountingWaker::default()))
         .collect();
@@ -669,6 +882,7 @@ fn run(input: Input) {
                 let (index, generation) = m.register(hint);
                 assert_eq!((h.index(), h.generation()), (index, generation));
                 assert_eq!(h.generation() % 2, 1);
+                assert!(issued.insert(h), "handle {h:?} issued twice");
                 m.slots[index as usize].handle = Some(h);
                 keep(&mut handles, &mut kept, (h, false));
             }
@@ -739,25 +953,198 @@ fn run(input: Input) {
                     assert_eq!(got, Err(QueueError::StaleHandle));
                     continue;
                 }
-                let ix = h.index() as usize;
-                m.notifications += 1;
-                let (flag, list, subscribed) = {
-                    let s = &mut m.slots[ix];
-                    s.seq += 1;
-                    s.arg = arg;
-                    (std::mem::take(&mut s.waiters_flag), s.list, s.subs.clone())
+                assert_eq!(got, Ok(m.notify(h.index() as usize, arg)));
+            }
+            Op::NotifyOne(i, arg) => {
+                let Some(i) = pick(&handles, i) else { continue };
+                let (h, foreign) = handles[i];
+                let got = q.notify_one(h, arg);
+                if !m.live(&h, foreign) {
+                    assert_eq!(got, Err(QueueError::StaleHandle));
+                    continue;
+                }
+                assert_eq!(got, Ok(m.notify_some(h.index() as usize, arg, 1)));
+            }
+            Op::NotifyN(i, arg, n) => {
+                let Some(i) = pick(&handles, i) else { continue };
+                let (h, foreign) = handles[i];
+                let n = n as usize % 6;
+                let got = q.notify_n(h, arg, n);
+                if !m.live(&h, foreign) {
+                    assert_eq!(got, Err(QueueError::StaleHandle));
+                    continue;
+                }
+                assert_eq!(got, Ok(m.notify_some(h.index() as usize, arg, n)));
+            }
+            Op::DropChosen(i) => {
+                let chosen: Vec<usize> = (0..waits.len())
+                    .filter(|&j| waits[j].is_some() && m.waits[j].chosen.is_some())
+                    .collect();
+                let Some(j) = pick(&chosen, i) else { continue };
+                waits[chosen[j]] = None;
+                m.release(chosen[j]);
+            }
+            Op::PassOn(i, k, arg) => {
+                for op in [
+                    Op::WaitPoll(i, k),
+                    Op::WaitPoll(i, k.wrapping_add(1)),
+                    Op::NotifyOne(i, arg),
+                    Op::DropChosen(0),
+                ]
+                .into_iter()
+                .rev()
+                {
+                    ops.push_front(op);
+                }
+                continue;
+            }
+            Op::KRegister(k) => {
+                let k = k % KEYS;
+                let hint = format!("h{registrations}");
+                registrations += 1;
+                let got = keyed.register(k, hint.as_str());
+                if m.by_key(k).is_ok() {
+                    assert_eq!(got, Err(QueueError::DuplicateKey));
+                    continue;
+                }
+                if m.live >= max_handles {
+                    assert_eq!(got, Err(QueueError::HandleLimit { limit: max_handles }));
+                    continue;
+                }
+                let h = got.expect("register below the limit");
+                // A key registered again is a new generation, never an old
+                // handle.
+                assert!(issued.insert(h), "handle {h:?} issued twice");
+                let (index, generation) = m.register(hint);
+                assert_eq!((h.index(), h.generation()), (index, generation));
+                m.slots[index as usize].handle = Some(h);
+                m.keys.insert(k, h);
+                keep(&mut handles, &mut kept, (h, false));
+            }
+            Op::KUnregister(k) => {
+                let k = k % KEYS;
+                let got = keyed.unregister(&k);
+                match m.keys.remove(&k) {
+                    Some(h) if m.live(&h, false) => {
+                        assert_eq!(got, Ok(()));
+                        m.unregister(h.index() as usize);
+                    }
+                    _ => assert_eq!(got, Err(QueueError::UnknownKey)),
+                }
+            }
+            Op::KCycle(k, arg) => {
+                for op in [Op::KUnregister(k), Op::KRegister(k), Op::KNotify(k, arg)]
+                    .into_iter()
+                    .rev()
+                {
+                    ops.push_front(op);
+                }
+                continue;
+            }
+            Op::KNotify(k, arg) => {
+                let k = k % KEYS;
+                let got = keyed.notify(&k, arg);
+                match m.by_key(k) {
+                    Ok(h) => assert_eq!(got, Ok(m.notify(h.index() as usize, arg))),
+                    Err(e) => assert_eq!(got, Err(e)),
+                }
+            }
+            Op::KNotifyOne(k, arg) => {
+                let k = k % KEYS;
+                let got = keyed.notify_one(&k, arg);
+                match m.by_key(k) {
+                    Ok(h) => assert_eq!(got, Ok(m.notify_some(h.index() as usize, arg, 1))),
+                    Err(e) => assert_eq!(got, Err(e)),
+                }
+            }
+            Op::KWait(k) => {
+                let k = k % KEYS;
+                let Some(at) = free_wait(&waits, &m) else {
+                    continue;
                 };
-                let mut n = 0;
-                if flag || !subscribed.is_empty() {
-                    m.slow += 1;
+                let got = keyed.wait(&k);
+                match m.by_key(k) {
+                    Ok(h) => {
+                        let w = got.expect("wait on a live key");
+                        let start = m.wait_start(&h, false);
+                        assert_eq!(
+                            w.snapshot().map(|s| (s.handle(), s.sequence())),
+                            start.map(|s| (h, s))
+                        );
+                        place_wait(&mut waits, &mut m, at, w, h, false, start);
+                        last_wait = Some(at);
+                    }
+                    Err(e) => assert_eq!(got.err(), Some(e)),
                 }
-                if flag && let Some(list) = list {
-                    n += m.wake_list(list);
+            }
+            Op::KSnapshot(k) => {
+                let k = k % KEYS;
+                let got = keyed.snapshot(&k);
+                match m.by_key(k) {
+                    Ok(h) => {
+                        let snap = got.expect("snapshot of a live key");
+                        assert_eq!(
+                            (snap.handle(), snap.sequence()),
+                            (h, m.slots[h.index() as usize].seq)
+                        );
+                        keep(&mut snapshots, &mut snaps_kept, (snap, false));
+                    }
+                    Err(e) => assert_eq!(got, Err(e)),
                 }
-                for sub in subscribed {
-                    n += m.deliver(sub, arg) as usize;
+            }
+            Op::KSubscribe(k, cap) => {
+                let k = k % KEYS;
+                if subs.len() >= MAX_WAITS {
+                    continue;
                 }
-                assert_eq!(got, Ok(n));
+                let cap = cap as usize % 10;
+                let hint = format!("s{}", subs.len());
+                let got = keyed.subscribe(&k, cap, hint.as_str());
+                // The layer looks the key up, then the queue checks the
+                // capacity, then the handle (a dead one is `UnknownKey`).
+                let want = match m.keys.get(&k) {
+                    None => Err(QueueError::UnknownKey),
+                    Some(&h) => subscribe_outcome(&m, h, false, cap, max_capacity, max_subscribers)
+                        .map_err(|e| {
+                            if e == QueueError::StaleHandle {
+                                QueueError::UnknownKey
+                            } else {
+                                e
+                            }
+                        }),
+                };
+                match (got, want) {
+                    (Ok(sub), Ok(())) => {
+                        let h = m.by_key(k).expect("live key");
+                        assert_eq!(sub.handle(), h);
+                        assert_eq!(sub.overflow(), Overflow::KeepNewest);
+                        add_sub(&mut m, h, cap, false, hint);
+                        subs.push(Some(sub));
+                    }
+                    (got, want) => assert_eq!(got.map(|_| ()), want),
+                }
+            }
+            Op::KLookup(k) => {
+                let k = k % KEYS;
+                let got = keyed.handle(&k);
+                // The map's content, dead entries included.
+                assert_eq!(got, m.keys.get(&k).copied().ok_or(QueueError::UnknownKey));
+                if let Ok(h) = got {
+                    keep(&mut handles, &mut kept, (h, false));
+                }
+            }
+            Op::KState(k) => {
+                let k = k % KEYS;
+                let want = m.by_key(k);
+                assert_eq!(keyed.contains_key(&k), want.is_ok());
+                let got = keyed.waiters(&k).map(|w| w.len());
+                match want {
+                    Ok(h) => {
+                        let list = m.slots[h.index() as usize].list;
+                        assert_eq!(got, Ok(list.map_or(0, |l| m.lists[l].claimed)));
+                    }
+                    Err(e) => assert_eq!(got, Err(e)),
+                }
             }
             Op::Snapshot(i) => {
                 let Some(i) = pick(&handles, i) else { continue };
@@ -972,42 +1359,13 @@ fn run(input: Input) {
                     .overflow(overflow)
                     .hint(hint.as_str());
                 let got = q.subscribe_with(h, opts);
-                let want = if cap == 0 || cap > max_capacity {
-                    Err(QueueError::InvalidCapacity {
-                        requested: cap,
-                        max: max_capacity,
-                    })
-                } else if !m.live(&h, foreign) {
-                    Err(QueueError::StaleHandle)
-                } else if m.slots[h.index() as usize].subs.len() >= max_subscribers {
-                    Err(QueueError::SubscriberLimit {
-                        limit: max_subscribers,
-                    })
-                } else {
-                    Ok(())
-                };
+                let want = subscribe_outcome(&m, h, foreign, cap, max_capacity, max_subscribers);
                 match (got, want) {
                     (Ok(sub), Ok(())) => {
                         assert_eq!(sub.handle(), h);
                         assert_eq!(sub.capacity(), cap);
                         assert_eq!(sub.overflow(), overflow);
-                        let k = m.subs.len();
-                        m.subs.push(MSub {
-                            index: h.index(),
-                            generation: h.generation(),
-                            cap: cap as u64,
-                            keep_oldest,
-                            hint,
-                            head: 0,
-                            tail: 0,
-                            values: Vec::new(),
-                            rejected: 0,
-                            dropped: 0,
-                            end: None,
-                            done: false,
-                            armed: None,
-                        });
-                        m.slots[h.index() as usize].subs.push(k);
+                        add_sub(&mut m, h, cap, keep_oldest, hint);
                         subs.push(Some(sub));
                     }
                     (got, want) => assert_eq!(got.map(|_| ()), want),
@@ -1098,6 +1456,31 @@ fn run(input: Input) {
             let claimed = s.list.map_or(0, |l| m.lists[l].claimed);
             assert_eq!(q.waiters(h).map(|w| w.len()), Ok(claimed), "{h:?}");
         }
+        // The keyed layer maps exactly the model's keys (dead entries
+        // included), and lists the waiters of the live ones.
+        let mut got: Vec<(u8, Handle)> = keyed.entries();
+        got.sort();
+        let mut want: Vec<(u8, Handle)> = m.keys.iter().map(|(k, h)| (*k, *h)).collect();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(keyed.len(), m.keys.len());
+        let mut got: Vec<(u8, usize)> = keyed
+            .waits()
+            .into_iter()
+            .map(|(k, w)| (k, w.len()))
+            .collect();
+        got.sort();
+        let mut want: Vec<(u8, usize)> = m
+            .keys
+            .iter()
+            .filter(|(_, h)| m.live(h, false))
+            .map(|(k, h)| {
+                let list = m.slots[h.index() as usize].list;
+                (*k, list.map_or(0, |l| m.lists[l].claimed))
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     // Tear-down: unregistering every live handle wakes every armed waiter
