@@ -598,11 +598,17 @@ impl Model {
         if self.slots[ix].waiters_flag
             && let Some(list) = self.slots[ix].list
         {
+            // Only waits from the current sequence still wait: one whose
+            // snapshot is older was completed by a plain notify (it reports
+            // that when polled) and is passed by.
+            let seq = self.slots[ix].seq;
             let mut pending: Vec<(u64, usize)> = self
                 .waits
                 .iter()
                 .enumerate()
-                .filter(|(_, w)| w.entry == Some(list) && w.chosen.is_none())
+                .filter(|(_, w)| {
+                    w.entry == Some(list) && w.chosen.is_none() && w.start == Ok(seq)
+                })
                 .map(|(i, w)| (w.ticket, i))
                 .collect();
             pending.sort();
