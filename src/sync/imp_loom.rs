@@ -102,18 +102,7 @@ impl AtomicWaker {
     }
 }
 
-pub(crate) use crossbeam_epoch::{Collector, Guard};
-
-/// Pins through the queue's own collector (no global collector under loom).
-pub(crate) fn pin(collector: &Collector) -> Guard {
-    collector.register().pin()
-}
-
-/// Flushes the guard's deferred functions (the per-queue collector under
-/// loom runs only this queue's own retirements).
-pub(crate) fn flush(guard: &Guard) {
-    guard.flush();
-}
+pub(crate) use super::epoch_pool::{Collector, Guard, Pinned, flush, pin};
 
 /// Lock tracking is a debug aid of the std build only.
 #[inline(always)]

@@ -58,6 +58,9 @@ pub(crate) mod park;
 
 pub(crate) mod reclaim;
 
+#[cfg(any(notification_queue_loom, not(feature = "std")))]
+mod epoch_pool;
+
 pub(crate) use imp::*;
 
 /// Debug hints are plain immutable data shared with callers, never used to
