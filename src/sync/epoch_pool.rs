@@ -144,4 +144,3 @@ pub(crate) fn pin(collector: &Collector) -> Pinned<'_> {
 pub(crate) fn flush(guard: &Guard) {
     guard.flush();
 }
-
