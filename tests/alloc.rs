@@ -166,3 +166,46 @@ fn reserved_paths_allocate_nothing() {
     }
     assert_eq!(counted, 0, "a reserved path allocated");
 }
+
+/// A blocking wait that really sleeps (its waiter is seen in `waiters()`
+/// before the notify) allocates nothing after this thread's one-time
+/// set-up, with or without `std` (without it, blocking spins on a static
+/// wake counter instead of allocating a flag per call).
+#[test]
+fn blocking_wait_that_sleeps_allocates_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let q = Arc::new(NotificationQueue::new(
+        Config::default().reserve_handles(4).reserve_waiters(4, 4),
+    ));
+    let h = q.register("blocking").unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let notifier = {
+        let (q, done) = (q.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut round = 0;
+            while !done.load(Ordering::Acquire) {
+                // Notify only once the waiter is registered: a real sleep.
+                if q.waiters(h).map(|w| !w.is_empty()).unwrap_or(false) {
+                    q.notify(h, round).unwrap();
+                    round += 1;
+                }
+                std::hint::spin_loop();
+            }
+        })
+    };
+    // Warm-up: this thread's epoch participant and parking waker.
+    let snap = q.snapshot(h).unwrap();
+    q.wait_after(snap).wait().unwrap();
+
+    let before = allocations();
+    for _ in 0..100 {
+        let snap = q.snapshot(h).unwrap();
+        q.wait_after(snap).wait().unwrap();
+    }
+    let counted = allocations() - before;
+    done.store(true, Ordering::Release);
+    notifier.join().unwrap();
+    assert_eq!(counted, 0, "a sleeping blocking wait allocated");
+}

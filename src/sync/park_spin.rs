@@ -3,8 +3,9 @@
 //! has no timed forms. A kernel that can sleep should drive the futures
 //! with its own executor instead.
 
-use super::{Arc, AtomicBool, Ordering, spin_loop};
-use core::task::Waker;
+use super::{AtomicUsize, Ordering, spin_loop};
+use core::cell::Cell;
+use core::task::{RawWaker, RawWakerVTable, Waker};
 
 /// A deadline that never comes: without `std` there is no clock.
 #[derive(Debug, Clone, Copy)]
@@ -19,25 +20,44 @@ pub(crate) fn passed(_deadline: &Deadline) -> bool {
     false
 }
 
-/// The flag a [`Parker`]'s waker sets.
-#[derive(Debug)]
-struct Flag(AtomicBool);
+/// Wakes given by every [`Parker`]'s waker, process-wide.
+///
+/// A blocking call's waker must outlive the call (a notifier may still
+/// hold a clone), so a per-call flag would need an allocation per blocking
+/// call; without thread-locals it could not be kept per thread either.
+/// One static counter needs none: a waker bumps it, a spinner waits until
+/// it moves past what it saw before its last poll. A wake meant for another
+/// call only makes this one poll again (a spurious wake, always allowed).
+/// It wraps after 2^64 wakes (2^32 on 32-bit targets); a spinner would
+/// have to miss exactly that many to sleep through one.
+static WAKES: AtomicUsize = AtomicUsize::new(0);
 
-impl alloc::task::Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        // Release: what the waking side did before waking is visible to
-        // the spinner's Acquire swap.
-        self.0.store(true, Ordering::Release);
-    }
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, drop_waker);
+
+fn raw() -> RawWaker {
+    RawWaker::new(core::ptr::null(), &VTABLE)
 }
 
-/// The blocking side of one blocking call: a waker that sets a flag, and a
-/// spin until it is set.
+fn clone(_: *const ()) -> RawWaker {
+    raw()
+}
+
+fn wake(_: *const ()) {
+    // SeqCst: the waking side changed the state it wakes for before this
+    // bump; a spinner whose poll missed that change reads the bump after
+    // its snapshot (single total order of SeqCst operations).
+    WAKES.fetch_add(1, Ordering::SeqCst);
+}
+
+fn drop_waker(_: *const ()) {}
+
+/// The blocking side of one blocking call: a waker that bumps [`WAKES`],
+/// and a spin until it has moved since the snapshot taken before the last
+/// poll. Allocates nothing.
 #[derive(Debug)]
-pub(crate) struct Parker(Arc<Flag>);
+pub(crate) struct Parker {
+    seen: Cell<usize>,
+}
 
 impl Default for Parker {
     fn default() -> Self {
@@ -46,22 +66,34 @@ impl Default for Parker {
 }
 
 impl Parker {
+    /// Takes the first snapshot: call before the first poll.
     pub(crate) fn new() -> Self {
-        Self(Arc::new(Flag(AtomicBool::new(false))))
+        Self {
+            // SeqCst: see `wake`.
+            seen: Cell::new(WAKES.load(Ordering::SeqCst)),
+        }
     }
 
-    /// A waker that ends the current spin.
+    /// A waker that ends the current spin (and any other spinner's).
     pub(crate) fn waker(&self) -> Waker {
-        Waker::from(self.0.clone())
+        // SAFETY: the vtable's functions ignore the data pointer (null),
+        // touch only a static atomic, and are safe from any thread, any
+        // number of times: the `RawWaker` contract holds.
+        unsafe { Waker::from_raw(raw()) }
     }
 
-    /// Spins until the waker has fired since the last call; always `true`
-    /// (there are no deadlines).
+    /// Spins until a wake was given since the snapshot (taken before the
+    /// poll that returned `Pending`), then takes a new snapshot for the
+    /// next poll; always `true` (there are no deadlines).
     pub(crate) fn park_until(&self, _deadline: Deadline) -> bool {
-        // Acquire: pairs with the waker's Release store.
-        while !self.0.0.swap(false, Ordering::Acquire) {
+        loop {
+            // SeqCst: see `wake`.
+            let now = WAKES.load(Ordering::SeqCst);
+            if now != self.seen.get() {
+                self.seen.set(now);
+                return true;
+            }
             spin_loop();
         }
-        true
     }
 }
