@@ -351,20 +351,47 @@ impl Inner {
 
     #[inline(always)]
     pub(crate) fn notify(&self, handle: Handle, arg: i64) -> Result<usize, QueueError> {
-        let inner = self;
-        let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+        let slot = self.table.slot(handle).ok_or(QueueError::StaleHandle)?;
         // Relaxed: the CAS below validates what we read.
-        let mut cur = slot.state.load(Ordering::Relaxed);
+        let cur = slot.state.load(Ordering::Relaxed);
+        if eventcount::generation(cur) != handle.generation {
+            return Err(QueueError::StaleHandle);
+        }
+        // Relaxed: published by the Release half of the CAS below.
+        slot.arg(handle.generation).store(arg, Ordering::Relaxed);
+        // AcqRel: Release publishes `arg` with the new sequence to waiters
+        // that Acquire-load it; Acquire makes a waiter's waker registration
+        // (published by its Release CAS that sets `WAITERS`) visible to the
+        // wake scan. A strong CAS: the retry loop (another notify or a
+        // waiter changed the word) is out of line, in `notify_contended`.
+        match slot.state.compare_exchange(
+            cur,
+            eventcount::bumped(cur),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) if !eventcount::needs_slow_path(cur) => Ok(0),
+            Ok(_) => Ok(self.notify_slow(slot, handle, cur, arg)),
+            Err(actual) => self.notify_contended(slot, handle, arg, actual),
+        }
+    }
+
+    /// `notify` after its first CAS failed: the same steps in a loop.
+    #[cold]
+    #[inline(never)]
+    fn notify_contended(
+        &self,
+        slot: &Slot,
+        handle: Handle,
+        arg: i64,
+        mut cur: u64,
+    ) -> Result<usize, QueueError> {
         loop {
             if eventcount::generation(cur) != handle.generation {
                 return Err(QueueError::StaleHandle);
             }
-            // Relaxed: published by the Release half of the CAS below.
+            // Relaxed and AcqRel: as in `notify`.
             slot.arg(handle.generation).store(arg, Ordering::Relaxed);
-            // AcqRel: Release publishes `arg` with the new sequence to
-            // waiters that Acquire-load it; Acquire makes a waiter's waker
-            // registration (published by its Release CAS that sets `WAITERS`) visible to
-            // the wake scan.
             match slot.state.compare_exchange_weak(
                 cur,
                 eventcount::bumped(cur),
@@ -378,7 +405,7 @@ impl Inner {
         if !eventcount::needs_slow_path(cur) {
             return Ok(0);
         }
-        Ok(inner.notify_slow(slot, handle, cur, arg))
+        Ok(self.notify_slow(slot, handle, cur, arg))
     }
 
     pub(crate) fn snapshot(&self, handle: Handle) -> Result<Snapshot, QueueError> {
