@@ -88,6 +88,15 @@ pub use primitives::slots::Handle;
 pub use queue::{NotificationQueue, OwnedHandle};
 pub use state::{Config, HandleInfo, Notified, Snapshot, Stats, SubscribeOptions, WaiterInfo};
 
+/// Test hook, not part of the API: how many of the crate's locks the
+/// calling thread holds (counted in debug builds with `std`; 0 otherwise).
+/// Tests call it from wakers and other client code to check that the crate
+/// never runs client code under a lock of its own.
+#[doc(hidden)]
+pub fn __crate_locks_held() -> usize {
+    sync::locks_held()
+}
+
 #[cfg(all(feature = "std", not(notification_queue_loom)))]
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}

@@ -1,5 +1,7 @@
 //! MemPipe's SharedWriter: several threads, each write contiguous.
 
+mod common;
+
 use notification_queue::mempipe::{Limits, PipeError, Reader, WriterState, pipe};
 use notification_queue::{Config, NotificationQueue};
 use std::future::Future;
@@ -198,4 +200,52 @@ fn last_clone_dropped_closes_the_pipe() {
     drop(w2);
     assert_eq!(r.writer_state(), WriterState::Closed);
     assert_eq!(read_all(r), b"abc");
+}
+
+/// Wakers are the runtime's code: a shared writer never clones, wakes or
+/// drops one under its locks (waiting, woken, retried, cancelled and
+/// timed out).
+#[test]
+fn shared_writer_runs_no_waker_code_under_its_locks() {
+    let q = queue();
+    let (w, f) = pipe(
+        &q,
+        "locks",
+        Limits::default().segment_size(16).max_bytes(32),
+    )
+    .unwrap();
+    let mut r = f.reader().unwrap();
+    f.seal();
+    let w = w.into_shared();
+    assert_eq!(w.write(&[0u8; 32]), Ok(32));
+    let (k, violations) = common::lock_checking_waker();
+    {
+        let mut f1 = pin!(w.write_async(b"one"));
+        let mut f2 = pin!(w.write_async(b"two"));
+        assert!(f1.as_mut().poll(&mut Context::from_waker(&k)).is_pending());
+        assert!(f1.as_mut().poll(&mut Context::from_waker(&k)).is_pending());
+        assert!(f2.as_mut().poll(&mut Context::from_waker(&k)).is_pending());
+        let mut buf = [0u8; 17];
+        assert_eq!(r.read(&mut buf), Ok(17)); // wakes them
+        assert_eq!(
+            f1.as_mut().poll(&mut Context::from_waker(&k)),
+            Poll::Ready(Ok(3))
+        );
+        assert!(f2.as_mut().poll(&mut Context::from_waker(&k)).is_ready());
+    }
+    assert!(w.write(&[2u8; 64]).is_ok()); // full again
+    let mut pending = Box::pin(w.write_async(&[1u8; 64]));
+    assert!(
+        pending
+            .as_mut()
+            .poll(&mut Context::from_waker(&k))
+            .is_pending()
+    );
+    drop(pending); // cancelled: its waker is withdrawn
+    drop(k);
+    assert_eq!(
+        violations.load(Ordering::SeqCst),
+        0,
+        "waker code ran under a crate lock"
+    );
 }

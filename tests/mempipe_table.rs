@@ -173,3 +173,73 @@ fn blocking_open_from_another_thread_gets_the_stream() {
     w.close().unwrap();
     assert_eq!(reader.join().unwrap(), b"data");
 }
+
+/// A waker whose clone and drop call back into the table (client code a
+/// runtime controls): the table must never run them under its lock.
+mod reentrant {
+    use super::*;
+    use std::task::{RawWaker, RawWakerVTable};
+
+    type Table = PipeTable<(u32, u32)>;
+
+    fn table_of(data: *const ()) -> &'static Table {
+        // SAFETY: `data` is the pointer of the `Arc<Table>` the test keeps
+        // alive (leaked below) for the whole process.
+        unsafe { &*(data as *const Table) }
+    }
+    fn clone(data: *const ()) -> RawWaker {
+        let _ = table_of(data).list(); // re-enters the table
+        RawWaker::new(data, &VTABLE)
+    }
+    fn wake(data: *const ()) {
+        drop_waker(data);
+    }
+    fn wake_by_ref(_: *const ()) {}
+    fn drop_waker(data: *const ()) {
+        let _ = table_of(data).list(); // re-enters the table
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+
+    /// Runs `f` on a thread and fails if it does not finish within 10 s (a
+    /// deadlock on the table's lock; a passing run takes microseconds).
+    fn finishes(name: &str, f: impl FnOnce() + Send + 'static) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "{name}: deadlocked on the table's lock"
+        );
+    }
+
+    #[test]
+    fn waker_clone_and_drop_run_outside_the_table_lock() {
+        let t: &'static Table = Box::leak(Box::new(table()));
+        finishes("latent open, its cancel, creation", move || {
+            // SAFETY: the vtable's functions uphold the `RawWaker` contract
+            // (no data is owned; the table outlives every clone).
+            let waker =
+                unsafe { Waker::from_raw(RawWaker::new(t as *const Table as *const (), &VTABLE)) };
+            let mut cx = Context::from_waker(&waker);
+            {
+                let mut open = pin!(t.open_reader_async(&(1, 1)));
+                assert!(open.as_mut().poll(&mut cx).is_pending());
+                assert!(open.as_mut().poll(&mut cx).is_pending());
+            } // dropped: forgets its waker
+            let mut open = pin!(t.open_reader_async(&(1, 1)));
+            assert!(open.as_mut().poll(&mut cx).is_pending());
+            let _w = t.create_writer((1, 1)).unwrap(); // wakes it
+            assert!(matches!(open.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+            let mut open = pin!(t.open_reader_async(&(2, 1)));
+            assert!(open.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(t.close_all_leftover_writers(), 1);
+            assert!(matches!(
+                open.as_mut().poll(&mut cx),
+                Poll::Ready(Err(PipeError::NoWriter))
+            ));
+            assert!(t.remove(&(1, 1)));
+        });
+    }
+}

@@ -182,10 +182,37 @@ fn storage_errno(e: i32) -> i32 {
 static LEAKED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 const LEAK_CAP: usize = 1 << 14;
 
-/// Polls `fut` once with a no-op waker; leaks it if it is pending.
+/// A waker that does nothing but fail the run if the pipe runs any of its
+/// code (clone, wake, drop: the runtime's code) under a crate lock
+/// (counted in debug builds, which cargo fuzz makes).
+fn checking_waker() -> Waker {
+    use std::task::{RawWaker, RawWakerVTable};
+    fn check() {
+        assert_eq!(
+            notification_queue::__crate_locks_held(),
+            0,
+            "waker code under a crate lock"
+        );
+    }
+    fn clone(_: *const ()) -> RawWaker {
+        check();
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+    fn other(_: *const ()) {
+        check();
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, other, other, other);
+    // SAFETY: the vtable's functions own nothing and are safe to call from
+    // any thread any number of times.
+    unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) }
+}
+
+/// Polls `fut` once with a checking waker; leaks it if it is pending.
 fn poll_and_leak<F: Future>(fut: F) -> Poll<F::Output> {
     let mut fut = Box::pin(fut);
-    let got = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    let got = fut
+        .as_mut()
+        .poll(&mut Context::from_waker(&checking_waker()));
     if got.is_pending() {
         let mut leaked = LEAKED.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the future is never moved out of its box nor dropped;
@@ -456,7 +483,8 @@ impl<S: PipeStorage> W<S> {
             poll_and_leak(fut)
         } else {
             let mut fut = fut;
-            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+            fut.as_mut()
+                .poll(&mut Context::from_waker(&checking_waker()))
         }
     }
     fn close(&mut self) -> Result<(), PipeError> {
@@ -797,7 +825,7 @@ fn run_with<S: PipeStorage + Send>(input: Input, storage: S, store: Option<FuzzS
                     continue;
                 }
                 let mut wait = queue.wait(writer.handle());
-                let got = Pin::new(&mut wait).poll(&mut Context::from_waker(Waker::noop()));
+                let got = Pin::new(&mut wait).poll(&mut Context::from_waker(&checking_waker()));
                 let full = foreign.len() >= WAITERS;
                 match got {
                     Poll::Pending => {

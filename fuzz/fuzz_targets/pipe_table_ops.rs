@@ -65,6 +65,47 @@ impl Wake for Count {
     }
 }
 
+/// A waker that counts wakes in `c` and fails the run if the table runs
+/// any of its code (clone, wake, drop: the runtime's code) under a crate
+/// lock (counted in debug builds, which cargo fuzz makes).
+fn checking_waker(c: &Arc<Count>) -> Waker {
+    use std::task::{RawWaker, RawWakerVTable};
+    fn check(what: &str) {
+        assert_eq!(
+            notification_queue::__crate_locks_held(),
+            0,
+            "waker {what} under a crate lock"
+        );
+    }
+    fn clone(data: *const ()) -> RawWaker {
+        check("clone");
+        // SAFETY: `data` is an `Arc<Count>` pointer whose count this waker
+        // owns one of; the clone owns the added one.
+        unsafe { Arc::increment_strong_count(data as *const Count) };
+        RawWaker::new(data, &VTABLE)
+    }
+    fn wake(data: *const ()) {
+        wake_by_ref(data);
+        drop_waker(data);
+    }
+    fn wake_by_ref(data: *const ()) {
+        check("wake");
+        // SAFETY: as in `clone`: the count owned keeps `data` alive.
+        unsafe { &*(data as *const Count) }
+            .0
+            .fetch_add(1, Ordering::SeqCst);
+    }
+    fn drop_waker(data: *const ()) {
+        check("drop");
+        // SAFETY: releases the count this waker owned.
+        unsafe { Arc::decrement_strong_count(data as *const Count) };
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+    let data = Arc::into_raw(c.clone()) as *const ();
+    // SAFETY: the vtable keeps the `RawWaker` contract (see its functions).
+    unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum MEntry {
     /// Listed opens (their indices), in listing order.
@@ -258,7 +299,7 @@ fn run(input: Input) {
                 let k = k % KEYS;
                 let i = opens.len();
                 let c = Arc::new(Count::default());
-                let waker = Waker::from(c.clone());
+                let waker = checking_waker(&c);
                 counts.push(c);
                 m.opens.push((k, 0));
                 opens.push(Some((

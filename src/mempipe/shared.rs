@@ -28,6 +28,11 @@ use core::task::{Context, Poll, Waker};
 /// closes when [`close`](Self::close) is called or the last clone is
 /// dropped.
 ///
+/// Wakers (of writers waiting for space and of readers) are cloned, woken
+/// and dropped with no lock held. A [`PipeStorage`]'s methods do run under
+/// the writer's lock (that is what keeps the stored stream in write
+/// order): they must not call back into the same writer.
+///
 /// ```
 /// use notification_queue::{Config, NotificationQueue};
 /// use notification_queue::mempipe::{pipe, Limits};
@@ -93,15 +98,36 @@ impl Waiters {
         }
     }
 
-    /// Adds `waker` unless it is there already.
-    fn add(&self, waker: &Waker) -> Result<(), PipeError> {
+    /// Lists the waker in `mine` (a clone the caller made with no lock
+    /// held) unless an equal one is listed already; a clone not kept stays
+    /// in `mine` for the caller to drop once it holds no lock (a waker's
+    /// clone and drop are client code).
+    fn add(&self, mine: &mut Option<Waker>) -> Result<(), PipeError> {
+        let Some(waker) = mine.as_ref() else {
+            return Ok(());
+        };
         let mut list = self.lock();
+        // `will_wake` compares pointers only: no client code.
         if list.iter().any(|w| w.will_wake(waker)) {
             return Ok(());
         }
         super::buffer::try_reserve(&mut list, 1)?;
-        list.push(waker.clone());
+        list.extend(mine.take());
         Ok(())
+    }
+
+    /// Takes `me`'s listed clone out (at most one: `add` lists no
+    /// duplicates), for the caller to drop unlocked.
+    fn take(list: &mut Vec<Waker>, me: &Waker) -> Option<Waker> {
+        let i = list.iter().position(|w| w.will_wake(me))?;
+        Some(list.swap_remove(i))
+    }
+
+    /// Removes `me` (a cancelled or timed-out wait); its clone is dropped
+    /// after unlocking.
+    fn remove(&self, me: &Waker) {
+        let mine = Self::take(&mut self.lock(), me);
+        drop(mine); // unlocked
     }
 
     /// Removes `me`, then wakes (and removes) everyone else.
@@ -111,12 +137,11 @@ impl Waiters {
             return;
         }
         let mut list = self.lock();
-        if let Some(me) = me {
-            list.retain(|w| !w.will_wake(me));
-        }
+        let mine = me.and_then(|me| Self::take(&mut list, me));
         let woken = core::mem::take(&mut *list);
         drop(list);
         // Outside the lock: a waker may run arbitrary code.
+        drop(mine);
         woken.into_iter().for_each(Waker::wake);
     }
 }
@@ -239,7 +264,7 @@ impl<S: PipeStorage> SharedWriter<S> {
                 break r;
             }
             if !parker.park_until(deadline) {
-                self.inner.waiters.lock().retain(|w| !w.will_wake(&waker));
+                self.inner.waiters.remove(&waker);
                 break Err(PipeError::TimedOut);
             }
         }
@@ -262,14 +287,19 @@ impl<S: PipeStorage> SharedWriter<S> {
         if let Some(done) = self.write_now(buf) {
             return Poll::Ready(done);
         }
+        // Cloned (and, if not kept, dropped) with no lock held.
+        let mut mine = Some(waker.clone());
         let mut w = self.lock();
         // Listed before the attempt: a wake of the space wait after it
         // reaches us.
-        if let Err(e) = self.inner.waiters.add(waker) {
+        if let Err(e) = self.inner.waiters.add(&mut mine) {
+            drop(w);
+            drop(mine);
             return Poll::Ready(Err(e));
         }
         let got = w.poll_write(&self.inner.fanout, buf);
         drop(w);
+        drop(mine);
         if got.is_ready() {
             // This write may have disarmed the space wait: the others retry.
             self.inner.waiters.done(Some(waker));
@@ -352,11 +382,7 @@ impl<S: PipeStorage> Future for SharedWriteFuture<'_, S> {
 impl<S: PipeStorage> Drop for SharedWriteFuture<'_, S> {
     fn drop(&mut self) {
         if let Some(me) = self.waker.take() {
-            self.writer
-                .inner
-                .waiters
-                .lock()
-                .retain(|w| !w.will_wake(&me));
+            self.writer.inner.waiters.remove(&me);
         }
     }
 }

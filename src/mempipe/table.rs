@@ -64,6 +64,10 @@ pub enum PipeInfoState {
 /// ([`close_all_leftover_writers`](Self::close_all_leftover_writers) or
 /// [`abandon`](Self::abandon)), they get [`PipeError::NoWriter`].
 ///
+/// The table runs no waker code (clone, wake, drop) and drops no pipe
+/// under its lock. The key type's `Hash`, `Eq` and `Clone` do run under it,
+/// as with any map behind a lock: they must not call back into the table.
+///
 /// ```
 /// use notification_queue::{Config, NotificationQueue};
 /// use notification_queue::mempipe::{Limits, PipeError, PipeTable};
@@ -188,10 +192,30 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
         }
     }
 
+    /// One attempt to open `key`, listing `waker` if it is latent.
+    ///
+    /// No client code runs under the map's lock: `waker` is cloned before
+    /// locking and a clone not kept is dropped after unlocking (a waker's
+    /// clone and drop are the runtime's code, and may call back into the
+    /// table).
     fn poll_open(
         &self,
         key: &K,
         waker: Option<&Waker>,
+        hint: Option<&str>,
+    ) -> Result<Poll<Reader>, PipeError> {
+        let mut spare = waker.cloned();
+        let res = self.poll_open_locked(key, &mut spare, hint);
+        drop(spare); // unlocked
+        res
+    }
+
+    /// [`poll_open`](Self::poll_open) under the lock; takes `spare` if it
+    /// lists it.
+    fn poll_open_locked(
+        &self,
+        key: &K,
+        spare: &mut Option<Waker>,
         hint: Option<&str>,
     ) -> Result<Poll<Reader>, PipeError> {
         let mut map = self.lock();
@@ -203,32 +227,54 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
             .map(Poll::Ready),
             Some(Entry::Abandoned) => Err(PipeError::NoWriter),
             Some(Entry::Latent(wakers)) => {
-                if let Some(w) = waker {
+                if let Some(w) = spare.as_ref() {
+                    // `will_wake` compares the wakers' data and vtable
+                    // pointers only: no client code.
                     if !wakers.iter().any(|x| x.will_wake(w)) {
                         super::buffer::try_reserve(wakers, 1)?;
-                        wakers.push(w.clone());
+                        wakers.extend(spare.take());
                     }
                 }
                 Ok(Poll::Pending)
             }
             None => {
                 let mut wakers = Vec::new();
-                if let Some(w) = waker {
+                if spare.is_some() {
                     super::buffer::try_reserve(&mut wakers, 1)?;
-                    wakers.push(w.clone());
                 }
                 try_reserve_map(&mut map)?;
+                wakers.extend(spare.take());
                 map.insert(key.clone(), Entry::Latent(wakers));
                 Ok(Poll::Pending)
             }
         }
     }
 
-    /// Removes `waker` from `key`'s openers (a timed-out or dropped open).
+    /// Removes `waker` from `key`'s openers (a timed-out or dropped open);
+    /// the removed clones are dropped after unlocking.
     fn forget(&self, key: &K, waker: &Waker) {
+        let mut gone = Vec::new();
         if let Some(Entry::Latent(wakers)) = self.lock().get_mut(key) {
-            wakers.retain(|w| !w.will_wake(waker));
+            let mut i = 0;
+            while i < wakers.len() {
+                if wakers[i].will_wake(waker) {
+                    // Moving a waker out runs no client code.
+                    let w = wakers.swap_remove(i);
+                    if gone.try_reserve(1).is_ok() {
+                        gone.push(w);
+                    } else {
+                        // Out of memory for the list of removed wakers:
+                        // put it back rather than drop it under the lock
+                        // (it stays listed: at worst a spurious wake).
+                        wakers.push(w);
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
         }
+        drop(gone); // unlocked
     }
 
     /// The producer of `key` ended without creating its writer: waiting
@@ -273,7 +319,12 @@ impl<K: Hash + Eq + Clone> PipeTable<K> {
     /// mode); a latent one is [abandoned](Self::abandon) instead (its
     /// openers must learn it). Returns whether the key was there.
     pub fn remove(&self, key: &K) -> bool {
-        self.abandon(key) || self.lock().remove(key).is_some()
+        if self.abandon(key) {
+            return true;
+        }
+        let removed = self.lock().remove(key);
+        // Dropped unlocked: a pipe's reader factory may wake a writer.
+        removed.is_some()
     }
 
     /// Every entry with its readers, positions and states (for debugging).

@@ -94,6 +94,17 @@ pub(crate) fn assert_no_lock_held(what: &str) {
     let _ = what;
 }
 
+/// Crate locks the current thread holds: counted in debug builds, 0 in
+/// release builds.
+pub(crate) fn locks_held() -> usize {
+    #[cfg(debug_assertions)]
+    {
+        LOCKS_HELD.try_with(|n| n.get()).unwrap_or(0)
+    }
+    #[cfg(not(debug_assertions))]
+    0
+}
+
 pub(crate) use crossbeam_epoch::Guard;
 
 /// The `std` build reclaims through crossbeam-epoch's global collector (one

@@ -183,3 +183,51 @@ pub fn read_to_end(r: &mut impl embedded_io::Read) -> Vec<u8> {
         }
     }
 }
+
+/// A waker that counts, in `violations`, every clone, wake and drop run
+/// while the calling thread holds one of the crate's locks (debug builds
+/// with `std` count them; elsewhere the check is vacuous). Client code
+/// must never run under a crate lock.
+pub fn lock_checking_waker() -> (
+    std::task::Waker,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+
+    fn check(data: *const ()) {
+        if notification_queue::__crate_locks_held() != 0 {
+            // SAFETY: `data` comes from `Arc::into_raw` and every waker
+            // holds one strong count (see `clone` / `drop_waker`).
+            let v = unsafe { &*(data as *const AtomicUsize) };
+            v.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn clone(data: *const ()) -> RawWaker {
+        check(data);
+        // SAFETY: as in `check`; the new waker owns the added count.
+        unsafe { Arc::increment_strong_count(data as *const AtomicUsize) };
+        RawWaker::new(data, &VTABLE)
+    }
+    fn wake(data: *const ()) {
+        check(data);
+        drop_waker(data);
+    }
+    fn wake_by_ref(data: *const ()) {
+        check(data);
+    }
+    fn drop_waker(data: *const ()) {
+        check(data);
+        // SAFETY: releases the count this waker owned.
+        unsafe { Arc::decrement_strong_count(data as *const AtomicUsize) };
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+
+    let violations = Arc::new(AtomicUsize::new(0));
+    let data = Arc::into_raw(violations.clone()) as *const ();
+    // SAFETY: the vtable keeps the `RawWaker` contract: the data pointer's
+    // `Arc` count is owned by each waker and released by its drop.
+    let waker = unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) };
+    (waker, violations)
+}
