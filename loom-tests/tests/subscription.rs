@@ -261,9 +261,11 @@ fn lapped_producer_vs_receiver_accounting() {
     });
 }
 
-/// Waker code (clone, drop) never runs under the waker cell's lock: a waker
-/// whose clone or drop unregisters the handle (which closes the ring and
-/// takes its waker) would otherwise deadlock on the cell.
+/// Waker code (clone, drop) that re-enters the queue never deadlocks on the
+/// waker cell: a waker whose clone or drop unregisters the handle (which
+/// closes the ring and takes its waker) either runs outside the cell or,
+/// for a clone during a registration, makes the registration wake the
+/// waker instead of keeping it; every reference is released either way.
 #[test]
 fn waker_clone_and_drop_run_outside_the_waker_cell() {
     use std::future::Future;
@@ -291,6 +293,10 @@ fn waker_clone_and_drop_run_outside_the_waker_cell() {
         RawWaker::new(p, &VTABLE)
     }
     unsafe fn noop(_: *const ()) {}
+    unsafe fn wake(p: *const ()) {
+        // SAFETY: as in `clone`; a wake consumes the waker like a drop.
+        unsafe { drop_waker(p) }
+    }
     unsafe fn drop_waker(p: *const ()) {
         // SAFETY: as in `clone`.
         let r = unsafe { &*(p as *const Reentrant) };
@@ -299,7 +305,7 @@ fn waker_clone_and_drop_run_outside_the_waker_cell() {
             r.fire();
         }
     }
-    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, drop_waker);
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, noop, drop_waker);
     for on_clone in [true, false] {
         loom::model(move || {
             let q = queue();

@@ -1,5 +1,5 @@
 //! What every build but loom's shares: `core` atomics, `alloc`'s `Arc`,
-//! `portable-atomic`'s 128-bit cell, `atomic-waker`, and [`UnsafeCell`]
+//! `portable-atomic`'s 128-bit cell, and [`UnsafeCell`]
 //! with loom's closure API.
 
 pub(crate) use alloc::sync::Arc;
@@ -8,8 +8,6 @@ pub(crate) use core::sync::atomic::{
     Ordering, fence,
 };
 pub(crate) use portable_atomic::AtomicU128;
-
-pub(crate) use atomic_waker::AtomicWaker;
 
 /// `UnsafeCell` with loom's closure-based access API.
 #[derive(Debug)]

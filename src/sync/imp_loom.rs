@@ -58,50 +58,6 @@ impl AtomicU128 {
     }
 }
 
-/// Loom stand-in for `atomic_waker::AtomicWaker` (see the module docs).
-#[derive(Debug, Default)]
-pub(crate) struct AtomicWaker {
-    waker: Mutex<Option<Waker>>,
-}
-
-impl AtomicWaker {
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-
-    /// Like `atomic_waker`, runs no waker code under the lock: the new
-    /// waker is cloned with the lock released, and the one it replaces
-    /// is dropped after unlocking (clone and drop may run client code).
-    pub(crate) fn register(&self, waker: &Waker) {
-        {
-            let slot = self.lock();
-            // `will_wake` compares pointers only; it runs no waker code.
-            if slot.as_ref().is_some_and(|old| old.will_wake(waker)) {
-                return;
-            }
-        }
-        let fresh = waker.clone();
-        let old = self.lock().replace(fresh);
-        drop(old);
-    }
-
-    /// Takes the waker out; the caller drops or wakes it, unlocked.
-    pub(crate) fn take(&self) -> Option<Waker> {
-        let mut slot = self.lock();
-        slot.take()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Option<Waker>> {
-        self.waker.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn wake(&self) {
-        if let Some(w) = self.take() {
-            w.wake();
-        }
-    }
-}
-
 pub(crate) use super::epoch_pool::{Collector, Guard, Pinned, flush, pin};
 
 /// Lock tracking is a debug aid of the std build only.

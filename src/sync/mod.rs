@@ -9,17 +9,14 @@
 //! (`--cfg notification_queue_loom` plus the `loom` feature) swaps in loom's
 //! types, so the code loom explores is the code that ships. Nothing else in
 //! the crate may name `std::sync::atomic`, `std::sync::Mutex`,
-//! `std::cell::UnsafeCell` or `atomic_waker` directly.
+//! `std::cell::UnsafeCell` directly.
 //!
 //! Two adapters keep both builds on one shape:
 //! - [`UnsafeCell`] has loom's closure API (`with` / `with_mut`) in the std
 //!   build too (as tokio's `loom/std/unsafe_cell.rs` does).
-//! - [`AtomicWaker`] is the `atomic-waker` crate normally. That crate uses
-//!   `core` atomics that loom cannot see, so the loom build substitutes a
-//!   mutex-backed cell with the same three operations (`register`, `take`,
-//!   `wake`). The models therefore check *our* protocol around the waker
-//!   cell, assuming the cell itself is linearizable (which `atomic-waker`
-//!   is, and is tested for upstream).
+//! - [`AtomicWaker`] is the crate's own (`atomic_waker.rs`): the algorithm
+//!   of the `atomic-waker` crate, made safe against wakers whose `clone`
+//!   panics, and written on the shim's atomics so that loom checks it.
 //!
 //! - `AtomicU128` is `portable-atomic`'s normally (subscription ring cells);
 //!   the loom build substitutes a mutex-backed cell, on the same terms.
@@ -57,6 +54,9 @@ pub(crate) mod park;
 pub(crate) mod park;
 
 pub(crate) mod reclaim;
+
+mod atomic_waker;
+pub(crate) use atomic_waker::AtomicWaker;
 
 #[cfg(any(notification_queue_loom, not(feature = "std")))]
 mod epoch_pool;
