@@ -560,3 +560,25 @@ fn racing_clients_never_pass_the_budget() {
     });
     check(budget(&q), limit);
 }
+
+/// Reservations are sized by the caller: an absurd one is clamped to the
+/// queue's limits (and its budget), never a panic.
+#[test]
+fn absurd_reservations_are_clamped_not_a_panic() {
+    let q = NotificationQueue::new(
+        Config::default()
+            .max_handles(8)
+            .max_waiters_per_handle(4)
+            .reserve_handles(usize::MAX)
+            .reserve_waiters(usize::MAX, usize::MAX),
+    );
+    let h = q.register("h").unwrap();
+    assert_eq!(q.notify(h, 1), Ok(0));
+    let q = NotificationQueue::new(
+        Config::default()
+            .memory_budget(1 << 16)
+            .reserve_handles(usize::MAX)
+            .reserve_waiters(usize::MAX, usize::MAX),
+    );
+    assert!(q.stats().budget.held <= 1 << 16);
+}

@@ -922,8 +922,15 @@ impl ListPool {
         budget: &Arc<Budget>,
     ) -> Self {
         let keep = keep.max(reserve);
-        let mut lists = Vec::with_capacity(keep);
-        for _ in 0..reserve {
+        let mut lists = Vec::new();
+        // Sized by the caller: fallible (a refusal keeps no lists at all,
+        // and every list is then made on demand).
+        let keep = if lists.try_reserve_exact(keep).is_ok() {
+            keep
+        } else {
+            0
+        };
+        for _ in 0..reserve.min(keep) {
             let Ok(list) = WaiterList::new(0, limit, budget) else {
                 break;
             };

@@ -19,7 +19,8 @@ pub struct Config {
     pub max_subscribers_per_handle: usize,
     /// Largest buffer a subscription may ask for (default 1 << 16).
     pub max_subscriber_capacity: usize,
-    /// Handles whose slots are allocated up front (default 0): registering
+    /// Handles whose slots are allocated up front (default 0, at most
+    /// `max_handles`; as many as [`Config::memory_budget`] allows): registering
     /// up to this many handles at once allocates nothing (give `register`
     /// an `Arc<str>` hint to keep the hint from allocating too).
     pub reserved_handles: usize,
@@ -28,8 +29,8 @@ pub struct Config {
     /// handle is unregistered (and its last wait is gone), so with this many
     /// handles waited on at once, waiting allocates nothing. Reserved lists
     /// count against [`Config::memory_budget`] (as many are reserved as it
-    /// allows). Without a budget, up to 64 more lists freed by unregister
-    /// are kept for reuse too.
+    /// allows; at most `max_handles`). Without a budget, up to 64 more
+    /// lists freed by unregister are kept for reuse too.
     pub reserved_waiter_lists: usize,
     /// Waiter entries each reserved list holds up front (default 4, at most
     /// `max_waiters_per_handle`): that many waits on one handle at once

@@ -185,7 +185,8 @@ impl Inner {
                 } else {
                     0
                 },
-                config.reserved_waiter_lists,
+                // No more lists than handles can hold them at once.
+                config.reserved_waiter_lists.min(config.max_handles),
                 config.reserved_waiters_per_list,
                 limit,
                 &budget,
