@@ -22,7 +22,10 @@ pub struct Config {
     /// Handles whose slots are allocated up front (default 0, at most
     /// `max_handles`; as many as [`Config::memory_budget`] allows): registering
     /// up to this many handles at once allocates nothing (give `register`
-    /// an `Arc<str>` hint to keep the hint from allocating too).
+    /// an `Arc<str>` hint to keep the hint from allocating too). Without
+    /// `std`, a queue with any reservation also registers its epoch
+    /// participants up front (32, about 2 KiB each), so that pins from many
+    /// threads at once allocate nothing either.
     pub reserved_handles: usize,
     /// Waiter lists allocated up front (default 0). A handle's first wait
     /// of a registration takes a list; a list comes back for reuse when the

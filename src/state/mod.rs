@@ -197,6 +197,12 @@ impl Inner {
             config.reserved_handles.min(config.max_handles),
             &inner.budget,
         );
+        if config.reserved_handles > 0 || config.reserved_waiter_lists > 0 {
+            // Without `std`, pins borrow participants of a per-queue pool,
+            // registered on first use: a queue that preallocates registers
+            // them now, so pins from many threads at once allocate nothing.
+            inner.collector.prewarm();
+        }
         inner
     }
 

@@ -69,6 +69,27 @@ impl Collector {
     }
 }
 
+impl Collector {
+    /// Registers every participant of the pool now (one allocation of about
+    /// 2 KiB each), so that later pins, from up to [`POOL`] threads at once,
+    /// allocate nothing. Queues with reservations call it.
+    pub(crate) fn prewarm(&self) {
+        for p in self.pool.iter() {
+            // Acquire / Release: as in `pin` and `Pinned::drop`.
+            if p.busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue; // a pin holds it: registered by that pin
+            }
+            // SAFETY: we hold `busy`, so no pin touches this handle now.
+            let handle = unsafe { &mut *p.handle.get() };
+            handle.get_or_insert_with(|| self.collector.register());
+            p.busy.store(false, Ordering::Release);
+        }
+    }
+}
+
 /// An epoch pin: derefs to crossbeam's `Guard`; gives its participant back
 /// to the pool when dropped.
 pub(crate) struct Pinned<'a> {

@@ -117,6 +117,10 @@ impl Collector {
     pub(crate) fn new() -> Self {
         Self
     }
+
+    /// Nothing to do: each thread registers its participant (once) on its
+    /// first pin, through crossbeam's thread-local handle.
+    pub(crate) fn prewarm(&self) {}
 }
 
 /// Pins the current thread in the epoch scheme.
