@@ -11,7 +11,7 @@
 //! calling thread, so threads and tasks share one code path.
 
 use crate::error::QueueError;
-use crate::primitives::eventcount::{self, ClaimError, Entry, WaiterList};
+use crate::primitives::eventcount::{self, ClaimError, Entry, WaiterList, WakerId};
 use crate::primitives::slots::{Handle, Slot};
 use crate::state::{Inner, Notified, Snapshot};
 use crate::sync::park;
@@ -46,7 +46,7 @@ use core::task::{Context, Poll, Waker};
 /// A pending wait holds one entry of its handle's waiter list (and keeps
 /// that list alive). A wait that is leaked (`mem::forget`) keeps its entry
 /// until the handle is unregistered and pins at most that one list: at most
-/// `max_waiters_per_handle` entries of 40 bytes on 64-bit targets plus a
+/// `max_waiters_per_handle` entries of 32 bytes on 64-bit targets plus a
 /// few hundred bytes of list header. Leaking waits can use up the handle's
 /// waiter limit (later waits get [`QueueError::WaiterLimit`]) but never
 /// another handle's, and never blocks or slows a notify. A leaked wait
@@ -81,6 +81,8 @@ pub struct Wait<'a> {
     hint: Option<Hint>,
     /// Our claimed entry and the list that owns it.
     entry: Option<EntryRef>,
+    /// The waker last registered in our entry.
+    registered: Option<WakerId>,
 }
 
 /// A claimed waiter entry and the list that owns it.
@@ -120,6 +122,7 @@ impl<'a> Wait<'a> {
             start,
             hint: None,
             entry: None,
+            registered: None,
         }
     }
 
@@ -276,7 +279,9 @@ impl<'a> Wait<'a> {
                         .unwrap_or(Err(QueueError::Closed)),
                 );
             };
-            let (index, entry) = match list.claim(start) {
+            // Cloned before the claim: no client code runs while the entry
+            // is reserved.
+            let (index, entry) = match list.claim(start, waker.clone()) {
                 Ok(claimed) => claimed,
                 Err(ClaimError::Full) => {
                     let limit = self.inner.config.max_waiters_per_handle;
@@ -292,11 +297,11 @@ impl<'a> Wait<'a> {
             }
             let entry: *const Entry = entry;
             self.entry = Some((list, index, entry));
-        }
-        if let Some((_, _, entry)) = &self.entry {
+            self.registered = Some(eventcount::waker_id(waker));
+        } else if let Some((_, _, entry)) = &self.entry {
             // SAFETY: the entry lives in the list whose `Arc` we hold and we
             // own it (claimed, not yet released).
-            unsafe { &**entry }.waker.register(waker);
+            unsafe { &**entry }.register(waker, &mut self.registered);
         }
         // Publish the registration: an RMW that sets `WAITERS`, but only on
         // our own generation's word (a stale wait never touches a newer
