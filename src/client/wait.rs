@@ -81,12 +81,11 @@ pub struct Wait<'a> {
     hint: Option<Hint>,
     /// Our claimed entry and the list that owns it.
     entry: Option<EntryRef>,
-    /// The waker last registered in our entry.
-    registered: Option<WakerId>,
 }
 
-/// A claimed waiter entry and the list that owns it.
-type EntryRef = (Arc<WaiterList>, usize, *const Entry);
+/// A claimed waiter entry, the list that owns it and the waker last
+/// registered in it.
+type EntryRef = (Arc<WaiterList>, usize, *const Entry, WakerId);
 
 /// The queue a [`Wait`] belongs to: borrowed, or owned for `'static` waits.
 #[derive(Debug)]
@@ -122,7 +121,6 @@ impl<'a> Wait<'a> {
             start,
             hint: None,
             entry: None,
-            registered: None,
         }
     }
 
@@ -131,7 +129,7 @@ impl<'a> Wait<'a> {
     /// while this wait is pending.
     pub fn with_hint(mut self, hint: impl Into<Hint>) -> Self {
         let hint = hint.into();
-        if let Some((list, index, _)) = &self.entry {
+        if let Some((list, index, _, _)) = &self.entry {
             list.set_hint(*index, Some(hint.clone()));
         }
         self.hint = Some(hint);
@@ -170,7 +168,7 @@ impl<'a> Wait<'a> {
     /// (An associated function on the fields, so a poll can call it while
     /// it borrows the queue.)
     fn take_entry(entry: &mut Option<EntryRef>, hinted: bool) -> Option<i64> {
-        let (list, index, entry) = entry.take()?;
+        let (list, index, entry, _) = entry.take()?;
         // SAFETY: `entry` was claimed from `list`, which we still hold.
         list.release(index, unsafe { &*entry }, hinted)
     }
@@ -231,6 +229,7 @@ impl<'a> Wait<'a> {
         None
     }
 
+    #[inline]
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Result<Notified, QueueError>> {
         let start = match self.start {
             Ok(s) => s,
@@ -246,7 +245,7 @@ impl<'a> Wait<'a> {
             }
         }
         // Acquire: see the arg published with a newer sequence.
-        let word = slot.state.load(Ordering::Acquire);
+        let mut word = slot.state.load(Ordering::Acquire);
         if let Some(done) = self.check(slot, word, start) {
             Self::release_in(
                 &self.inner,
@@ -296,26 +295,24 @@ impl<'a> Wait<'a> {
                 list.set_hint(index, Some(hint.clone()));
             }
             let entry: *const Entry = entry;
-            self.entry = Some((list, index, entry));
-            self.registered = Some(eventcount::waker_id(waker));
-        } else if let Some((_, _, entry)) = &self.entry {
+            self.entry = Some((list, index, entry, eventcount::waker_id(waker)));
+        } else if let Some((_, _, entry, registered)) = &mut self.entry {
             // SAFETY: the entry lives in the list whose `Arc` we hold and we
             // own it (claimed, not yet released).
-            unsafe { &**entry }.register(waker, &mut self.registered);
+            unsafe { &**entry }.register(waker, registered);
         }
         // Publish the registration: an RMW that sets `WAITERS`, but only on
         // our own generation's word (a stale wait never touches a newer
         // owner's state). The RMW is a CAS even when the bit is already set:
         // its Release is what orders our registration before the notifier's
         // CAS.
-        // Acquire: if this already shows the outcome, `check` reads the arg
-        // or close record it published.
-        let mut word = slot.state.load(Ordering::Acquire);
-        loop {
+        // The CAS starts from the word read above: if it changed meanwhile,
+        // the CAS fails and hands us the current one.
+        let registered = loop {
             if eventcount::generation(word) != self.handle.generation
                 || eventcount::sequence(word) != start
             {
-                break;
+                break false;
             }
             if word & eventcount::PERMIT != 0 {
                 // A permit: take it instead of sleeping.
@@ -330,33 +327,37 @@ impl<'a> Wait<'a> {
                         return Poll::Ready(Self::one(start, arg));
                     }
                     None => {
-                        // Acquire: as above.
+                        // Acquire: as the CAS below.
                         word = slot.state.load(Ordering::Acquire);
                         continue;
                     }
                 }
             }
             // AcqRel: Release publishes the registration above to the
-            // notifier whose CAS reads this flag; Acquire sees its arg if it
-            // came first.
+            // notifier whose CAS reads this flag; Acquire sees its arg (or
+            // close record) if it came first, for `check` below.
             match slot.state.compare_exchange_weak(
                 word,
                 word | eventcount::WAITERS,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => break,
+                Ok(_) => break true,
                 Err(actual) => word = actual,
             }
-        }
-        if let Some(done) = self.check(slot, word, start) {
-            Self::release_in(
-                &self.inner,
-                self.handle,
-                &mut self.entry,
-                self.hint.is_some(),
-            );
-            return Poll::Ready(done);
+        };
+        // Registered: the word had our generation and snapshot, so `check`
+        // would find nothing.
+        if !registered {
+            if let Some(done) = self.check(slot, word, start) {
+                Self::release_in(
+                    &self.inner,
+                    self.handle,
+                    &mut self.entry,
+                    self.hint.is_some(),
+                );
+                return Poll::Ready(done);
+            }
         }
         // After our registration: a `notify_one` that chose us either sees
         // our waker or is seen here.
@@ -370,7 +371,7 @@ impl<'a> Wait<'a> {
 
     /// Whether a `notify_one` completed our entry.
     fn notified_one(&self) -> bool {
-        self.entry.as_ref().is_some_and(|(_, _, entry)| {
+        self.entry.as_ref().is_some_and(|(_, _, entry, _)| {
             // SAFETY: the entry lives in the list whose `Arc` we hold and we
             // own it (claimed, not yet released).
             unsafe { &**entry }.is_notified()
@@ -457,7 +458,12 @@ impl Future for Wait<'_> {
 }
 
 impl Drop for Wait<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.release();
+        // Checked here, inline: a completed wait (the common drop) has
+        // released its entry already and skips the call.
+        if self.entry.is_some() {
+            self.release();
+        }
     }
 }

@@ -360,12 +360,12 @@ impl Entry {
     /// wakes the same task. Runs the waker's clone and drop (client code)
     /// while holding nothing; a notifier racing with us is never made to
     /// wait (it leaves `WAKE`, and we wake the new waker ourselves).
-    pub(crate) fn register(&self, waker: &Waker, registered: &mut Option<WakerId>) {
+    pub(crate) fn register(&self, waker: &Waker, registered: &mut WakerId) {
         // Acquire: a `BUSY` taker's release of the cell (its Release RMW)
         // is seen before we take the cell below (the CAS re-checks).
         let mut state = self.state.load(Ordering::Acquire);
         let id = waker_id(waker);
-        if state & WAKER != 0 && *registered == Some(id) {
+        if state & WAKER != 0 && *registered == id {
             // Still there: a notifier that takes it wakes the same task.
             return;
         }
@@ -393,7 +393,7 @@ impl Entry {
         }
         // SAFETY: we set `BUSY`.
         let old = unsafe { self.cell_put(fresh) };
-        *registered = Some(id);
+        *registered = id;
         // `WAKER` is clear (we cleared it; only the owner sets it) and `BUSY`
         // is ours: one xor sets the one and clears the other. AcqRel:
         // Release publishes the waker to the next taker; the RMW also
