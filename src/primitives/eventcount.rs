@@ -758,6 +758,7 @@ impl WaiterList {
     /// `start` is the claiming wait's snapshot sequence; `waker` (a clone
     /// of the wait's, made by the caller so that no client code runs while
     /// the entry is `RESERVED`) is registered with the claim.
+    #[inline]
     pub(crate) fn claim(&self, start: u64, waker: Waker) -> Result<(usize, &Entry), ClaimError> {
         // Relaxed: the ticket only orders claims among themselves (each
         // claim takes a distinct, increasing one); it is published with the

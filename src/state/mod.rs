@@ -701,7 +701,35 @@ impl Inner {
     /// generations of a slot only grow (see `eventcount`), so a list of a
     /// newer generation ends the search, and a list this call installed is
     /// taken back out if the generation moved on meanwhile.
+    #[inline]
     pub(crate) fn waiter_list(
+        &self,
+        slot: &Slot,
+        generation: u32,
+    ) -> Result<Option<Arc<WaiterList>>, QueueError> {
+        // The common case, inline: the generation's list is installed.
+        {
+            let _guard = crate::sync::pin(&self.collector);
+            // Acquire pairs with the Release CAS that installed the list.
+            let cur = slot.waiters.load(Ordering::Acquire);
+            // SAFETY: pinned; a non-null pointer is a live `Arc` allocation
+            // whose slot reference is only released through `retire`.
+            if unsafe { cur.as_ref() }.is_some_and(|list| list.generation == generation) {
+                // SAFETY: the slot's strong count keeps the allocation alive
+                // while we are pinned, so adding one is sound.
+                unsafe { Arc::increment_strong_count(cur) };
+                // SAFETY: the count we just added is owned by the result.
+                return Ok(Some(unsafe { Arc::from_raw(cur) }));
+            }
+        }
+        self.waiter_list_slow(slot, generation)
+    }
+
+    /// `waiter_list` when the slot has no list of this generation yet (or
+    /// it changed since the inline look).
+    #[cold]
+    #[inline(never)]
+    fn waiter_list_slow(
         &self,
         slot: &Slot,
         generation: u32,
