@@ -104,16 +104,16 @@
 //! # Waking one (`notify_one`, `notify_n`)
 //!
 //! A claim takes a ticket (registration order) and stores it in the entry's
-//! state with the claim, then bumps the list's claim count. `notify_one`
-//! never touches the sequence: if `WAITERS` is set it reads the claim
-//! count, then moves the smallest-ticket `CLAIMED` entry through
+//! state with the claim. `notify_one` never touches the sequence: if
+//! `WAITERS` is set it moves the smallest-ticket `CLAIMED` entry through
 //! `NOTIFYING` (storing its argument) to `NOTIFIED` and wakes its waker.
 //! With nobody to complete it sets `PERMIT` with a CAS on the word, and the
 //! waiter's registration RMW orders the two: a waiter registering after the
-//! CAS takes the permit; one registering before it has its claim counted
-//! before its RMW, so a changed claim count makes the notifier take the
-//! permit back and scan again. (With `WAITERS` clear, the waiter's RMW
-//! changes the word and fails the notifier's CAS instead.) A waiter checks
+//! CAS takes the permit; one registering before it stored its claim before
+//! its RMW, so a second look at the entries after the CAS finds it, and the
+//! notifier takes the permit back and scans again. (With `WAITERS` clear,
+//! the waiter's RMW changes the word and fails the notifier's CAS instead,
+//! and no second look is needed.) A waiter checks
 //! its entry after registering its waker, so it sees `NOTIFIED` or the
 //! notifier sees its waker. An owner leaving a `NOTIFIED` entry it did not
 //! report hands the wake on (`notify_one` again); one leaving a `NOTIFYING`
@@ -528,10 +528,6 @@ pub(crate) struct WaiterList {
     allocated: AtomicUsize,
     /// Registration order: each claim takes the next ticket first.
     tickets: AtomicU64,
-    /// Successful claims so far, counted after each claim: `notify_one`
-    /// compares it before its scan and after leaving a permit, to catch a
-    /// waiter that registered in between (see `notify_oldest`).
-    claims: AtomicU64,
     head: Chunk,
     /// Debug hints of hinted waiters, by entry index. Cold: only waits that
     /// carry a hint and the debug dump lock it; never held over client code.
@@ -666,7 +662,6 @@ impl WaiterList {
             next_free: AtomicUsize::new(0),
             allocated: AtomicUsize::new(first),
             tickets: AtomicU64::new(0),
-            claims: AtomicU64::new(0),
             head: Chunk::new(0, first),
             hints: Mutex::new(Vec::new()),
             budget: budget.clone(),
@@ -783,11 +778,6 @@ impl WaiterList {
                 entry
                     .state
                     .store(with_tag(reserved, CLAIMED) | WAKER, Ordering::Release);
-                // Release: a notifier that Acquire-loads this count before
-                // its scan sees our claim in the scan; one that loads it
-                // after its permit CAS sees it when our registration CAS
-                // came first (see `notify_oldest`).
-                self.claims.fetch_add(1, Ordering::Release);
                 // Relaxed: hint.
                 self.next_free.store(index + 1, Ordering::Relaxed);
                 // Relaxed suffices: the claimer publishes its entry (and so
@@ -912,7 +902,9 @@ impl WaiterList {
 
     /// The claimed entry with the smallest ticket and its state.
     fn oldest_claimed(&self, sequence: u64) -> Option<(usize, &Entry, u64)> {
-        // Relaxed: ordered by the Acquire on `claims` in `notify_oldest`.
+        // Relaxed: a claimer raises it before its registration RMW on the
+        // handle's word, which the caller's Acquire read of the word (or
+        // its permit CAS) follows; see `claim`.
         let high = self.high.load(Ordering::Relaxed);
         let mut best: Option<(usize, &Entry, u64)> = None;
         for (index, entry) in self.entries_from(0).take_while(|&(i, _)| i < high) {
@@ -936,15 +928,15 @@ impl WaiterList {
 
     /// Completes up to `max` of the longest-waiting claimed entries with
     /// `arg` (oldest ticket first) and moves their wakers into `batch`
-    /// (stopping when it is full). Returns how many entries were completed
-    /// and the claim count read before the scan. Runs no client code.
+    /// (stopping when it is full). Returns how many entries were completed.
+    /// Runs no client code.
     ///
     /// A caller that completed fewer than it wanted leaves a permit with a
-    /// CAS on the state word and then compares the claim count again: a
-    /// waiter the scan missed either registered (its RMW on the word) after
-    /// that CAS, and takes the permit, or before it, and then its claim,
-    /// counted before its RMW, is visible after the caller's CAS (which
-    /// reads the RMW's release sequence with Acquire), so the count moved.
+    /// CAS on the state word and then asks `has_waiting`: a waiter the scan
+    /// missed either registered (its RMW on the word) after that CAS, and
+    /// takes the permit, or before it, and then its claim (stored before
+    /// its RMW) is visible after the caller's CAS, which reads the RMW's
+    /// release sequence with Acquire, so `has_waiting` finds it.
     ///
     /// `sequence` is the handle's sequence as the caller last read it: only
     /// waits from that snapshot are still waiting (an older one was
@@ -956,10 +948,7 @@ impl WaiterList {
         arg: i64,
         sequence: u64,
         batch: &mut WakeBatch,
-    ) -> (usize, u64) {
-        // Acquire: pairs with the claimer's Release count, so the scan sees
-        // every claim this count includes.
-        let claims = self.claims.load(Ordering::Acquire);
+    ) -> usize {
         let mut done = 0;
         while done < max && !batch.is_full() {
             let Some((index, entry, state)) = self.oldest_claimed(sequence) else {
@@ -1027,13 +1016,14 @@ impl WaiterList {
                 }
             }
         }
-        (done, claims)
+        done
     }
 
-    /// The claim count (see `notify_oldest`).
-    pub(crate) fn claims(&self) -> u64 {
-        // Acquire: see `notify_oldest`.
-        self.claims.load(Ordering::Acquire)
+    /// Whether a claimed entry waits from snapshot `sequence` (see
+    /// `notify_oldest`). A scan; only `notify_one` after leaving a permit
+    /// while waiters were registered asks.
+    pub(crate) fn has_waiting(&self, sequence: u64) -> bool {
+        self.oldest_claimed(sequence).is_some()
     }
 
     /// Sets or clears the debug hint of entry `index` (owned by the caller).
@@ -1202,7 +1192,7 @@ impl ListPool {
 
 impl WaiterList {
     /// Readies an unshared list for reuse: every entry free, no waker, no
-    /// hint; chunks, `tickets` and `claims` are kept (they only grow).
+    /// hint; chunks and `tickets` are kept (tickets only grow).
     fn reset(&mut self) {
         for chunk in self.chunks() {
             for e in chunk.entries.iter() {
