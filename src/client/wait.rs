@@ -175,6 +175,7 @@ impl<'a> Wait<'a> {
 
     /// Gives our entry back, passing on a `notify_one` that had chosen us
     /// (to the next waiter, or as the permit).
+    #[inline]
     fn release_in(inner: &Inner, handle: Handle, entry: &mut Option<EntryRef>, hinted: bool) {
         if let Some(arg) = Self::take_entry(entry, hinted) {
             // Stale: the handle was closed, and its waits with it.
