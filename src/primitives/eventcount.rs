@@ -1331,6 +1331,78 @@ mod tests {
         Waker::noop().clone()
     }
 
+    /// Counts wakes (its `Arc` count tells how many waker clones live).
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counting {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn woken(c: &std::sync::Arc<Counting>) -> usize {
+        c.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn entry_waker_register_take_and_release() {
+        use std::sync::Arc as StdArc;
+        let list = WaiterList::new(1, 8, &unlimited()).unwrap();
+        let a = StdArc::new(Counting::default());
+        let wa = Waker::from(a.clone());
+        let (i, e) = list.claim(0, wa.clone()).unwrap();
+        let mut id = waker_id(&wa);
+        // Registered with the claim: one clone in the entry.
+        assert_eq!(StdArc::strong_count(&a), 3);
+        // The same waker again: nothing changes.
+        e.register(&wa, &mut id);
+        assert_eq!(StdArc::strong_count(&a), 3);
+        // Another waker replaces it; the old clone is dropped.
+        let b = StdArc::new(Counting::default());
+        let wb = Waker::from(b.clone());
+        e.register(&wb, &mut id);
+        assert_eq!(StdArc::strong_count(&a), 2);
+        assert_eq!(StdArc::strong_count(&b), 3);
+        assert_eq!(id, waker_id(&wb));
+        // A notifier takes it out once; a second take finds nothing.
+        let taken = e.take();
+        assert!(taken.is_some());
+        assert!(e.take().is_none());
+        taken.unwrap().wake();
+        assert_eq!((woken(&a), woken(&b)), (0, 1));
+        // Registering after a take stores the waker again.
+        e.register(&wb, &mut id);
+        assert_eq!(StdArc::strong_count(&b), 3);
+        // Releasing drops the waker left in the entry and frees it.
+        assert_eq!(list.release(i, e, false), None);
+        assert_eq!(StdArc::strong_count(&b), 2);
+        assert_eq!(list.len(), 0);
+        assert!(e.take().is_none());
+        assert_eq!(list.claim(0, noop()).ok().map(|(j, _)| j), Some(i));
+    }
+
+    #[test]
+    fn entry_left_busy_by_a_taker_is_freed_by_the_taker() {
+        let list = WaiterList::new(1, 8, &unlimited()).unwrap();
+        let (i, e) = list.claim(0, noop()).unwrap();
+        let claimed = e.state.load(Ordering::Relaxed);
+        // As if a notifier held the cell (it took `WAKER` and set `BUSY`).
+        e.state.store((claimed & !WAKER) | BUSY, Ordering::Relaxed);
+        // SAFETY: single-threaded test: we play the notifier holding it.
+        let waker = unsafe { e.cell_take() };
+        // The owner leaves meanwhile: the entry waits for the taker.
+        assert_eq!(list.release(i, e, false), None);
+        assert_eq!(e.state.load(Ordering::Relaxed), BUSY);
+        // A second notifier and a claimer both pass it by.
+        assert!(e.take().is_none());
+        assert_ne!(list.claim(0, noop()).ok().map(|(j, _)| j), Some(i));
+        // The taker hands the cell back: now it is free.
+        e.state.fetch_and(!(BUSY | WAKE), Ordering::Release);
+        assert_eq!(e.state.load(Ordering::Relaxed), FREE);
+        drop(waker);
+    }
+
     fn unlimited() -> Arc<Budget> {
         Arc::new(Budget::new(usize::MAX))
     }
