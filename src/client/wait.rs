@@ -230,7 +230,7 @@ impl<'a> Wait<'a> {
         None
     }
 
-    #[inline]
+    #[inline(always)]
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Result<Notified, QueueError>> {
         let start = match self.start {
             Ok(s) => s,

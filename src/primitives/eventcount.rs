@@ -753,7 +753,7 @@ impl WaiterList {
     /// `start` is the claiming wait's snapshot sequence; `waker` (a clone
     /// of the wait's, made by the caller so that no client code runs while
     /// the entry is `RESERVED`) is registered with the claim.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn claim(&self, start: u64, waker: Waker) -> Result<(usize, &Entry), ClaimError> {
         // Relaxed: the ticket only orders claims among themselves (each
         // claim takes a distinct, increasing one); it is published with the
@@ -1038,6 +1038,7 @@ impl WaiterList {
     /// Moves the wakers of claimed entries with index `>= from` into
     /// `batch` until it is full. Returns the index to go on from, or `None`
     /// once the scan reached the end. Runs no client code.
+    #[inline(always)]
     pub(crate) fn take_wakers(&self, from: usize, batch: &mut WakeBatch) -> Option<usize> {
         // Relaxed: ordered by the Acquire on the state word (see `claim`).
         let high = self.high.load(Ordering::Relaxed);

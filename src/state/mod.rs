@@ -705,7 +705,7 @@ impl Inner {
     /// generations of a slot only grow (see `eventcount`), so a list of a
     /// newer generation ends the search, and a list this call installed is
     /// taken back out if the generation moved on meanwhile.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn waiter_list(
         &self,
         slot: &Slot,
