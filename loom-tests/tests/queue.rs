@@ -152,3 +152,81 @@ fn waiter_list_retire_vs_notify_scan() {
         assert!(q.waiters(new).unwrap().is_empty());
     });
 }
+
+/// Counts its wakes (plain std atomics: only read after the threads joined).
+#[derive(Default)]
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Counting {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn poll_with<F: std::future::Future + Unpin>(
+    f: &mut F,
+    waker: &std::task::Waker,
+) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(waker);
+    std::pin::Pin::new(f).poll(&mut cx)
+}
+
+/// Re-registration with another waker (the task moved) racing with the
+/// notify that takes the first waker out of the entry: the poll either sees
+/// the notify, or the newer waker is woken (by the notifier, or by the poll
+/// itself when it found the notifier holding the entry's waker cell).
+#[test]
+fn notify_vs_reregistration_with_another_waker() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::task::{Poll, Waker};
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut w = q.wait(h);
+        let first = Arc::new(Counting::default());
+        assert!(poll_with(&mut w, &Waker::from(first.clone())).is_pending());
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            q2.notify(h, 7).unwrap();
+        });
+        let second = Arc::new(Counting::default());
+        let polled = poll_with(&mut w, &Waker::from(second.clone()));
+        t.join().unwrap();
+        match polled {
+            Poll::Ready(r) => assert_eq!(r.unwrap().arg, 7),
+            Poll::Pending => {
+                assert!(second.0.load(SeqCst) >= 1, "the newer waker was not woken");
+                let again = poll_with(&mut w, Waker::noop());
+                assert!(matches!(again, Poll::Ready(Ok(n)) if n.arg == 7));
+            }
+        }
+        drop(w);
+        assert_eq!(q.stats().waiters, 0);
+    });
+}
+
+/// Two notifies racing for one entry's waker cell while the owner frees
+/// the entry: every notify lands, nothing is left claimed, and a later wait
+/// claims the entry again.
+#[test]
+fn two_notifies_vs_wait_completion() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut w = q.wait(h);
+        assert!(poll_once(&mut w).is_pending());
+        let (q2, q3) = (q.clone(), q.clone());
+        let a = thread::spawn(move || q2.notify(h, 1).unwrap());
+        let b = thread::spawn(move || q3.notify(h, 2).unwrap());
+        let got = block_on(&mut w);
+        drop(w);
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(got.is_ok());
+        assert_eq!(q.stats().waiters, 0);
+        let mut next = q.wait(h);
+        assert!(poll_once(&mut next).is_pending());
+        assert_eq!(q.stats().waiters, 1);
+    });
+}

@@ -161,3 +161,35 @@ fn notify_one_passes_by_a_wait_completed_by_notify() {
         }
     });
 }
+
+/// Re-registration with another waker racing with the `notify_one` that
+/// completes the wait: the poll either reports it, or the newer waker is
+/// woken and the next poll reports it.
+#[test]
+fn notify_one_vs_reregistration_with_another_waker() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut w = q.wait(h);
+        let first = Arc::new(Counting::default());
+        assert!(poll_with(&mut w, &Waker::from(first.clone())).is_pending());
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            q2.notify_one(h, 7).unwrap();
+        });
+        let second = Arc::new(Counting::default());
+        let polled = poll_with(&mut w, &Waker::from(second.clone()));
+        t.join().unwrap();
+        match polled {
+            Poll::Ready(r) => assert_eq!(r.unwrap().arg, 7),
+            Poll::Pending => {
+                assert!(
+                    second.0.load(Ordering::SeqCst) >= 1,
+                    "the newer waker was not woken"
+                );
+                let again = poll_with(&mut w, Waker::noop());
+                assert!(matches!(again, Poll::Ready(Ok(n)) if n.arg == 7));
+            }
+        }
+    });
+}

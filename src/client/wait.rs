@@ -11,7 +11,7 @@
 //! calling thread, so threads and tasks share one code path.
 
 use crate::error::QueueError;
-use crate::primitives::eventcount::{self, ClaimError, Entry, WaiterList};
+use crate::primitives::eventcount::{self, ClaimError, Entry, WaiterList, WakerId};
 use crate::primitives::slots::{Handle, Slot};
 use crate::state::{Inner, Notified, Snapshot};
 use crate::sync::park;
@@ -46,7 +46,7 @@ use core::task::{Context, Poll, Waker};
 /// A pending wait holds one entry of its handle's waiter list (and keeps
 /// that list alive). A wait that is leaked (`mem::forget`) keeps its entry
 /// until the handle is unregistered and pins at most that one list: at most
-/// `max_waiters_per_handle` entries of 40 bytes on 64-bit targets plus a
+/// `max_waiters_per_handle` entries of 32 bytes on 64-bit targets plus a
 /// few hundred bytes of list header. Leaking waits can use up the handle's
 /// waiter limit (later waits get [`QueueError::WaiterLimit`]) but never
 /// another handle's, and never blocks or slows a notify. A leaked wait
@@ -83,8 +83,9 @@ pub struct Wait<'a> {
     entry: Option<EntryRef>,
 }
 
-/// A claimed waiter entry and the list that owns it.
-type EntryRef = (Arc<WaiterList>, usize, *const Entry);
+/// A claimed waiter entry, the list that owns it and the waker last
+/// registered in it.
+type EntryRef = (Arc<WaiterList>, usize, *const Entry, WakerId);
 
 /// The queue a [`Wait`] belongs to: borrowed, or owned for `'static` waits.
 #[derive(Debug)]
@@ -128,7 +129,7 @@ impl<'a> Wait<'a> {
     /// while this wait is pending.
     pub fn with_hint(mut self, hint: impl Into<Hint>) -> Self {
         let hint = hint.into();
-        if let Some((list, index, _)) = &self.entry {
+        if let Some((list, index, _, _)) = &self.entry {
             list.set_hint(*index, Some(hint.clone()));
         }
         self.hint = Some(hint);
@@ -167,13 +168,14 @@ impl<'a> Wait<'a> {
     /// (An associated function on the fields, so a poll can call it while
     /// it borrows the queue.)
     fn take_entry(entry: &mut Option<EntryRef>, hinted: bool) -> Option<i64> {
-        let (list, index, entry) = entry.take()?;
+        let (list, index, entry, _) = entry.take()?;
         // SAFETY: `entry` was claimed from `list`, which we still hold.
         list.release(index, unsafe { &*entry }, hinted)
     }
 
     /// Gives our entry back, passing on a `notify_one` that had chosen us
     /// (to the next waiter, or as the permit).
+    #[inline]
     fn release_in(inner: &Inner, handle: Handle, entry: &mut Option<EntryRef>, hinted: bool) {
         if let Some(arg) = Self::take_entry(entry, hinted) {
             // Stale: the handle was closed, and its waits with it.
@@ -228,6 +230,7 @@ impl<'a> Wait<'a> {
         None
     }
 
+    #[inline(always)]
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Result<Notified, QueueError>> {
         let start = match self.start {
             Ok(s) => s,
@@ -243,7 +246,7 @@ impl<'a> Wait<'a> {
             }
         }
         // Acquire: see the arg published with a newer sequence.
-        let word = slot.state.load(Ordering::Acquire);
+        let mut word = slot.state.load(Ordering::Acquire);
         if let Some(done) = self.check(slot, word, start) {
             Self::release_in(
                 &self.inner,
@@ -276,7 +279,9 @@ impl<'a> Wait<'a> {
                         .unwrap_or(Err(QueueError::Closed)),
                 );
             };
-            let (index, entry) = match list.claim(start) {
+            // Cloned before the claim: no client code runs while the entry
+            // is reserved.
+            let (index, entry) = match list.claim(start, waker.clone()) {
                 Ok(claimed) => claimed,
                 Err(ClaimError::Full) => {
                     let limit = self.inner.config.max_waiters_per_handle;
@@ -291,26 +296,24 @@ impl<'a> Wait<'a> {
                 list.set_hint(index, Some(hint.clone()));
             }
             let entry: *const Entry = entry;
-            self.entry = Some((list, index, entry));
-        }
-        if let Some((_, _, entry)) = &self.entry {
+            self.entry = Some((list, index, entry, eventcount::waker_id(waker)));
+        } else if let Some((_, _, entry, registered)) = &mut self.entry {
             // SAFETY: the entry lives in the list whose `Arc` we hold and we
             // own it (claimed, not yet released).
-            unsafe { &**entry }.waker.register(waker);
+            unsafe { &**entry }.register(waker, registered);
         }
         // Publish the registration: an RMW that sets `WAITERS`, but only on
         // our own generation's word (a stale wait never touches a newer
         // owner's state). The RMW is a CAS even when the bit is already set:
         // its Release is what orders our registration before the notifier's
         // CAS.
-        // Acquire: if this already shows the outcome, `check` reads the arg
-        // or close record it published.
-        let mut word = slot.state.load(Ordering::Acquire);
-        loop {
+        // The CAS starts from the word read above: if it changed meanwhile,
+        // the CAS fails and hands us the current one.
+        let registered = loop {
             if eventcount::generation(word) != self.handle.generation
                 || eventcount::sequence(word) != start
             {
-                break;
+                break false;
             }
             if word & eventcount::PERMIT != 0 {
                 // A permit: take it instead of sleeping.
@@ -325,33 +328,37 @@ impl<'a> Wait<'a> {
                         return Poll::Ready(Self::one(start, arg));
                     }
                     None => {
-                        // Acquire: as above.
+                        // Acquire: as the CAS below.
                         word = slot.state.load(Ordering::Acquire);
                         continue;
                     }
                 }
             }
             // AcqRel: Release publishes the registration above to the
-            // notifier whose CAS reads this flag; Acquire sees its arg if it
-            // came first.
+            // notifier whose CAS reads this flag; Acquire sees its arg (or
+            // close record) if it came first, for `check` below.
             match slot.state.compare_exchange_weak(
                 word,
                 word | eventcount::WAITERS,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => break,
+                Ok(_) => break true,
                 Err(actual) => word = actual,
             }
-        }
-        if let Some(done) = self.check(slot, word, start) {
-            Self::release_in(
-                &self.inner,
-                self.handle,
-                &mut self.entry,
-                self.hint.is_some(),
-            );
-            return Poll::Ready(done);
+        };
+        // Registered: the word had our generation and snapshot, so `check`
+        // would find nothing.
+        if !registered {
+            if let Some(done) = self.check(slot, word, start) {
+                Self::release_in(
+                    &self.inner,
+                    self.handle,
+                    &mut self.entry,
+                    self.hint.is_some(),
+                );
+                return Poll::Ready(done);
+            }
         }
         // After our registration: a `notify_one` that chose us either sees
         // our waker or is seen here.
@@ -365,7 +372,7 @@ impl<'a> Wait<'a> {
 
     /// Whether a `notify_one` completed our entry.
     fn notified_one(&self) -> bool {
-        self.entry.as_ref().is_some_and(|(_, _, entry)| {
+        self.entry.as_ref().is_some_and(|(_, _, entry, _)| {
             // SAFETY: the entry lives in the list whose `Arc` we hold and we
             // own it (claimed, not yet released).
             unsafe { &**entry }.is_notified()
@@ -452,7 +459,12 @@ impl Future for Wait<'_> {
 }
 
 impl Drop for Wait<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.release();
+        // Checked here, inline: a completed wait (the common drop) has
+        // released its entry already and skips the call.
+        if self.entry.is_some() {
+            self.release();
+        }
     }
 }

@@ -104,16 +104,16 @@
 //! # Waking one (`notify_one`, `notify_n`)
 //!
 //! A claim takes a ticket (registration order) and stores it in the entry's
-//! state with the claim, then bumps the list's claim count. `notify_one`
-//! never touches the sequence: if `WAITERS` is set it reads the claim
-//! count, then moves the smallest-ticket `CLAIMED` entry through
+//! state with the claim. `notify_one` never touches the sequence: if
+//! `WAITERS` is set it moves the smallest-ticket `CLAIMED` entry through
 //! `NOTIFYING` (storing its argument) to `NOTIFIED` and wakes its waker.
 //! With nobody to complete it sets `PERMIT` with a CAS on the word, and the
 //! waiter's registration RMW orders the two: a waiter registering after the
-//! CAS takes the permit; one registering before it has its claim counted
-//! before its RMW, so a changed claim count makes the notifier take the
-//! permit back and scan again. (With `WAITERS` clear, the waiter's RMW
-//! changes the word and fails the notifier's CAS instead.) A waiter checks
+//! CAS takes the permit; one registering before it stored its claim before
+//! its RMW, so a second look at the entries after the CAS finds it, and the
+//! notifier takes the permit back and scans again. (With `WAITERS` clear,
+//! the waiter's RMW changes the word and fails the notifier's CAS instead,
+//! and no second look is needed.) A waiter checks
 //! its entry after registering its waker, so it sees `NOTIFIED` or the
 //! notifier sees its waker. An owner leaving a `NOTIFIED` entry it did not
 //! report hands the wake on (`notify_one` again); one leaving a `NOTIFYING`
@@ -132,13 +132,13 @@
 use super::budget::{Budget, Category};
 use crate::error::QueueError;
 use crate::sync::{
-    Arc, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, AtomicWaker, Hint, Mutex, Ordering,
+    Arc, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Hint, Mutex, Ordering, UnsafeCell,
 };
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use core::ptr;
-use core::task::Waker;
+use core::task::{RawWakerVTable, Waker};
 
 /// A waiter has registered since the last notify (bit 0).
 pub(crate) const WAITERS: u64 = 1;
@@ -228,10 +228,11 @@ pub(crate) const fn distance(from: u64, to: u64) -> u64 {
 /// Entries in a list's first chunk; each further chunk doubles.
 const FIRST: usize = 4;
 
-// Entry states. An entry's state word is `FREE` or `ticket << TAG_BITS | tag`:
-// the ticket (from `WaiterList::tickets`, taken just before the claim) is the
-// registration order `notify_one` serves first in, first out. The ticket in
-// every non-free state also keeps a CAS from matching a later owner's state.
+// Entry states. An entry's state word is `FREE` or
+// `ticket << TICKET_SHIFT | flags | tag`: the ticket (from
+// `WaiterList::tickets`, taken just before the claim) is the registration
+// order `notify_one` serves first in, first out. The ticket in every
+// non-free state also keeps a CAS from matching a later owner's state.
 //
 // - `RESERVED`: just taken by a claimer, which stores its snapshot in the
 //   entry's cell and then publishes `CLAIMED` (no one else touches it).
@@ -241,9 +242,29 @@ const FIRST: usize = 4;
 //   hands it on if it completes otherwise or is dropped.
 // - `ABANDONED`: the owner left while it was `NOTIFYING`; the notifier frees
 //   the entry and passes the notification to the next waiter.
+//
+// The waker cell beside the state is guarded by the state word itself (so
+// registering costs no RMW of its own, and releasing an entry whose waker
+// a notifier took costs only the CAS that frees it):
+// - `WAKER`: the cell holds the owner's waker for a notifier to take. Only
+//   the owner sets it (with the claim's store of `CLAIMED`, or when it
+//   registers another waker).
+// - `BUSY`: whoever set it (with a CAS from a word without it) has the
+//   cell to itself: a notifier taking the waker out, or the owner putting
+//   one in or freeing the entry. The others may still change the tag
+//   (except to `FREE`, which needs the cell empty); nobody waits for it.
+// - `WAKE`: a notifier found the cell `BUSY` and left this instead of the
+//   waker it could not take: the holder wakes (the owner its new waker; a
+//   taker wakes the one it took anyway).
+// The claimer also has the cell to itself while `RESERVED`. A `FREE`
+// entry's cell is empty.
 const FREE: u64 = 0;
 const TAG_BITS: u32 = 3;
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+const WAKER: u64 = 1 << TAG_BITS;
+const BUSY: u64 = 1 << (TAG_BITS + 1);
+const WAKE: u64 = 1 << (TAG_BITS + 2);
+const TICKET_SHIFT: u32 = TAG_BITS + 3;
 const CLAIMED: u64 = 1;
 const NOTIFYING: u64 = 2;
 const NOTIFIED: u64 = 3;
@@ -260,27 +281,47 @@ const fn with_tag(state: u64, tag: u64) -> u64 {
     (state & !TAG_MASK) | tag
 }
 
+/// What identifies a registered waker (its data and vtable pointers, as
+/// `Waker::will_wake` compares them); the owner keeps it to skip
+/// registering the same waker again.
+pub(crate) type WakerId = (*const (), *const RawWakerVTable);
+
+/// The [`WakerId`] of `waker`.
+#[inline(always)]
+pub(crate) fn waker_id(waker: &Waker) -> WakerId {
+    (waker.data(), waker.vtable())
+}
+
 /// One pending waiter's waker cell. Hints live beside, in
 /// `WaiterList::hints`, so an unhinted wait never touches a lock.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    /// `FREE`, or a ticket with a tag (see above); the claimer owns the
-    /// entry until it (or, for `ABANDONED`, the notifier) stores `FREE`.
+    /// `FREE`, or a ticket with flags and a tag (see above); the claimer
+    /// owns the entry until it (or, for `ABANDONED`, the notifier) frees it.
     state: AtomicU64,
-    pub(crate) waker: AtomicWaker,
+    /// The owner's waker, guarded by `state` (see `WAKER`, `BUSY`).
+    waker: UnsafeCell<Option<Waker>>,
     /// While `CLAIMED`: the owner's snapshot sequence (stored while
     /// `RESERVED`), so `notify_one` can pass by a wait that a plain notify
     /// has completed already. From `NOTIFYING` on: the argument of the
     /// `notify_one` that moved the entry to `NOTIFIED`, written only by
-    /// that notifier. (One cell for both keeps an entry at 40 bytes.)
+    /// that notifier. (One cell for both keeps an entry at 32 bytes.)
     arg: AtomicI64,
 }
+
+// SAFETY: the waker cell is read or written only by the one thread that
+// holds it through the state word (`RESERVED` claimer, or the `BUSY`
+// holder, or `&mut` access), with Acquire / Release on the transitions that
+// hand it over; `Waker` is `Send + Sync`. Everything else is atomic.
+unsafe impl Sync for Entry {}
+// SAFETY: as above; an `Entry` owns only atomics and a `Waker` (`Send`).
+unsafe impl Send for Entry {}
 
 impl Entry {
     fn new() -> Self {
         Self {
             state: AtomicU64::new(FREE),
-            waker: AtomicWaker::new(),
+            waker: UnsafeCell::new(None),
             arg: AtomicI64::new(0),
         }
     }
@@ -290,6 +331,160 @@ impl Entry {
         // Acquire: pairs with the notifier's Release CAS to `NOTIFIED`, so a
         // following `release` reads its argument.
         tag(self.state.load(Ordering::Acquire)) == NOTIFIED
+    }
+
+    /// Moves the cell's waker out.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the cell (`BUSY`, `RESERVED` or `&mut`).
+    #[inline(always)]
+    unsafe fn cell_take(&self) -> Option<Waker> {
+        // SAFETY: per the contract nobody else accesses the cell.
+        self.waker.with_mut(|w| unsafe { (*w).take() })
+    }
+
+    /// Puts `waker` in the cell; returns what was there.
+    ///
+    /// # Safety
+    ///
+    /// As for `cell_take`.
+    #[inline(always)]
+    unsafe fn cell_put(&self, waker: Waker) -> Option<Waker> {
+        // SAFETY: per the contract nobody else accesses the cell.
+        self.waker.with_mut(|w| unsafe { (*w).replace(waker) })
+    }
+
+    /// Registers `waker` in this (owned, claimed) entry for the next
+    /// notifier to take, unless the waker `registered` is still there and
+    /// wakes the same task. Runs the waker's clone and drop (client code)
+    /// while holding nothing; a notifier racing with us is never made to
+    /// wait (it leaves `WAKE`, and we wake the new waker ourselves).
+    pub(crate) fn register(&self, waker: &Waker, registered: &mut WakerId) {
+        // Acquire: a `BUSY` taker's release of the cell (its Release RMW)
+        // is seen before we take the cell below (the CAS re-checks).
+        let mut state = self.state.load(Ordering::Acquire);
+        let id = waker_id(waker);
+        if state & WAKER != 0 && *registered == id {
+            // Still there: a notifier that takes it wakes the same task.
+            return;
+        }
+        let fresh = waker.clone();
+        loop {
+            if state & BUSY != 0 {
+                // A notifier is taking our previous waker out: it completed
+                // or closed us first (our Acquire load synchronised with its
+                // RMW, so the caller's checks after this see that), and it
+                // wakes the old waker. Wake this one too, so the task is
+                // polled again even if the caller returned `Pending`.
+                fresh.wake();
+                return;
+            }
+            // Acquire: takes the cell over from a taker's Release.
+            match self.state.compare_exchange_weak(
+                state,
+                (state | BUSY) & !WAKER,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => state = actual,
+            }
+        }
+        // SAFETY: we set `BUSY`.
+        let old = unsafe { self.cell_put(fresh) };
+        *registered = id;
+        // `WAKER` is clear (we cleared it; only the owner sets it) and `BUSY`
+        // is ours: one xor sets the one and clears the other. AcqRel:
+        // Release publishes the waker to the next taker; the RMW also
+        // orders this registration before our later RMW on the handle's
+        // word, like any registration.
+        let prev = self.state.fetch_xor(BUSY | WAKER, Ordering::AcqRel);
+        if prev & WAKE != 0 {
+            // A notifier found the cell ours: as above, its notify is
+            // visible to the caller's checks after this RMW; wake anyway.
+            // Relaxed: only a flag; the wake below is what matters.
+            self.state.fetch_and(!WAKE, Ordering::Relaxed);
+            waker.wake_by_ref();
+        }
+        drop(old);
+    }
+
+    /// Takes the owner's waker out for a notifier (`None` if there is none
+    /// to take, or if another holder of the cell will wake it). Never
+    /// waits for anyone.
+    pub(crate) fn take(&self) -> Option<Waker> {
+        // Acquire: pairs with the owner's Release publication of `WAKER`.
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let t = tag(state);
+            if t == FREE || t == RESERVED {
+                return None;
+            }
+            let next = if state & BUSY != 0 {
+                if state & WAKE != 0 {
+                    return None;
+                }
+                // Its holder wakes in our place.
+                state | WAKE
+            } else if state & WAKER != 0 {
+                (state & !WAKER) | BUSY
+            } else {
+                // Taken already, by a notifier that wakes it.
+                return None;
+            };
+            // AcqRel: Acquire reads the waker the owner published; Release
+            // (for `WAKE`) hands our notification to the holder's RMW.
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if next & BUSY != 0 && state & BUSY == 0 => {
+                    // SAFETY: we set `BUSY`.
+                    let waker = unsafe { self.cell_take() };
+                    // Release: hands the empty cell back (the owner or a
+                    // claimer takes it with Acquire). An RMW, as others may
+                    // have changed the tag meanwhile; a `WAKE` left by
+                    // another notifier is served by the waker we took.
+                    self.state.fetch_and(!(BUSY | WAKE), Ordering::Release);
+                    return waker;
+                }
+                Ok(_) => return None,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Frees this entry, which the caller owns, from state `state` with
+    /// one CAS; returns the waker left in it (to drop or wake outside any
+    /// pin), or the actual state if it changed.
+    fn free(&self, state: u64) -> Result<Option<Waker>, u64> {
+        if state & BUSY != 0 {
+            // A notifier is taking the waker out: leave it `BUSY` alone;
+            // its release of the cell makes the entry `FREE`. AcqRel: as
+            // below.
+            return self
+                .state
+                .compare_exchange(state, BUSY, Ordering::AcqRel, Ordering::Acquire)
+                .map(|_| None);
+        }
+        if state & WAKER != 0 {
+            // Hold the cell with tag `FREE`, which no one else touches.
+            // Acquire: as in `register`.
+            self.state
+                .compare_exchange(state, BUSY, Ordering::Acquire, Ordering::Acquire)?;
+            // SAFETY: we set `BUSY`.
+            let waker = unsafe { self.cell_take() };
+            // Release: the next claimer sees the cell emptied. A store:
+            // nobody else changes a `FREE`-tagged word.
+            self.state.store(FREE, Ordering::Release);
+            return Ok(waker);
+        }
+        // AcqRel: Release hands the entry (empty cell) to the next claimer;
+        // Acquire on failure reads a `NOTIFIED` state's argument.
+        self.state
+            .compare_exchange(state, FREE, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| None)
     }
 }
 
@@ -333,10 +528,6 @@ pub(crate) struct WaiterList {
     allocated: AtomicUsize,
     /// Registration order: each claim takes the next ticket first.
     tickets: AtomicU64,
-    /// Successful claims so far, counted after each claim: `notify_one`
-    /// compares it before its scan and after leaving a permit, to catch a
-    /// waiter that registered in between (see `notify_oldest`).
-    claims: AtomicU64,
     head: Chunk,
     /// Debug hints of hinted waiters, by entry index. Cold: only waits that
     /// carry a hint and the debug dump lock it; never held over client code.
@@ -471,7 +662,6 @@ impl WaiterList {
             next_free: AtomicUsize::new(0),
             allocated: AtomicUsize::new(first),
             tickets: AtomicU64::new(0),
-            claims: AtomicU64::new(0),
             head: Chunk::new(0, first),
             hints: Mutex::new(Vec::new()),
             budget: budget.clone(),
@@ -560,13 +750,16 @@ impl WaiterList {
     /// entries are allocated and none was free during the scan, or when a
     /// new chunk was needed and the budget refused it.
     ///
-    /// `start` is the claiming wait's snapshot sequence.
-    pub(crate) fn claim(&self, start: u64) -> Result<(usize, &Entry), ClaimError> {
+    /// `start` is the claiming wait's snapshot sequence; `waker` (a clone
+    /// of the wait's, made by the caller so that no client code runs while
+    /// the entry is `RESERVED`) is registered with the claim.
+    #[inline(always)]
+    pub(crate) fn claim(&self, start: u64, waker: Waker) -> Result<(usize, &Entry), ClaimError> {
         // Relaxed: the ticket only orders claims among themselves (each
         // claim takes a distinct, increasing one); it is published with the
         // entry's state by the claim CAS.
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
-        let reserved = (ticket << TAG_BITS) | RESERVED;
+        let reserved = (ticket << TICKET_SHIFT) | RESERVED;
         loop {
             // Relaxed: a hint only; correctness rests on the CAS per entry.
             let from = self.next_free.load(Ordering::Relaxed);
@@ -574,19 +767,17 @@ impl WaiterList {
                 .claim_in(from, usize::MAX, reserved)
                 .or_else(|| self.claim_in(0, from, reserved));
             if let Some((index, entry)) = found {
+                // SAFETY: `RESERVED` is ours alone; a free entry's cell is
+                // empty, so nothing is dropped here.
+                drop(unsafe { entry.cell_put(waker) });
                 // Relaxed: published by the Release store below.
                 entry.arg.store(start as i64, Ordering::Relaxed);
                 // Release: a notifier that Acquire-loads `CLAIMED` reads our
-                // snapshot (see `oldest_claimed`). A plain store: nobody
-                // else writes a `RESERVED` entry.
+                // snapshot (see `oldest_claimed`) and takes our waker. A
+                // plain store: nobody else writes a `RESERVED` entry.
                 entry
                     .state
-                    .store(with_tag(reserved, CLAIMED), Ordering::Release);
-                // Release: a notifier that Acquire-loads this count before
-                // its scan sees our claim in the scan; one that loads it
-                // after its permit CAS sees it when our registration CAS
-                // came first (see `notify_oldest`).
-                self.claims.fetch_add(1, Ordering::Release);
+                    .store(with_tag(reserved, CLAIMED) | WAKER, Ordering::Release);
                 // Relaxed: hint.
                 self.next_free.store(index + 1, Ordering::Relaxed);
                 // Relaxed suffices: the claimer publishes its entry (and so
@@ -645,14 +836,26 @@ impl WaiterList {
         core::mem::size_of::<Chunk>() + len * core::mem::size_of::<Entry>()
     }
 
+    /// Remembers that entry `index` was freed, if it lies below where the
+    /// next claim would look: claims stay packed at the front of the list,
+    /// so wake scans (bounded by `high`) stay short.
+    #[inline(always)]
+    fn note_free(&self, index: usize) {
+        // Relaxed: a hint; a racing claim or release only makes a claim
+        // start a little later or earlier.
+        if index < self.next_free.load(Ordering::Relaxed) {
+            self.next_free.store(index, Ordering::Relaxed);
+        }
+    }
+
     /// Gives entry `index` back. The caller must own it (from `claim`).
     ///
     /// Returns the argument of a `notify_one` that completed the entry
     /// (`NOTIFIED`): the caller either completes with it or hands it on.
     /// An entry caught mid-notify (`NOTIFYING`) is left to its notifier,
-    /// which frees it and passes the notification on itself.
+    /// which frees it and passes the notification on itself. Drops the
+    /// waker left in the entry (client code: the caller holds no lock).
     pub(crate) fn release(&self, index: usize, entry: &Entry, hinted: bool) -> Option<i64> {
-        drop(entry.waker.take());
         if hinted {
             self.set_hint(index, None);
         }
@@ -660,34 +863,37 @@ impl WaiterList {
         // store visible.
         let mut state = entry.state.load(Ordering::Acquire);
         loop {
-            let next = match tag(state) {
-                CLAIMED => FREE,
-                NOTIFYING => with_tag(state, ABANDONED),
-                NOTIFIED => {
-                    // Relaxed: ordered by the Acquire load of `NOTIFIED`.
-                    let arg = entry.arg.load(Ordering::Relaxed);
-                    // Release: the next claimer sees the cells cleared.
-                    entry.state.store(FREE, Ordering::Release);
-                    // Relaxed: hint.
-                    self.next_free.store(index, Ordering::Relaxed);
-                    return Some(arg);
+            let arg = match tag(state) {
+                CLAIMED => None,
+                // Relaxed: ordered by the Acquire load of `NOTIFIED`; read
+                // before the entry is freed (and can be notified again).
+                NOTIFIED => Some(entry.arg.load(Ordering::Relaxed)),
+                NOTIFYING => {
+                    // AcqRel: Release hands the entry to the notifier, which
+                    // frees it; Acquire on failure reads a `NOTIFIED`
+                    // state's argument. The flags stay (the notifier frees
+                    // the cell with the entry).
+                    match entry.state.compare_exchange(
+                        state,
+                        with_tag(state, ABANDONED),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => return None,
+                        Err(actual) => {
+                            state = actual;
+                            continue;
+                        }
+                    }
                 }
                 // Not ours (cannot happen for an owner): leave it.
                 _ => return None,
             };
-            // AcqRel: Release hands the cleared cells to the next claimer
-            // (or to the notifier, for `ABANDONED`); Acquire on failure
-            // reads a `NOTIFIED` state's argument.
-            match entry
-                .state
-                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    if next == FREE {
-                        // Relaxed: hint.
-                        self.next_free.store(index, Ordering::Relaxed);
-                    }
-                    return None;
+            match entry.free(state) {
+                Ok(waker) => {
+                    self.note_free(index);
+                    drop(waker);
+                    return arg;
                 }
                 Err(actual) => state = actual,
             }
@@ -696,7 +902,9 @@ impl WaiterList {
 
     /// The claimed entry with the smallest ticket and its state.
     fn oldest_claimed(&self, sequence: u64) -> Option<(usize, &Entry, u64)> {
-        // Relaxed: ordered by the Acquire on `claims` in `notify_oldest`.
+        // Relaxed: a claimer raises it before its registration RMW on the
+        // handle's word, which the caller's Acquire read of the word (or
+        // its permit CAS) follows; see `claim`.
         let high = self.high.load(Ordering::Relaxed);
         let mut best: Option<(usize, &Entry, u64)> = None;
         for (index, entry) in self.entries_from(0).take_while(|&(i, _)| i < high) {
@@ -720,15 +928,15 @@ impl WaiterList {
 
     /// Completes up to `max` of the longest-waiting claimed entries with
     /// `arg` (oldest ticket first) and moves their wakers into `batch`
-    /// (stopping when it is full). Returns how many entries were completed
-    /// and the claim count read before the scan. Runs no client code.
+    /// (stopping when it is full). Returns how many entries were completed.
+    /// Runs no client code.
     ///
     /// A caller that completed fewer than it wanted leaves a permit with a
-    /// CAS on the state word and then compares the claim count again: a
-    /// waiter the scan missed either registered (its RMW on the word) after
-    /// that CAS, and takes the permit, or before it, and then its claim,
-    /// counted before its RMW, is visible after the caller's CAS (which
-    /// reads the RMW's release sequence with Acquire), so the count moved.
+    /// CAS on the state word and then asks `has_waiting`: a waiter the scan
+    /// missed either registered (its RMW on the word) after that CAS, and
+    /// takes the permit, or before it, and then its claim (stored before
+    /// its RMW) is visible after the caller's CAS, which reads the RMW's
+    /// release sequence with Acquire, so `has_waiting` finds it.
     ///
     /// `sequence` is the handle's sequence as the caller last read it: only
     /// waits from that snapshot are still waiting (an older one was
@@ -740,10 +948,7 @@ impl WaiterList {
         arg: i64,
         sequence: u64,
         batch: &mut WakeBatch,
-    ) -> (usize, u64) {
-        // Acquire: pairs with the claimer's Release count, so the scan sees
-        // every claim this count includes.
-        let claims = self.claims.load(Ordering::Acquire);
+    ) -> usize {
         let mut done = 0;
         while done < max && !batch.is_full() {
             let Some((index, entry, state)) = self.oldest_claimed(sequence) else {
@@ -765,44 +970,60 @@ impl WaiterList {
             // Relaxed: published by the Release CAS to `NOTIFIED` below; only
             // this notifier writes the cell while the entry is `NOTIFYING`.
             entry.arg.store(arg, Ordering::Relaxed);
-            // Release publishes the argument to the owner, which reads it
-            // after an Acquire load of `NOTIFIED`; Acquire on failure sees
-            // the owner's cleared cells before we free the entry.
-            match entry.state.compare_exchange(
-                with_tag(state, NOTIFYING),
-                with_tag(state, NOTIFIED),
-                Ordering::Release,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    done += 1;
-                    // Taken after `NOTIFIED`: the owner registered its waker
-                    // before it looks at the state, so either we see the
-                    // waker or it sees `NOTIFIED`. A waker of a later owner
-                    // (the entry was released and claimed meanwhile) is
-                    // woken spuriously, never lost.
-                    if let Some(waker) = entry.waker.take() {
-                        batch.push(waker);
+            let mut current = with_tag(state, NOTIFYING);
+            loop {
+                if tag(current) == NOTIFYING {
+                    // Release publishes the argument to the owner, which
+                    // reads it after an Acquire load of `NOTIFIED`; Acquire
+                    // on failure sees the owner's cells before we free the
+                    // entry. (Failure with `NOTIFYING`: only the flags
+                    // changed, a taker or the owner holding the cell.)
+                    match entry.state.compare_exchange(
+                        current,
+                        with_tag(current, NOTIFIED),
+                        Ordering::Release,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => {
+                            done += 1;
+                            // Taken after `NOTIFIED`, on the same word the
+                            // owner registers on: either we see its waker
+                            // (or leave `WAKE` for it) or it sees
+                            // `NOTIFIED`.
+                            if let Some(waker) = entry.take() {
+                                batch.push(waker);
+                            }
+                            break;
+                        }
+                        Err(actual) => current = actual,
                     }
+                    continue;
                 }
-                Err(_) => {
-                    // `ABANDONED`: the owner left mid-notify; it is ours to
-                    // free, and the notification goes to the next waiter.
-                    drop(entry.waker.take());
-                    // Release: the next claimer sees the cells cleared.
-                    entry.state.store(FREE, Ordering::Release);
-                    // Relaxed: hint.
-                    self.next_free.store(index, Ordering::Relaxed);
+                // `ABANDONED`: the owner left mid-notify; it is ours to
+                // free, and the notification goes to the next waiter.
+                match entry.free(current) {
+                    Ok(waker) => {
+                        self.note_free(index);
+                        // Woken (spuriously) after the pin rather than
+                        // dropped under it: dropping runs client code. The
+                        // batch has room: it is checked before each entry.
+                        if let Some(waker) = waker {
+                            batch.push(waker);
+                        }
+                        break;
+                    }
+                    Err(actual) => current = actual,
                 }
             }
         }
-        (done, claims)
+        done
     }
 
-    /// The claim count (see `notify_oldest`).
-    pub(crate) fn claims(&self) -> u64 {
-        // Acquire: see `notify_oldest`.
-        self.claims.load(Ordering::Acquire)
+    /// Whether a claimed entry waits from snapshot `sequence` (see
+    /// `notify_oldest`). A scan; only `notify_one` after leaving a permit
+    /// while waiters were registered asks.
+    pub(crate) fn has_waiting(&self, sequence: u64) -> bool {
+        self.oldest_claimed(sequence).is_some()
     }
 
     /// Sets or clears the debug hint of entry `index` (owned by the caller).
@@ -817,6 +1038,7 @@ impl WaiterList {
     /// Moves the wakers of claimed entries with index `>= from` into
     /// `batch` until it is full. Returns the index to go on from, or `None`
     /// once the scan reached the end. Runs no client code.
+    #[inline(always)]
     pub(crate) fn take_wakers(&self, from: usize, batch: &mut WakeBatch) -> Option<usize> {
         // Relaxed: ordered by the Acquire on the state word (see `claim`).
         let high = self.high.load(Ordering::Relaxed);
@@ -828,16 +1050,8 @@ impl WaiterList {
                 if batch.is_full() {
                     return Some(index);
                 }
-                if let Some(entry) = chunk.entries.get(index - chunk.base) {
-                    // Relaxed: the waker cell itself synchronises the
-                    // hand-over of the waker; a racing release only makes us
-                    // see FREE (nothing to wake) or cause a spurious wake of
-                    // the next owner.
-                    if entry.state.load(Ordering::Relaxed) != FREE {
-                        if let Some(waker) = entry.waker.take() {
-                            batch.push(waker);
-                        }
-                    }
+                if let Some(waker) = chunk.entries.get(index - chunk.base).and_then(Entry::take) {
+                    batch.push(waker);
                 }
                 index += 1;
             }
@@ -869,7 +1083,7 @@ impl WaiterList {
         self.entries_from(0)
             .take_while(|&(i, _)| i < high)
             // Acquire: a statistic, but see a claim that finished.
-            .filter(|(_, e)| e.state.load(Ordering::Acquire) != FREE)
+            .filter(|(_, e)| tag(e.state.load(Ordering::Acquire)) != FREE)
             .map(|(i, _)| hints.iter().find(|(j, _)| *j == i).map(|(_, h)| h.clone()))
             .collect()
     }
@@ -880,7 +1094,7 @@ impl WaiterList {
         self.entries_from(0)
             .take_while(|&(i, _)| i < high)
             // Acquire: as in `hints`.
-            .filter(|(_, e)| e.state.load(Ordering::Acquire) != FREE)
+            .filter(|(_, e)| tag(e.state.load(Ordering::Acquire)) != FREE)
             .count()
     }
 
@@ -986,13 +1200,14 @@ impl ListPool {
 
 impl WaiterList {
     /// Readies an unshared list for reuse: every entry free, no waker, no
-    /// hint; chunks, `tickets` and `claims` are kept (they only grow).
+    /// hint; chunks and `tickets` are kept (tickets only grow).
     fn reset(&mut self) {
         for chunk in self.chunks() {
             for e in chunk.entries.iter() {
                 // Relaxed: `&mut self`: no other reference exists.
                 e.state.store(FREE, Ordering::Relaxed);
-                drop(e.waker.take());
+                // SAFETY: `&mut self`: we hold every cell.
+                drop(unsafe { e.cell_take() });
             }
         }
         // Relaxed: `&mut self`, as above.
@@ -1051,8 +1266,8 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn entry_is_40_bytes_as_documented() {
-        assert_eq!(core::mem::size_of::<Entry>(), 40);
+    fn entry_is_32_bytes_as_documented() {
+        assert_eq!(core::mem::size_of::<Entry>(), 32);
     }
 
     #[test]
@@ -1073,11 +1288,11 @@ mod tests {
     #[test]
     fn claim_respects_limit_and_reuses() {
         let list = WaiterList::new(1, 20, &unlimited()).unwrap();
-        let got: Vec<_> = (0..20).map(|_| list.claim(0).unwrap()).collect();
+        let got: Vec<_> = (0..20).map(|_| list.claim(0, noop()).unwrap()).collect();
         let mut indices: Vec<_> = got.iter().map(|(i, _)| *i).collect();
         indices.sort();
         assert_eq!(indices, (0..20).collect::<Vec<_>>());
-        assert_eq!(list.claim(0).err(), Some(ClaimError::Full));
+        assert_eq!(list.claim(0, noop()).err(), Some(ClaimError::Full));
         assert_eq!(list.len(), 20);
         // 4 + 8 + 8 (the last chunk is cut at the limit).
         assert_eq!(
@@ -1086,15 +1301,15 @@ mod tests {
         );
         let (i, e) = got[3];
         assert_eq!(list.release(i, e, false), None);
-        assert_eq!(list.claim(0).ok().map(|(j, _)| j), Some(i));
+        assert_eq!(list.claim(0, noop()).ok().map(|(j, _)| j), Some(i));
         assert_eq!(list.high.load(Ordering::Relaxed), 20);
     }
 
     #[test]
     fn hints_follow_their_entries() {
         let list = WaiterList::new(1, 8, &unlimited()).unwrap();
-        let (a, ea) = list.claim(0).unwrap();
-        let (b, _) = list.claim(0).unwrap();
+        let (a, ea) = list.claim(0, noop()).unwrap();
+        let (b, _) = list.claim(0, noop()).unwrap();
         list.set_hint(a, Some("a".into()));
         assert_eq!(list.hints(), [Some("a".into()), None]);
         assert_eq!(list.release(a, ea, true), None);
@@ -1108,9 +1323,9 @@ mod tests {
         let first = ARC_COUNTS + size_of::<WaiterList>() + FIRST * size_of::<Entry>();
         let budget = Arc::new(Budget::new(first));
         let list = WaiterList::new(1, 100, &budget).unwrap();
-        let got: Vec<_> = (0..FIRST).map(|_| list.claim(0).unwrap()).collect();
+        let got: Vec<_> = (0..FIRST).map(|_| list.claim(0, noop()).unwrap()).collect();
         assert_eq!(got.len(), FIRST);
-        let refused = list.claim(0).err();
+        let refused = list.claim(0, noop()).err();
         assert!(matches!(refused, Some(ClaimError::Budget(_))));
         assert_eq!(list.chunks().count(), 1);
         assert_eq!(budget.stats().waiters, first);
@@ -1120,6 +1335,82 @@ mod tests {
         assert!(WaiterList::new(1, 100, &Arc::new(Budget::new(first - 1))).is_err());
     }
 
+    fn noop() -> Waker {
+        Waker::noop().clone()
+    }
+
+    /// Counts wakes (its `Arc` count tells how many waker clones live).
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counting {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn woken(c: &std::sync::Arc<Counting>) -> usize {
+        c.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn entry_waker_register_take_and_release() {
+        use std::sync::Arc as StdArc;
+        let list = WaiterList::new(1, 8, &unlimited()).unwrap();
+        let a = StdArc::new(Counting::default());
+        let wa = Waker::from(a.clone());
+        let (i, e) = list.claim(0, wa.clone()).unwrap();
+        let mut id = waker_id(&wa);
+        // Registered with the claim: one clone in the entry.
+        assert_eq!(StdArc::strong_count(&a), 3);
+        // The same waker again: nothing changes.
+        e.register(&wa, &mut id);
+        assert_eq!(StdArc::strong_count(&a), 3);
+        // Another waker replaces it; the old clone is dropped.
+        let b = StdArc::new(Counting::default());
+        let wb = Waker::from(b.clone());
+        e.register(&wb, &mut id);
+        assert_eq!(StdArc::strong_count(&a), 2);
+        assert_eq!(StdArc::strong_count(&b), 3);
+        assert_eq!(id, waker_id(&wb));
+        // A notifier takes it out once; a second take finds nothing.
+        let taken = e.take();
+        assert!(taken.is_some());
+        assert!(e.take().is_none());
+        taken.unwrap().wake();
+        assert_eq!((woken(&a), woken(&b)), (0, 1));
+        // Registering after a take stores the waker again.
+        e.register(&wb, &mut id);
+        assert_eq!(StdArc::strong_count(&b), 3);
+        // Releasing drops the waker left in the entry and frees it.
+        assert_eq!(list.release(i, e, false), None);
+        assert_eq!(StdArc::strong_count(&b), 2);
+        assert_eq!(list.len(), 0);
+        assert!(e.take().is_none());
+        assert_eq!(list.claim(0, noop()).ok().map(|(j, _)| j), Some(i));
+    }
+
+    #[test]
+    fn entry_left_busy_by_a_taker_is_freed_by_the_taker() {
+        let list = WaiterList::new(1, 8, &unlimited()).unwrap();
+        let (i, e) = list.claim(0, noop()).unwrap();
+        let claimed = e.state.load(Ordering::Relaxed);
+        // As if a notifier held the cell (it took `WAKER` and set `BUSY`).
+        e.state.store((claimed & !WAKER) | BUSY, Ordering::Relaxed);
+        // SAFETY: single-threaded test: we play the notifier holding it.
+        let waker = unsafe { e.cell_take() };
+        // The owner leaves meanwhile: the entry waits for the taker.
+        assert_eq!(list.release(i, e, false), None);
+        assert_eq!(e.state.load(Ordering::Relaxed), BUSY);
+        // A second notifier and a claimer both pass it by.
+        assert!(e.take().is_none());
+        assert_ne!(list.claim(0, noop()).ok().map(|(j, _)| j), Some(i));
+        // The taker hands the cell back: now it is free.
+        e.state.fetch_and(!(BUSY | WAKE), Ordering::Release);
+        assert_eq!(e.state.load(Ordering::Relaxed), FREE);
+        drop(waker);
+    }
+
     fn unlimited() -> Arc<Budget> {
         Arc::new(Budget::new(usize::MAX))
     }
@@ -1127,7 +1418,7 @@ mod tests {
     #[test]
     fn zero_limit_list_never_claims() {
         let list = WaiterList::new(1, 0, &unlimited()).unwrap();
-        assert_eq!(list.claim(0).err(), Some(ClaimError::Full));
+        assert_eq!(list.claim(0, noop()).err(), Some(ClaimError::Full));
         assert_eq!(list.len(), 0);
     }
 }

@@ -587,11 +587,11 @@ impl Inner {
             if done >= n {
                 return Ok(done);
             }
-            let mut seen_claims = None;
-            if word & eventcount::WAITERS != 0 {
+            let scanned = word & eventcount::WAITERS != 0;
+            if scanned {
                 loop {
                     let mut batch = eventcount::WakeBatch::new();
-                    let (got, claims) = {
+                    let got = {
                         let _guard = crate::sync::pin(&self.collector);
                         // Acquire pairs with the Release CAS that installed it.
                         let list = slot.waiters.load(Ordering::Acquire);
@@ -605,7 +605,7 @@ impl Inner {
                                     eventcount::sequence(word),
                                     &mut batch,
                                 ),
-                            _ => (0, 0),
+                            _ => 0,
                         }
                     };
                     // A full batch may have cut the scan short: go on after
@@ -614,7 +614,6 @@ impl Inner {
                     let count = batch.wake();
                     self.note_wakes(handle, count);
                     done += got;
-                    seen_claims = Some(claims);
                     if done >= n || !more {
                         break;
                     }
@@ -630,7 +629,7 @@ impl Inner {
                 .store(arg, Ordering::Relaxed);
             // AcqRel: Release publishes the permit's argument to the wait
             // that takes it; Acquire makes the claims of waiters that
-            // registered before us visible to the check below.
+            // registered before us visible to the second look below.
             match slot.state.compare_exchange(
                 word,
                 word | eventcount::PERMIT,
@@ -643,19 +642,24 @@ impl Inner {
                     continue;
                 }
             }
-            let Some(before) = seen_claims else {
+            if !scanned {
                 // `WAITERS` was clear in the word we replaced: no wait had
                 // registered, and any later one sees the permit.
                 return Ok(done);
-            };
-            let now = {
+            }
+            // A wait that registered between our scan and our CAS (its RMW
+            // left the word as it was, `WAITERS` being set) is visible now;
+            // one that registers later sees the permit.
+            let waiting = {
                 let _guard = crate::sync::pin(&self.collector);
                 // Acquire pairs with the Release CAS that installed it.
                 let list = slot.waiters.load(Ordering::Acquire);
                 // SAFETY: pinned (as above).
-                unsafe { list.as_ref() }.map_or(before, |l| l.claims())
+                unsafe { list.as_ref() }.is_some_and(|l| {
+                    l.generation == handle.generation && l.has_waiting(eventcount::sequence(word))
+                })
             };
-            if now == before {
+            if !waiting {
                 return Ok(done);
             }
             // A wait may have registered between our scan and our CAS without
@@ -735,7 +739,35 @@ impl Inner {
     /// generations of a slot only grow (see `eventcount`), so a list of a
     /// newer generation ends the search, and a list this call installed is
     /// taken back out if the generation moved on meanwhile.
+    #[inline(always)]
     pub(crate) fn waiter_list(
+        &self,
+        slot: &Slot,
+        generation: u32,
+    ) -> Result<Option<Arc<WaiterList>>, QueueError> {
+        // The common case, inline: the generation's list is installed.
+        {
+            let _guard = crate::sync::pin(&self.collector);
+            // Acquire pairs with the Release CAS that installed the list.
+            let cur = slot.waiters.load(Ordering::Acquire);
+            // SAFETY: pinned; a non-null pointer is a live `Arc` allocation
+            // whose slot reference is only released through `retire`.
+            if unsafe { cur.as_ref() }.is_some_and(|list| list.generation == generation) {
+                // SAFETY: the slot's strong count keeps the allocation alive
+                // while we are pinned, so adding one is sound.
+                unsafe { Arc::increment_strong_count(cur) };
+                // SAFETY: the count we just added is owned by the result.
+                return Ok(Some(unsafe { Arc::from_raw(cur) }));
+            }
+        }
+        self.waiter_list_slow(slot, generation)
+    }
+
+    /// `waiter_list` when the slot has no list of this generation yet (or
+    /// it changed since the inline look).
+    #[cold]
+    #[inline(never)]
+    fn waiter_list_slow(
         &self,
         slot: &Slot,
         generation: u32,
