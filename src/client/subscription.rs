@@ -102,11 +102,12 @@ impl Subscription {
     /// Values this subscriber has lost so far: overwritten before being
     /// received ([`Overflow::KeepNewest`]), rejected while full
     /// ([`Overflow::KeepOldest`]), or offered by a notify that raced with
-    /// unregister and arrived after the close. Counted by the notifiers, so
-    /// it grows even if the subscriber never receives.
+    /// unregister and arrived after the close. Counted from the buffer's
+    /// positions, so it grows even if the subscriber never receives, and
+    /// adds up to the `Lagged` counts reported plus what the next receive
+    /// will report.
     pub fn dropped(&self) -> u64 {
-        // Relaxed: a statistic.
-        self.ring.dropped.load(Ordering::Relaxed)
+        self.ring.dropped()
     }
 
     /// Whether the handle was unregistered (values may still be buffered).
@@ -131,20 +132,29 @@ impl Subscription {
     /// queue.notify(h, 3).unwrap();
     /// assert_eq!(sub.try_recv(), Ok(3));
     /// ```
+    #[inline]
     pub fn try_recv(&mut self) -> Result<i64, TryRecvError> {
         if self.closed {
             return Err(TryRecvError::Closed);
         }
-        let r = self.ring.recv(&mut self.head);
-        match r {
-            Err(TryRecvError::Closed) => self.closed = true,
-            Err(TryRecvError::Lagged(n)) => {
+        match self.ring.recv(&mut self.head) {
+            Ok(v) => Ok(v),
+            Err(e) => self.not_received(e),
+        }
+    }
+
+    /// `try_recv` found no value: notes `Closed` (sticky) or traces the lag.
+    #[cold]
+    fn not_received(&mut self, e: TryRecvError) -> Result<i64, TryRecvError> {
+        match e {
+            TryRecvError::Closed => self.closed = true,
+            TryRecvError::Lagged(n) => {
                 let (inner, handle) = (&self.inner, self.handle);
                 trace::lagged(handle, || inner.hint_of(handle), &self.ring.hint, n);
             }
             _ => {}
         }
-        r
+        Err(e)
     }
 
     /// One receive attempt that registers `waker` when nothing is there.
@@ -236,6 +246,9 @@ impl Subscription {
         // Relaxed: only the receiver writes `waiting`.
         self.ring.waiting.store(false, Ordering::Relaxed);
         self.inner.unsubscribe(self.handle, &self.ring);
+        // The queue's statistics count a listed ring's overwritten values
+        // from its positions; an unlisted one's are added up here.
+        crate::state::fanout::unlisted(&self.inner, &self.ring);
     }
 }
 

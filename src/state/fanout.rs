@@ -121,6 +121,7 @@ fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
 /// reference to the list taken (two RMWs) to wake the rest unpinned.
 pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &Inner) -> usize {
     let mut batch = WakeBatch::new();
+    let mut woken = false;
     let (stored, rest) = {
         let _guard = crate::sync::pin(&inner.collector);
         // Acquire pairs with the Release swap in `replace_list`.
@@ -159,6 +160,7 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
             }
             if let Some(w) = ring.waker.take() {
                 batch.push(w);
+                woken = true;
             }
         }
         // Relaxed: statistics.
@@ -173,7 +175,12 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
         }
         (stored, rest)
     };
-    let mut panicked = batch.wake().panicked as u64;
+    // Most deliveries find nobody asleep: skip the (empty) batch then.
+    let mut panicked = if woken {
+        batch.wake().panicked as u64
+    } else {
+        0
+    };
     if let Some((list, from)) = rest {
         for ring in list.rings.iter().skip(from) {
             // Relaxed: ordered by the fence in the pinned section.
@@ -225,6 +232,34 @@ pub(crate) fn close_all(slot: &Slot, handle: Handle, inner: &Inner) {
         panicked += ring.close() as u64;
     }
     inner.note_panics(handle, panicked);
+}
+
+/// Keep-newest values overwritten in every listed ring that no producer
+/// counted (see "Why the lag count is exact" in `primitives::ring`), for
+/// [`Stats::dropped`](crate::Stats::dropped). A ring leaving its list adds
+/// its own to the queue's counter ([`unlisted`]).
+pub(crate) fn listed_overwritten(inner: &Inner) -> u64 {
+    let mut n = 0u64;
+    let _guard = crate::sync::pin(&inner.collector);
+    inner.table.for_each_slot(|_, slot| {
+        // Acquire: see the list's initialisation.
+        let p = slot.subscribers.load(Ordering::Acquire);
+        // SAFETY: pinned; lists are freed only through `retire`.
+        if let Some(list) = unsafe { p.as_ref() } {
+            n += list.rings.iter().map(|r| r.overwritten()).sum::<u64>();
+        }
+    });
+    n
+}
+
+/// `ring` left its handle's list (its `Subscription` ended): adds the
+/// values overwritten in it to the queue's drop counter.
+pub(crate) fn unlisted(inner: &Inner, ring: &Ring) {
+    let n = ring.overwritten();
+    if n > 0 {
+        // Relaxed: a statistic.
+        inner.counters.dropped.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Subscribers of `handle` for the debug dump.

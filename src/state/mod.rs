@@ -475,7 +475,7 @@ impl Inner {
             waker_panics: c.waker_panics.load(Ordering::Relaxed),
             waiters,
             delivered: c.delivered.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed) + fanout::listed_overwritten(inner),
             exhausted_slots,
             memory_bytes: memory,
             budget: inner.budget.stats(),
