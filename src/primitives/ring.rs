@@ -93,7 +93,7 @@
 
 use super::budget::Charge;
 use crate::error::TryRecvError;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU128, AtomicWaker, Hint, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU128, AtomicWaker, Fast128, Hint, Ordering};
 use alloc::boxed::Box;
 use crossbeam_utils::CachePadded;
 
@@ -242,8 +242,15 @@ impl Ring {
 
     /// Offers `value`; never blocks. Does not wake the receiver: the caller
     /// does, after a `SeqCst` fence (see "Waking").
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn push(&self, value: i64) -> Pushed {
+        self.push_with(value, Fast128::get())
+    }
+
+    /// [`push`](Self::push), with the caller's check for the inlined
+    /// 128-bit atomics (taken once for all the rings of a notify).
+    #[inline]
+    pub(crate) fn push_with(&self, value: i64, fast: Option<Fast128>) -> Pushed {
         if self.overflow != Overflow::KeepNewest {
             return self.push_oldest(value);
         }
@@ -254,7 +261,7 @@ impl Ring {
         if t & CLOSED != 0 {
             return self.closed_drop();
         }
-        self.write_newest(t, value);
+        self.write_newest(t, value, fast);
         Pushed {
             stored: true,
             dropped: 0,
@@ -265,9 +272,21 @@ impl Ring {
     /// cell already holds a newer position (then `pos` is out of the newest
     /// `cap` and the receiver jumps over it).
     #[inline]
-    pub(crate) fn write_newest(&self, pos: u64, value: i64) {
+    pub(crate) fn write_newest(&self, pos: u64, value: i64, fast: Option<Fast128>) {
         let cell = self.cell(pos);
         let fresh = pack(pos, value);
+        if let Some(fast) = fast {
+            // The same loop with the inlined hardware atomics (`Acquire`
+            // load, `SeqCst` CAS: at least the orderings below).
+            let mut cur = fast.load(cell);
+            while stamp_of(cur) < stamp_of(fresh) {
+                match fast.compare_exchange(cell, cur, fresh) {
+                    Ok(_) => return,
+                    Err(actual) => cur = actual,
+                }
+            }
+            return;
+        }
         // Relaxed: only the expected word for the CAS, which validates it;
         // a newer stamp seen here is final (stamps only grow).
         let mut cur = cell.load(Ordering::Relaxed);
@@ -408,14 +427,16 @@ impl Ring {
         // value, and its earlier claim on `tail`, which the load of `tail`
         // below therefore sees (so the cell's position is below `claimed`).
         let word = self.cell(h).load(Ordering::Acquire);
-        let (claimed, closed) = self.positions();
-        // The stamp says `h` (so `h < claimed`) and `h + cap` is not
-        // claimed: the value is ours.
-        if stamp_of(word) == h + 1 && claimed - h <= self.cap {
+        // Acquire: as in `positions`.
+        let t = self.tail.load(Ordering::Acquire);
+        // The stamp says `h` (so `h < t`) and `h + cap` is not claimed: the
+        // value is ours. (Once closed, `t` has `CLOSED` set, the difference
+        // exceeds any `cap`, and `recv_other` decides from `end`.)
+        if stamp_of(word) == h + 1 && t.wrapping_sub(h) <= self.cap {
             self.advance(head, h + 1);
             return Ok(value_of(word));
         }
-        self.recv_other(head, claimed, closed)
+        self.recv_other(head, word)
     }
 
     /// Keep oldest: takes the count of values rejected since the last
@@ -430,8 +451,11 @@ impl Ring {
     /// The cell did not hold the receiver's value, or `head + cap` is
     /// claimed: `Empty`, `Closed` or `Lagged`, decided from the positions.
     #[cold]
-    fn recv_other(&self, head: &mut u64, claimed: u64, closed: bool) -> Result<i64, TryRecvError> {
+    fn recv_other(&self, head: &mut u64, word: Word) -> Result<i64, TryRecvError> {
         let h = *head;
+        // A fresh look at `tail` (and `end`): still after the load of the
+        // cell, as the reasoning below needs.
+        let (claimed, closed) = self.positions();
         if claimed <= h {
             // Nothing claimed at `h` (once closed, `claimed` is `end`).
             return Err(if closed {
@@ -453,9 +477,14 @@ impl Ring {
             return Err(TryRecvError::Lagged(next - h));
         }
         // `h < claimed <= h + cap`: the cell holds some position `s` of the
-        // same cell with `s < claimed <= h + cap`, so `s <= h`, and not `h`
-        // (the stamp said otherwise): the notifier that claimed `h` has not
-        // written it yet.
+        // same cell with `s < claimed <= h + cap`, so `s <= h`.
+        if stamp_of(word) == h + 1 {
+            // Ours (the ring is closed, or `tail` moved on since the first
+            // look, but not past `h + cap`).
+            self.advance(head, h + 1);
+            return Ok(value_of(word));
+        }
+        // `s < h`: the notifier that claimed `h` has not written it yet.
         Err(TryRecvError::Empty)
     }
 
