@@ -76,14 +76,18 @@
 //! # Waking
 //!
 //! A receiver about to sleep registers its waker in the ring's
-//! `AtomicWaker`, stores `waiting = true`, issues a `SeqCst` fence and looks
-//! at the ring again. A notify writes all its rings, issues one `SeqCst`
-//! fence, and then wakes (takes and calls the waker of) each ring whose
-//! `waiting` it sees set. Of the two fences one is first in the single
-//! `SeqCst` order: if the notify's, the receiver's second look sees the
-//! write; if the receiver's, the notify sees `waiting` set and the waker
-//! registered before it. So no wakeup is lost, and a notify to a receiver
-//! that is not sleeping costs a plain load instead of an RMW on the waker.
+//! `AtomicWaker`, stores `waiting = true` and adds itself to the queue's
+//! count of sleeping receivers (once per sleep, not per poll), issues a
+//! `SeqCst` fence and looks at the ring again. A notify writes all its
+//! rings, issues one `SeqCst` fence, and then, unless the count is zero,
+//! wakes (takes and calls the waker of) each ring whose `waiting` it sees
+//! set. Of the two fences one is first in the single `SeqCst` order: if the
+//! notify's, the receiver's second look sees the write; if the receiver's,
+//! the notify reads a count that includes the receiver (its own decrement
+//! comes only after it stops waiting) and sees `waiting` set and the waker
+//! registered before it. So no wakeup is lost; a notify when nobody in the
+//! queue sleeps costs one load, and a notify to a receiver that is not
+//! sleeping a plain load instead of an RMW on the waker.
 //! Only the receiver writes `waiting` (it clears it once it has a result);
 //! a stale `true` costs a spurious wake. Wakers run outside any lock; a
 //! panicking waker is caught and counted. Closing always wakes (an RMW on
@@ -412,8 +416,19 @@ impl Ring {
 
     /// The receiver's side of [`Subscription::try_recv`]: `head` is its
     /// position (only the one receiver calls this).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn recv(&self, head: &mut u64) -> Result<i64, TryRecvError> {
+        self.recv_with(head, Fast128::get())
+    }
+
+    /// [`recv`](Self::recv), with the caller's check for the inlined 128-bit
+    /// atomics (the receiver takes it once).
+    #[inline]
+    pub(crate) fn recv_with(
+        &self,
+        head: &mut u64,
+        fast: Option<Fast128>,
+    ) -> Result<i64, TryRecvError> {
         if self.overflow != Overflow::KeepNewest {
             // Relaxed: only a cheap check; the swap is what takes the count.
             if self.rejected.load(Ordering::Relaxed) != 0 {
@@ -426,7 +441,12 @@ impl Ring {
         // Acquire pairs with the producer's Release CAS (or store): the
         // value, and its earlier claim on `tail`, which the load of `tail`
         // below therefore sees (so the cell's position is below `claimed`).
-        let word = self.cell(h).load(Ordering::Acquire);
+        let cell = self.cell(h);
+        let word = match fast {
+            // As strong as `Acquire`.
+            Some(fast) => fast.load(cell),
+            None => cell.load(Ordering::Acquire),
+        };
         // Acquire: as in `positions`.
         let t = self.tail.load(Ordering::Acquire);
         // The stamp says `h` (so `h < t`) and `h + cap` is not claimed: the

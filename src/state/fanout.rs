@@ -150,7 +150,16 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
         // before it looks at the ring again (see "Waking").
         fence(Ordering::SeqCst);
         let mut rest = None;
-        for (i, ring) in list.rings.iter().enumerate() {
+        // Relaxed: ordered by the fence above, like the loads of `waiting`:
+        // a receiver counts itself before its fence, so a notify that could
+        // miss its `waiting` cannot read a count without it (see "Waking").
+        // Nobody asleep anywhere in the queue: skip the scan.
+        let rings = if inner.counters.sleeping.load(Ordering::Relaxed) == 0 {
+            &[][..]
+        } else {
+            &list.rings[..]
+        };
+        for (i, ring) in rings.iter().enumerate() {
             // Relaxed: ordered by the fence above.
             if !ring.waiting.load(Ordering::Relaxed) {
                 continue;
@@ -168,13 +177,8 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
                 woken = true;
             }
         }
-        // Relaxed: statistics.
-        if stored > 0 {
-            inner
-                .counters
-                .delivered
-                .fetch_add(stored as u64, Ordering::Relaxed);
-        }
+        // `Stats::delivered` is counted from the rings' positions
+        // (`listed_totals`), not here. Relaxed: a statistic.
         if dropped > 0 {
             inner.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
@@ -239,30 +243,40 @@ pub(crate) fn close_all(slot: &Slot, handle: Handle, inner: &Inner) {
     inner.note_panics(handle, panicked);
 }
 
-/// Keep-newest values overwritten in every listed ring that no producer
-/// counted (see "Why the lag count is exact" in `primitives::ring`), for
-/// [`Stats::dropped`](crate::Stats::dropped). A ring leaving its list adds
-/// its own to the queue's counter ([`unlisted`]).
-pub(crate) fn listed_overwritten(inner: &Inner) -> u64 {
-    let mut n = 0u64;
+/// What every listed ring holds in its positions, for [`Stats`](crate::Stats):
+/// values stored (positions claimed before any close: every one was
+/// written, or lapped by a newer one) and keep-newest values overwritten
+/// that no producer counted (see "Why the lag count is exact" in
+/// `primitives::ring`). Counting these from positions costs a notify
+/// nothing; a ring leaving its list adds its own to the queue's counters
+/// ([`unlisted`]).
+pub(crate) fn listed_totals(inner: &Inner) -> (u64, u64) {
+    let (mut delivered, mut overwritten) = (0u64, 0u64);
     let _guard = crate::sync::pin(&inner.collector);
     inner.table.for_each_slot(|_, slot| {
         // Acquire: see the list's initialisation.
         let p = slot.subscribers.load(Ordering::Acquire);
         // SAFETY: pinned; lists are freed only through `retire`.
         if let Some(list) = unsafe { p.as_ref() } {
-            n += list.rings.iter().map(|r| r.overwritten()).sum::<u64>();
+            for r in list.rings.iter() {
+                delivered += r.claimed();
+                overwritten += r.overwritten();
+            }
         }
     });
-    n
+    (delivered, overwritten)
 }
 
-/// `ring` left its handle's list (its `Subscription` ended): adds the
-/// values overwritten in it to the queue's drop counter.
+/// `ring` left its handle's list (its `Subscription` ended): adds what its
+/// positions hold to the queue's counters (see [`listed_totals`]).
 pub(crate) fn unlisted(inner: &Inner, ring: &Ring) {
+    // Relaxed: statistics.
+    inner
+        .counters
+        .delivered
+        .fetch_add(ring.claimed(), Ordering::Relaxed);
     let n = ring.overwritten();
     if n > 0 {
-        // Relaxed: a statistic.
         inner.counters.dropped.fetch_add(n, Ordering::Relaxed);
     }
 }

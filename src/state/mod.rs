@@ -39,6 +39,8 @@ pub(crate) struct Counters {
     /// Subscription counters (owned by `subscription`).
     pub(crate) delivered: CachePadded<AtomicU64>,
     pub(crate) dropped: CachePadded<AtomicU64>,
+    /// Receivers with `waiting` set (owned by `fanout`).
+    pub(crate) sleeping: CachePadded<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -465,6 +467,7 @@ impl Inner {
             }
         });
         drop(guard);
+        let (delivered, overwritten) = fanout::listed_totals(inner);
         let c = &inner.counters;
         // Relaxed: statistics.
         Stats {
@@ -474,8 +477,8 @@ impl Inner {
             wakes: c.wakes.load(Ordering::Relaxed),
             waker_panics: c.waker_panics.load(Ordering::Relaxed),
             waiters,
-            delivered: c.delivered.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed) + fanout::listed_overwritten(inner),
+            delivered: c.delivered.load(Ordering::Relaxed) + delivered,
+            dropped: c.dropped.load(Ordering::Relaxed) + overwritten,
             exhausted_slots,
             memory_bytes: memory,
             budget: inner.budget.stats(),
