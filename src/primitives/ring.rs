@@ -174,6 +174,9 @@ pub(crate) struct Ring {
     /// Set by the receiver before it sleeps, cleared by it once it has a
     /// result; producers skip the waker entirely while it is clear.
     pub(crate) waiting: AtomicBool,
+    /// Set once the ring has left its list for good and its totals were
+    /// added to the queue's counters (`state::fanout::unlisted`).
+    pub(crate) unlisted: AtomicBool,
     pub(crate) hint: Hint,
     /// The ring's bytes, charged to the queue's budget before it was made
     /// and released when it is freed (the last `Arc` goes: the
@@ -211,6 +214,7 @@ impl Ring {
             skipped: AtomicU64::new(0),
             waker: AtomicWaker::new(),
             waiting: AtomicBool::new(false),
+            unlisted: AtomicBool::new(false),
             hint,
             _charge: charge,
         }

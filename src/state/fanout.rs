@@ -267,9 +267,16 @@ pub(crate) fn listed_totals(inner: &Inner) -> (u64, u64) {
     (delivered, overwritten)
 }
 
-/// `ring` left its handle's list (its `Subscription` ended): adds what its
-/// positions hold to the queue's counters (see [`listed_totals`]).
+/// `ring` left its handle's list for good (its `Subscription` ended, or a
+/// new owner of the slot replaced its closed generation's list): adds what
+/// its positions hold to the queue's counters (see [`listed_totals`]), the
+/// first time only.
 pub(crate) fn unlisted(inner: &Inner, ring: &Ring) {
+    // Relaxed: only the flag's own value matters (whoever swaps it first
+    // adds the totals).
+    if ring.unlisted.swap(true, Ordering::Relaxed) {
+        return;
+    }
     // Relaxed: statistics.
     inner
         .counters
@@ -416,6 +423,22 @@ impl Inner {
             }
         })();
         drop(leftover);
+        // A list of an older generation just replaced: its rings (closed,
+        // so their positions no longer move) leave the statistics' view.
+        for l in &unlinked {
+            // SAFETY: `swap_list` moved the slot's strong count of the list
+            // to `l`, so it is alive until `retire_lists` below.
+            if let Some(old) = unsafe { l.0.as_ref() } {
+                if old.generation != handle.generation {
+                    old.rings.iter().for_each(|r| unlisted(inner, r));
+                }
+            }
+        }
+        if outcome.is_err() {
+            // Our ring was listed for a moment (taken out again, or never
+            // listed): what it got counts, once.
+            unlisted(inner, &ring);
+        }
         retire_lists(&unlinked, &inner.collector);
         if let Err(err @ QueueError::SubscriberLimit { .. }) = outcome {
             trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
