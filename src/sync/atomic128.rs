@@ -1,4 +1,6 @@
-//! The 128-bit cell of the subscription rings on x86-64 (with SSE):
+//! The 128-bit cell of the subscription rings on x86-64 (with SSE; not
+//! under Miri, which runs no inline assembly, nor in SGX, which has no
+//! `cpuid`):
 //! `portable-atomic`'s `AtomicU128`, with the hardware paths inlined.
 //!
 //! Without `cmpxchg16b` enabled at compile time (the default target),

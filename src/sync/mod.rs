@@ -38,7 +38,9 @@ mod common;
 #[cfg(all(
     not(notification_queue_loom),
     target_arch = "x86_64",
-    target_feature = "sse"
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
 ))]
 mod atomic128;
 
@@ -74,7 +76,9 @@ pub(crate) use imp::*;
 #[cfg(all(
     not(notification_queue_loom),
     target_arch = "x86_64",
-    target_feature = "sse"
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
 ))]
 pub(crate) use atomic128::Fast as Fast128;
 
@@ -84,7 +88,9 @@ pub(crate) use atomic128::Fast as Fast128;
 #[cfg(not(all(
     not(notification_queue_loom),
     target_arch = "x86_64",
-    target_feature = "sse"
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
 )))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fast128(core::convert::Infallible);
@@ -92,7 +98,9 @@ pub(crate) struct Fast128(core::convert::Infallible);
 #[cfg(not(all(
     not(notification_queue_loom),
     target_arch = "x86_64",
-    target_feature = "sse"
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
 )))]
 impl Fast128 {
     #[inline(always)]
