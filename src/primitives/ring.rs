@@ -6,7 +6,8 @@
 //! # The ring
 //!
 //! Every [`Subscription`](crate::Subscription) owns a [`Ring`] of `cap` cells. Each cell is one
-//! 128-bit atomic (`cmpxchg16b` / `casp`, through `portable-atomic`)
+//! 128-bit atomic (`cmpxchg16b` / `casp`, through `portable-atomic`; on
+//! x86-64 with SSE the hardware paths are inlined, `sync/atomic128.rs`)
 //! holding a *stamp* (the position written there, plus one, so that 0 means
 //! "never written"; 63 bits) and the `i64` value:
 //!
