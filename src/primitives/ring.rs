@@ -253,28 +253,33 @@ impl Ring {
     /// does, after a `SeqCst` fence (see "Waking").
     #[cfg(test)]
     pub(crate) fn push(&self, value: i64) -> Pushed {
-        self.push_with(value, Fast128::get())
+        match self.push_with(value, Fast128::get()) {
+            Ok(()) => Pushed {
+                stored: true,
+                dropped: 0,
+            },
+            Err(other) => other,
+        }
     }
 
     /// [`push`](Self::push), with the caller's check for the inlined
-    /// 128-bit atomics (taken once for all the rings of a notify).
+    /// 128-bit atomics (taken once for all the rings of a notify): `Ok` in
+    /// the common case (keep newest, open: stored, nothing dropped), else
+    /// the outcome of the keep-oldest push or of the close.
     #[inline]
-    pub(crate) fn push_with(&self, value: i64, fast: Option<Fast128>) -> Pushed {
+    pub(crate) fn push_with(&self, value: i64, fast: Option<Fast128>) -> Result<(), Pushed> {
         if self.overflow != Overflow::KeepNewest {
-            return self.push_oldest(value);
+            return Err(self.push_oldest(value));
         }
         // Relaxed: the claim only hands out a position; it is published with
         // the value by the cell CAS (Release), and `CLOSED` is read from the
         // word's modification order.
         let t = self.tail.fetch_add(1, Ordering::Relaxed);
         if t & CLOSED != 0 {
-            return self.closed_drop();
+            return Err(self.closed_drop());
         }
         self.write_newest(t, value, fast);
-        Pushed {
-            stored: true,
-            dropped: 0,
-        }
+        Ok(())
     }
 
     /// Keep newest: stores `value` at the claimed position `pos`, unless the

@@ -138,8 +138,7 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
         let (mut refused, mut dropped) = (0usize, 0u64);
         let fast = crate::sync::Fast128::get();
         for ring in list.rings.iter() {
-            let r = ring.push_with(arg, fast);
-            if !r.stored || r.dropped != 0 {
+            if let Err(r) = ring.push_with(arg, fast) {
                 refused += !r.stored as usize;
                 dropped += r.dropped;
             }
