@@ -1,6 +1,6 @@
 //! A subscriber that never reads still gets the exact lag after more
-//! notifies than its ring's 31-bit stamps can tell apart (2^31 + 1 into a
-//! one-value buffer: the stamps wrap all the way round).
+//! notifies than 31-bit stamps could tell apart (2^31 + 1 into a one-value
+//! buffer; the ring's stamps are whole 63-bit positions).
 //!
 //! 2^31 notifies take 45-50 s in a release build on a busy 2-core machine
 //! (about 23 ns each), so debug

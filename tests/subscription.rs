@@ -560,3 +560,33 @@ fn timed_out_recv_leaves_no_waker_behind() {
     assert_eq!(count.count(), 1);
     assert_eq!(poll_once(&mut fut, &waker), Poll::Ready(Ok(2)));
 }
+
+/// `Stats::delivered` and `Stats::dropped` stay exact when a handle's slot
+/// gets a new owner who subscribes while the old generation's subscription
+/// is still alive (its closed ring leaves the slot's list then), and after
+/// that subscription is dropped: each value counts once.
+#[test]
+fn stats_stay_exact_when_a_slot_changes_owner_under_a_live_subscription() {
+    let q = NotificationQueue::new(Config::default().max_handles(1));
+    let h = q.register("old").unwrap();
+    let mut old = q.subscribe(h, 2, "old").unwrap();
+    for v in 0..5 {
+        q.notify(h, v).unwrap();
+    }
+    assert_eq!((q.stats().delivered, q.stats().dropped), (5, 3));
+    q.unregister(h).unwrap();
+    let h2 = q.register("new").unwrap();
+    assert_eq!(h2.index(), h.index(), "one slot: reused");
+    let mut new = q.subscribe(h2, 1, "new").unwrap();
+    q.notify(h2, 7).unwrap();
+    q.notify(h2, 8).unwrap();
+    assert_eq!((q.stats().delivered, q.stats().dropped), (7, 4));
+    assert_eq!(old.try_recv(), Err(TryRecvError::Lagged(3)));
+    assert_eq!(old.try_recv(), Ok(3));
+    assert_eq!((q.stats().delivered, q.stats().dropped), (7, 4));
+    drop(old);
+    assert_eq!((q.stats().delivered, q.stats().dropped), (7, 4));
+    assert_eq!(new.try_recv(), Err(TryRecvError::Lagged(1)));
+    drop(new);
+    assert_eq!((q.stats().delivered, q.stats().dropped), (7, 4));
+}

@@ -337,3 +337,83 @@ fn waker_clone_and_drop_run_outside_the_waker_cell() {
         });
     }
 }
+
+/// Two notifiers lapping each other on one keep-newest ring of capacity 1
+/// with a silent receiver: whatever the interleaving, an obsolete producer
+/// never overwrites a newer value (it leaves a cell holding a newer
+/// position alone), so after the notifies the receiver gets exactly the
+/// lag of the two older values and then one value, never `Empty` for a
+/// claimed position and never 2 (which one thread sent before 3).
+#[test]
+fn lapping_notifiers_keep_the_newest_value() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut sub = q.subscribe(h, 1, "s").unwrap();
+        let q1 = q.clone();
+        let a = thread::spawn(move || q1.notify(h, 1).unwrap());
+        let q2 = q.clone();
+        let b = thread::spawn(move || {
+            q2.notify(h, 2).unwrap();
+            q2.notify(h, 3).unwrap();
+        });
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(sub.dropped(), 2);
+        assert_eq!(q.stats().dropped, 2);
+        assert_eq!(sub.try_recv(), Err(TryRecvError::Lagged(2)));
+        let last = sub.try_recv();
+        assert!(last == Ok(1) || last == Ok(3), "got {last:?}");
+        assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+        assert_eq!(sub.dropped(), 2);
+    });
+}
+
+/// Two notifiers on one ring racing a receiver that blocks: no wakeup is
+/// lost (the first value, or the lag of a rejected keep-oldest one, wakes
+/// it; loom reports a deadlock otherwise), and once the notifiers are done
+/// values plus lag add up to the two notifies, with the drop count equal
+/// to the lag.
+fn two_notifiers_vs_blocked_receiver(overflow: Overflow) {
+    loom::model(move || {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut sub = q
+            .subscribe_with(h, SubscribeOptions::new(1).overflow(overflow))
+            .unwrap();
+        let q1 = q.clone();
+        let a = thread::spawn(move || q1.notify(h, 1).unwrap());
+        let q2 = q.clone();
+        let b = thread::spawn(move || q2.notify(h, 2).unwrap());
+        let (mut got, mut lag) = (Vec::new(), 0);
+        match block_on(sub.recv()) {
+            Ok(v) => got.push(v),
+            Err(RecvError::Lagged(n)) => lag += n,
+            Err(RecvError::Closed) => panic!("closed"),
+        }
+        a.join().unwrap();
+        b.join().unwrap();
+        loop {
+            match sub.try_recv() {
+                Ok(v) => got.push(v),
+                Err(TryRecvError::Lagged(n)) => lag += n,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => panic!("closed"),
+            }
+        }
+        assert_eq!(got.len() as u64 + lag, 2, "got {got:?}, lag {lag}");
+        assert_eq!(sub.dropped(), lag);
+    });
+}
+
+/// Keep newest: see [`two_notifiers_vs_blocked_receiver`].
+#[test]
+fn two_notifiers_vs_blocked_receiver_keep_newest() {
+    two_notifiers_vs_blocked_receiver(Overflow::KeepNewest);
+}
+
+/// Keep oldest: see [`two_notifiers_vs_blocked_receiver`].
+#[test]
+fn two_notifiers_vs_blocked_receiver_keep_oldest() {
+    two_notifiers_vs_blocked_receiver(Overflow::KeepOldest);
+}

@@ -7,7 +7,7 @@ use crate::primitives::ring::{CLOSED, Overflow, Ring};
 use crate::primitives::slots::Handle;
 use crate::state::Inner;
 use crate::sync::park;
-use crate::sync::{Arc, Hint, Ordering, fence};
+use crate::sync::{Arc, Fast128, Hint, Ordering, fence};
 use crate::trace;
 use core::future::Future;
 use core::pin::Pin;
@@ -56,6 +56,8 @@ pub struct Subscription {
     head: u64,
     /// `Closed` was reported; sticky.
     closed: bool,
+    /// The CPU's inlined 128-bit atomics, checked once.
+    fast: Option<Fast128>,
 }
 
 impl Subscription {
@@ -66,6 +68,7 @@ impl Subscription {
             ring,
             head: 0,
             closed: false,
+            fast: Fast128::get(),
         }
     }
 
@@ -102,11 +105,12 @@ impl Subscription {
     /// Values this subscriber has lost so far: overwritten before being
     /// received ([`Overflow::KeepNewest`]), rejected while full
     /// ([`Overflow::KeepOldest`]), or offered by a notify that raced with
-    /// unregister and arrived after the close. Counted by the notifiers, so
-    /// it grows even if the subscriber never receives.
+    /// unregister and arrived after the close. Counted from the buffer's
+    /// positions, so it grows even if the subscriber never receives, and
+    /// adds up to the `Lagged` counts reported plus what the next receive
+    /// will report.
     pub fn dropped(&self) -> u64 {
-        // Relaxed: a statistic.
-        self.ring.dropped.load(Ordering::Relaxed)
+        self.ring.dropped()
     }
 
     /// Whether the handle was unregistered (values may still be buffered).
@@ -131,20 +135,29 @@ impl Subscription {
     /// queue.notify(h, 3).unwrap();
     /// assert_eq!(sub.try_recv(), Ok(3));
     /// ```
+    #[inline]
     pub fn try_recv(&mut self) -> Result<i64, TryRecvError> {
         if self.closed {
             return Err(TryRecvError::Closed);
         }
-        let r = self.ring.recv(&mut self.head);
-        match r {
-            Err(TryRecvError::Closed) => self.closed = true,
-            Err(TryRecvError::Lagged(n)) => {
+        match self.ring.recv_with(&mut self.head, self.fast) {
+            Ok(v) => Ok(v),
+            Err(e) => self.not_received(e),
+        }
+    }
+
+    /// `try_recv` found no value: notes `Closed` (sticky) or traces the lag.
+    #[cold]
+    fn not_received(&mut self, e: TryRecvError) -> Result<i64, TryRecvError> {
+        match e {
+            TryRecvError::Closed => self.closed = true,
+            TryRecvError::Lagged(n) => {
                 let (inner, handle) = (&self.inner, self.handle);
                 trace::lagged(handle, || inner.hint_of(handle), &self.ring.hint, n);
             }
             _ => {}
         }
-        r
+        Err(e)
     }
 
     /// One receive attempt that registers `waker` when nothing is there.
@@ -152,8 +165,12 @@ impl Subscription {
         let first = self.try_recv();
         let got = if first == Err(TryRecvError::Empty) {
             self.ring.waker.register(waker);
-            // Relaxed: ordered by the fence below.
-            self.ring.waiting.store(true, Ordering::Relaxed);
+            // Relaxed: only the receiver writes `waiting`.
+            if !self.ring.waiting.load(Ordering::Relaxed) {
+                // Relaxed: both ordered by the fence below.
+                self.ring.waiting.store(true, Ordering::Relaxed);
+                self.inner.counters.sleeping.fetch_add(1, Ordering::Relaxed);
+            }
             // SeqCst fence: pairs with the fence in `deliver` (see "Waking").
             fence(Ordering::SeqCst);
             // Look again after registering.
@@ -182,9 +199,18 @@ impl Subscription {
         // Relaxed: only the receiver writes `waiting`; a notify that still
         // sees it set only makes a spurious wake.
         if self.ring.waiting.load(Ordering::Relaxed) {
-            self.ring.waiting.store(false, Ordering::Relaxed);
+            self.stop_waiting();
             drop(self.ring.waker.take());
         }
+    }
+
+    /// Clears `waiting` (set) and takes this receiver out of the queue's
+    /// count of sleeping receivers.
+    fn stop_waiting(&self) {
+        // Relaxed: only the receiver writes `waiting`; a notify that still
+        // sees it (or the count) only makes a spurious wake (or scan).
+        self.ring.waiting.store(false, Ordering::Relaxed);
+        self.inner.counters.sleeping.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(super) fn block(&mut self, deadline: park::Deadline) -> Result<i64, RecvTimeoutError> {
@@ -234,8 +260,13 @@ impl Subscription {
         // code (a waker's drop).
         drop(self.ring.waker.take());
         // Relaxed: only the receiver writes `waiting`.
-        self.ring.waiting.store(false, Ordering::Relaxed);
+        if self.ring.waiting.load(Ordering::Relaxed) {
+            self.stop_waiting();
+        }
         self.inner.unsubscribe(self.handle, &self.ring);
+        // The queue's statistics count a listed ring's overwritten values
+        // from its positions; an unlisted one's are added up here.
+        crate::state::fanout::unlisted(&self.inner, &self.ring);
     }
 }
 

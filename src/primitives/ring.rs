@@ -6,78 +6,64 @@
 //! # The ring
 //!
 //! Every [`Subscription`](crate::Subscription) owns a [`Ring`] of `cap` cells. Each cell is one
-//! 128-bit atomic (`cmpxchg16b` / `casp`, through `portable-atomic`)
-//! holding a *stamp* (the position written there, 63 bits), a `CONSUMED`
-//! bit and the `i64` value:
+//! 128-bit atomic (`cmpxchg16b` / `casp`, through `portable-atomic`; on
+//! x86-64 with SSE the hardware paths are inlined, `sync/atomic128.rs`)
+//! holding a *stamp* (the position written there, plus one, so that 0 means
+//! "never written"; 63 bits) and the `i64` value:
 //!
 //! ```text
-//!  127       126             64 63                    0
-//! +----------+-----------------+-----------------------+
-//! | CONSUMED | stamp (63)      | value (64)            |
-//! +----------+-----------------+-----------------------+
+//!  127  126                64 63                    0
+//! +---+---------------------+-----------------------+
+//! | 0 | stamp = pos + 1 (63)| value (64)            |
+//! +---+---------------------+-----------------------+
 //! ```
 //!
 //! Positions are handed out by `tail` (a `u64` that never wraps in practice).
-//! Position `p` lives in cell `p % cap`. Cell `i` starts with the stamp of
-//! position `i - cap` and `CONSUMED` set: "written one lap ago, nothing to
-//! lose".
+//! Position `p` lives in cell `p % cap`. A cell's stamp only grows.
 //!
-//! - **Producers** (notifiers, any number at once) claim a position `p` and
-//!   then CAS their `(p, value)` into the cell. Before each CAS attempt a
-//!   producer reads `tail`: if `p + cap` is already claimed, `p` is obsolete
-//!   (lapped while it was preempted; the receiver may be past it) and the
-//!   producer counts it as dropped instead of writing. Otherwise the cell
-//!   holds an older position of the same cell and the CAS replaces it; when
-//!   the replaced word's `CONSUMED` bit is clear, the value it overwrote was
-//!   never received: it counts one drop. Producers never wait for anybody
-//!   and take no lock: a claim is one `fetch_add` (keep newest) or a CAS
-//!   loop bounded by other producers' progress (keep oldest), the write one
-//!   CAS loop of the same kind.
+//! - **Producers** (notifiers, any number at once). Keep newest: a claim is
+//!   one `fetch_add` on `tail`; the write is a CAS of `(p, value)` into the
+//!   cell that replaces whatever *older* position the cell holds. A producer
+//!   that finds a newer position there (it was lapped while preempted) leaves
+//!   it: its own position is out of the newest `cap` already. So an obsolete
+//!   producer can never overwrite a newer value, and every position among the
+//!   newest `cap` claimed is written by its producer, whatever the
+//!   interleaving. Keep oldest: a producer claims a position only while
+//!   `tail - head < cap` (CAS on `tail`), so the cell's previous position has
+//!   been received and nobody else can write the cell until ours is: the
+//!   write is a plain (atomic) store. Producers never wait for anybody and
+//!   take no lock.
 //! - **The receiver** (the `Subscription`, `&mut self`) sits at `head` (a
 //!   `u64`). It loads cell `head % cap`, then `tail` (and `end`, once
-//!   closed), and decides from the 64-bit positions first:
+//!   closed): when the stamp says `head` and `head + cap` is not claimed,
+//!   the value is ours, and receiving it is a load plus a store of `head`
+//!   (no read-modify-write). Otherwise it decides from the 64-bit positions:
 //!   nothing claimed at `head`: `Empty` (or `Closed` once `head >= end`);
-//!   `head + cap` claimed: the value at `head` is overwritten or about to
-//!   be, so it jumps to the oldest position that stays in the ring
-//!   (`claimed - cap`) and returns `Lagged(jump)`. Only in the remaining
-//!   window, `head < claimed <= head + cap`, does it look at the stamp: a
-//!   match that is not consumed is our value (it CASes `CONSUMED` in; a
-//!   producer lapping it at that moment makes the CAS fail, and it looks
-//!   again), a mismatch means the notifier that claimed `head` has not
-//!   written it yet: `Empty`.
+//!   `head + cap` claimed: everything below `claimed - cap` is (or will be)
+//!   overwritten, so it jumps to `claimed - cap` and returns `Lagged(jump)`;
+//!   in the remaining window `head < claimed <= head + cap` the cell holds a
+//!   position `s < claimed <= head + cap` of the same cell, so `s <= head`,
+//!   and a stamp other than `head`'s means the notifier that claimed `head`
+//!   has not written it yet: `Empty`.
 //!
 //! # Why the lag count is exact
 //!
-//! Every position below `tail` ends in exactly one of two ways: the receiver
-//! consumes it (its CAS on the cell wins), or the receiver passes it in a
-//! `Lagged(n)` jump. A jump only passes positions `q < claimed - cap`; for
-//! each of them position `q + cap` is claimed, so its producer (or a later
-//! one) replaces `q`'s unconsumed value, or `q`'s own producer sees that
-//! claim and abandons: either way the producer side counts `q` once in
-//! [`Subscription::dropped`]. So, once the producers in flight have
-//! finished, the `Lagged` values reported add up to `dropped()` minus drops
-//! made after the ring was closed; nothing disappears without being counted.
-//! Lag is measured in `u64` positions, so this holds after any number of
-//! notifies, however long the receiver stays silent.
+//! Every position the receiver passes is either returned (the stamp matched)
+//! or passed in a `Lagged(n)` jump; the jump is computed from positions
+//! alone, so `Lagged` values plus values received add up to the positions
+//! claimed, after any number of notifies, however long the receiver stays
+//! silent (positions are `u64`, stamps are whole positions and never wrap).
 //!
-//! With [`Overflow::KeepOldest`] a producer claims a position only while
-//! `tail - head < cap` (CAS on `tail`), so it never overwrites or abandons; a
-//! rejected value is counted in `dropped` and in `rejected`, which the
+//! The drop count ([`Subscription::dropped`](crate::Subscription::dropped)) is derived from the same
+//! positions rather than counted per overwrite (which would need the
+//! receiver to take each value with a read-modify-write, to settle a race
+//! with the producer overwriting it): keep newest, it is what the receiver
+//! has jumped over (`skipped`, written by the receiver only) plus what it
+//! will jump over next (`claimed - head - cap`, when positive). Keep oldest,
+//! a rejected value is counted in `dropped` and in `rejected`, which the
 //! receiver's next receive swaps out and reports as `Lagged(n)` ahead of the
-//! (older) values still buffered.
-//!
-//! # Stamps
-//!
-//! A stamp is the whole position (positions stay below 2^63: at one notify
-//! per nanosecond that is 292 years), so stamps never wrap and are compared
-//! exactly. They are still only compared for equality, and only where the
-//! 64-bit positions have already narrowed the cell down: the receiver loads
-//! the cell before `tail`, and the cell's word was published after its
-//! producer's claim, so the cell's position `s` is below the `claimed` it
-//! reads; in the window `head < claimed <= head + cap`, `s <= head`, and
-//! `s == head` exactly when the stamp says so. Producers compare no stamps
-//! at all. Every CAS compares the whole 128-bit word, which never reappears
-//! in a cell (its stamp grows).
+//! (older) values still buffered. Values offered after the close are
+//! counted in `dropped` by their producer.
 //!
 //! # Closing
 //!
@@ -85,20 +71,24 @@
 //! `CLOSED` bit, after storing the position it closes at in `end`. A claim
 //! that returns `CLOSED` is after the close: that producer writes nothing and
 //! counts a drop. Every position below `end` was claimed before the close and
-//! will be written (or abandoned for a newer one), so the receiver keeps
+//! will be written (or lapped by a newer one), so the receiver keeps
 //! draining until `head >= end` and only then reports `Closed`.
 //!
 //! # Waking
 //!
 //! A receiver about to sleep registers its waker in the ring's
-//! `AtomicWaker`, stores `waiting = true`, issues a `SeqCst` fence and looks
-//! at the ring again. A notify writes all its rings, issues one `SeqCst`
-//! fence, and then wakes (takes and calls the waker of) each ring whose
-//! `waiting` it sees set. Of the two fences one is first in the single
-//! `SeqCst` order: if the notify's, the receiver's second look sees the
-//! write; if the receiver's, the notify sees `waiting` set and the waker
-//! registered before it. So no wakeup is lost, and a notify to a receiver
-//! that is not sleeping costs a plain load instead of an RMW on the waker.
+//! `AtomicWaker`, stores `waiting = true` and adds itself to the queue's
+//! count of sleeping receivers (once per sleep, not per poll), issues a
+//! `SeqCst` fence and looks at the ring again. A notify writes all its
+//! rings, issues one `SeqCst` fence, and then, unless the count is zero,
+//! wakes (takes and calls the waker of) each ring whose `waiting` it sees
+//! set. Of the two fences one is first in the single `SeqCst` order: if the
+//! notify's, the receiver's second look sees the write; if the receiver's,
+//! the notify reads a count that includes the receiver (its own decrement
+//! comes only after it stops waiting) and sees `waiting` set and the waker
+//! registered before it. So no wakeup is lost; a notify when nobody in the
+//! queue sleeps costs one load, and a notify to a receiver that is not
+//! sleeping a plain load instead of an RMW on the waker.
 //! Only the receiver writes `waiting` (it clears it once it has a result);
 //! a stale `true` costs a spurious wake. Wakers run outside any lock; a
 //! panicking waker is caught and counted. Closing always wakes (an RMW on
@@ -108,26 +98,23 @@
 
 use super::budget::Charge;
 use crate::error::TryRecvError;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU128, AtomicWaker, Hint, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU128, AtomicWaker, Fast128, Hint, Ordering};
 use alloc::boxed::Box;
 use crossbeam_utils::CachePadded;
 
 /// Largest ring this crate builds, whatever the configuration says.
 pub(crate) const MAX_RING: usize = 1 << 24;
 
-/// A cell: `CONSUMED | stamp (63) | value (64)`.
+/// A cell: `0 | stamp (63) | value (64)`, the stamp being position + 1.
 type Word = u128;
-const CONSUMED: Word = 1 << 127;
 const STAMP_SHIFT: u32 = 64;
-const STAMP_MASK: u64 = (1 << 63) - 1;
 /// Set in `tail` once the ring is closed.
 pub(crate) const CLOSED: u64 = 1 << 63;
 
+/// The word for position `pos` (below `CLOSED - 1`) holding `value`.
 #[inline(always)]
-const fn pack(pos: u64, value: i64, consumed: bool) -> Word {
-    ((consumed as Word) << 127)
-        | (((pos & STAMP_MASK) as Word) << STAMP_SHIFT)
-        | (value as u64 as Word)
+const fn pack(pos: u64, value: i64) -> Word {
+    (((pos + 1) as Word) << STAMP_SHIFT) | (value as u64 as Word)
 }
 
 #[inline(always)]
@@ -135,10 +122,10 @@ const fn value_of(word: Word) -> i64 {
     word as u64 as i64
 }
 
-/// Whether the stamp in `word` is `pos` (see "Stamps" in the module docs).
+/// The cell's stamp: the position it holds plus one, 0 if never written.
 #[inline(always)]
-const fn stamp_matches(word: Word, pos: u64) -> bool {
-    ((word >> STAMP_SHIFT) as u64 & STAMP_MASK) == (pos & STAMP_MASK)
+const fn stamp_of(word: Word) -> u64 {
+    (word >> STAMP_SHIFT) as u64
 }
 
 /// What to keep when a subscriber's buffer is full.
@@ -166,6 +153,9 @@ pub(crate) struct Pushed {
 pub(crate) struct Ring {
     pub(crate) cells: Box<[AtomicU128]>,
     pub(crate) cap: u64,
+    /// `cap - 1` when `cap` is a power of two (cells are then indexed with
+    /// a mask instead of a division), else `u64::MAX`.
+    mask: u64,
     pub(crate) overflow: Overflow,
     /// Next position to claim, plus `CLOSED`.
     pub(crate) tail: CachePadded<AtomicU64>,
@@ -175,13 +165,19 @@ pub(crate) struct Ring {
     pub(crate) end: AtomicU64,
     /// KeepOldest: values rejected and not yet reported as `Lagged`.
     pub(crate) rejected: AtomicU64,
-    /// Values lost to this subscriber (overwritten, rejected, abandoned or
-    /// offered after close).
+    /// Values lost that their producers counted: rejected (keep oldest) or
+    /// offered after the close.
     pub(crate) dropped: AtomicU64,
+    /// Keep newest: positions the receiver has jumped over (reported as
+    /// `Lagged`). Written only by the receiver.
+    pub(crate) skipped: AtomicU64,
     pub(crate) waker: AtomicWaker,
     /// Set by the receiver before it sleeps, cleared by it once it has a
     /// result; producers skip the waker entirely while it is clear.
     pub(crate) waiting: AtomicBool,
+    /// Set once the ring has left its list for good and its totals were
+    /// added to the queue's counters (`state::fanout::unlisted`).
+    pub(crate) unlisted: AtomicBool,
     pub(crate) hint: Hint,
     /// The ring's bytes, charged to the queue's budget before it was made
     /// and released when it is freed (the last `Arc` goes: the
@@ -203,27 +199,39 @@ impl Ring {
     pub(crate) fn new(cap: usize, overflow: Overflow, hint: Hint, charge: Charge) -> Self {
         let cap64 = cap as u64;
         Self {
-            cells: (0..cap64)
-                .map(|i| AtomicU128::new(pack(i.wrapping_sub(cap64), 0, true)))
-                .collect(),
+            cells: (0..cap64).map(|_| AtomicU128::new(0)).collect(),
             cap: cap64,
+            mask: if cap64.is_power_of_two() {
+                cap64 - 1
+            } else {
+                u64::MAX
+            },
             overflow,
             tail: CachePadded::new(AtomicU64::new(0)),
             head: CachePadded::new(AtomicU64::new(0)),
             end: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             waker: AtomicWaker::new(),
             waiting: AtomicBool::new(false),
+            unlisted: AtomicBool::new(false),
             hint,
             _charge: charge,
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cell(&self, pos: u64) -> &AtomicU128 {
-        // `cells.len() == cap > 0`, so the index is in bounds.
-        &self.cells[(pos % self.cap) as usize]
+        let i = if self.mask != u64::MAX {
+            pos & self.mask
+        } else {
+            pos % self.cap
+        };
+        debug_assert!(i < self.cells.len() as u64);
+        // SAFETY: `cells.len() == cap > 0`, and `i < cap`: `pos % cap`, or
+        // `pos & (cap - 1)` when `cap` is a power of two.
+        unsafe { self.cells.get_unchecked(i as usize) }
     }
 
     pub(crate) fn count_drop(&self, n: u64) {
@@ -231,103 +239,123 @@ impl Ring {
         self.dropped.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Offers `value`; never blocks. Does not wake the receiver: the caller
-    /// does, after a `SeqCst` fence (see "Waking").
-    pub(crate) fn push(&self, value: i64) -> Pushed {
-        let pos = match self.overflow {
-            Overflow::KeepNewest => {
-                // Relaxed: the claim only hands out a position; the value is
-                // published by the cell CAS (Release), and `CLOSED` is read
-                // from the word's modification order.
-                let t = self.tail.fetch_add(1, Ordering::Relaxed);
-                if t & CLOSED != 0 {
-                    self.count_drop(1);
-                    return Pushed {
-                        stored: false,
-                        dropped: 1,
-                    };
-                }
-                t
-            }
-            Overflow::KeepOldest => {
-                // Relaxed: validated by the CAS below.
-                let mut t = self.tail.load(Ordering::Relaxed);
-                loop {
-                    if t & CLOSED != 0 {
-                        self.count_drop(1);
-                        return Pushed {
-                            stored: false,
-                            dropped: 1,
-                        };
-                    }
-                    // Acquire pairs with the receiver's Release store of
-                    // `head`: its consuming CAS of position `t - cap` is
-                    // then ordered before our write of `t` into that cell.
-                    let h = self.head.load(Ordering::Acquire);
-                    if t.wrapping_sub(h) >= self.cap {
-                        // Relaxed: counters; the receiver swaps `rejected`
-                        // out, and the caller's wake tells it to look.
-                        self.rejected.fetch_add(1, Ordering::Relaxed);
-                        self.count_drop(1);
-                        return Pushed {
-                            stored: false,
-                            dropped: 1,
-                        };
-                    }
-                    // Relaxed: as for the `fetch_add` above.
-                    match self.tail.compare_exchange_weak(
-                        t,
-                        t + 1,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => break t,
-                        Err(actual) => t = actual,
-                    }
-                }
-            }
-        };
-        let dropped = self.write(pos, value);
+    /// A value offered after the close: counted, not stored.
+    #[cold]
+    fn closed_drop(&self) -> Pushed {
+        self.count_drop(1);
         Pushed {
-            stored: true,
-            dropped,
+            stored: false,
+            dropped: 1,
         }
     }
 
-    /// Stores `value` at the claimed position `pos`; returns the drops it
-    /// caused (0 or 1).
-    ///
-    /// Decided from the 64-bit positions, not the 31-bit stamps: once
-    /// `pos + cap` is claimed, `pos` is obsolete (the receiver may already
-    /// have jumped past it) and is abandoned; before that, the cell holds an
-    /// older position of the same cell (it is below `claimed <= pos + cap`),
-    /// which we replace.
-    pub(crate) fn write(&self, pos: u64, value: i64) -> u64 {
+    /// Offers `value`; never blocks. Does not wake the receiver: the caller
+    /// does, after a `SeqCst` fence (see "Waking").
+    #[cfg(test)]
+    pub(crate) fn push(&self, value: i64) -> Pushed {
+        match self.push_with(value, Fast128::get()) {
+            Ok(()) => Pushed {
+                stored: true,
+                dropped: 0,
+            },
+            Err(other) => other,
+        }
+    }
+
+    /// [`push`](Self::push), with the caller's check for the inlined
+    /// 128-bit atomics (taken once for all the rings of a notify): `Ok` in
+    /// the common case (keep newest, open: stored, nothing dropped), else
+    /// the outcome of the keep-oldest push or of the close.
+    #[inline]
+    pub(crate) fn push_with(&self, value: i64, fast: Option<Fast128>) -> Result<(), Pushed> {
+        if self.overflow != Overflow::KeepNewest {
+            return Err(self.push_oldest(value));
+        }
+        // Relaxed: the claim only hands out a position; it is published with
+        // the value by the cell CAS (Release), and `CLOSED` is read from the
+        // word's modification order.
+        let t = self.tail.fetch_add(1, Ordering::Relaxed);
+        if t & CLOSED != 0 {
+            return Err(self.closed_drop());
+        }
+        self.write_newest(t, value, fast);
+        Ok(())
+    }
+
+    /// Keep newest: stores `value` at the claimed position `pos`, unless the
+    /// cell already holds a newer position (then `pos` is out of the newest
+    /// `cap` and the receiver jumps over it).
+    #[inline]
+    pub(crate) fn write_newest(&self, pos: u64, value: i64, fast: Option<Fast128>) {
         let cell = self.cell(pos);
-        let fresh = pack(pos, value, false);
-        // Acquire: a later position found here has its claim on `tail`
-        // ordered before our load of `tail` below (as in `recv`).
-        let mut cur = cell.load(Ordering::Acquire);
-        loop {
-            if self.claimed() - pos > self.cap {
-                // Lapped between claim and write: `pos + cap` is claimed, so
-                // ours is obsolete (lost, and counted).
-                self.count_drop(1);
-                return 1;
-            }
-            // Release: the receiver's Acquire load of the cell then also sees
-            // our claim on `tail` (it reads `tail` to place the cell).
-            // Acquire on failure: as for the load above.
-            match cell.compare_exchange_weak(cur, fresh, Ordering::Release, Ordering::Acquire) {
-                Ok(_) => {
-                    if cur & CONSUMED == 0 {
-                        self.count_drop(1);
-                        return 1;
-                    }
-                    return 0;
+        let fresh = pack(pos, value);
+        if let Some(fast) = fast {
+            // The same loop with the inlined hardware atomics (`Acquire`
+            // load, `SeqCst` CAS: at least the orderings below).
+            let mut cur = fast.load(cell);
+            while stamp_of(cur) < stamp_of(fresh) {
+                match fast.compare_exchange(cell, cur, fresh) {
+                    Ok(_) => return,
+                    Err(actual) => cur = actual,
                 }
+            }
+            return;
+        }
+        // Relaxed: only the expected word for the CAS, which validates it;
+        // a newer stamp seen here is final (stamps only grow).
+        let mut cur = cell.load(Ordering::Relaxed);
+        while stamp_of(cur) < stamp_of(fresh) {
+            // Release: the receiver's Acquire load of the cell then also
+            // sees our claim on `tail` (it reads `tail` to place the cell).
+            // Relaxed on failure: as for the load above.
+            match cell.compare_exchange_weak(cur, fresh, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
                 Err(actual) => cur = actual,
             }
+        }
+    }
+
+    /// Keep oldest: claims a position while the ring has room, else rejects.
+    #[inline(never)]
+    fn push_oldest(&self, value: i64) -> Pushed {
+        // Relaxed: validated by the CAS below.
+        let mut t = self.tail.load(Ordering::Relaxed);
+        loop {
+            if t & CLOSED != 0 {
+                return self.closed_drop();
+            }
+            // Acquire pairs with the receiver's Release store of `head`: its
+            // load of position `t - cap` is then ordered before our store
+            // into that cell.
+            let h = self.head.load(Ordering::Acquire);
+            if t.wrapping_sub(h) >= self.cap {
+                // Relaxed: counters; the receiver swaps `rejected` out, and
+                // the caller's wake tells it to look.
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                self.count_drop(1);
+                return Pushed {
+                    stored: false,
+                    dropped: 1,
+                };
+            }
+            // Relaxed: the claim is published with the value by the Release
+            // store below.
+            match self
+                .tail
+                .compare_exchange_weak(t, t + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => t = actual,
+            }
+        }
+        // Nobody else writes this cell until we have: position `t - cap` was
+        // received (`t - head < cap`), and `t + cap` can only be claimed once
+        // the receiver has moved past `t`, which it does after reading it.
+        // Release: as for the CAS in `write_newest`.
+        self.cell(t).store(pack(t, value), Ordering::Release);
+        Pushed {
+            stored: true,
+            dropped: 0,
         }
     }
 
@@ -369,6 +397,7 @@ impl Ring {
 
     /// Positions claimed before the close (or all, while open), and whether
     /// the ring is closed.
+    #[inline(always)]
     pub(crate) fn positions(&self) -> (u64, bool) {
         // Acquire: pairs with `close`'s Release CAS, so `end` is valid; and
         // with producers' claims, as the callers' comments say.
@@ -387,74 +416,106 @@ impl Ring {
     }
 
     /// Moves the receiver to `to`.
+    #[inline(always)]
     pub(crate) fn advance(&self, head: &mut u64, to: u64) {
         *head = to;
-        // Release pairs with KeepOldest producers' Acquire load of `head`.
+        // Release pairs with KeepOldest producers' Acquire load of `head`
+        // (our load of the cell is ordered before their store into it).
         self.head.store(to, Ordering::Release);
     }
 
     /// The receiver's side of [`Subscription::try_recv`]: `head` is its
     /// position (only the one receiver calls this).
+    #[cfg(test)]
     pub(crate) fn recv(&self, head: &mut u64) -> Result<i64, TryRecvError> {
-        // Relaxed: only a cheap check; the swap is what takes the count.
-        if self.rejected.load(Ordering::Relaxed) != 0 {
-            // Relaxed: a counter; the values themselves travel in the cells.
-            let n = self.rejected.swap(0, Ordering::Relaxed);
-            if n != 0 {
-                return Err(TryRecvError::Lagged(n));
+        self.recv_with(head, Fast128::get())
+    }
+
+    /// [`recv`](Self::recv), with the caller's check for the inlined 128-bit
+    /// atomics (the receiver takes it once).
+    #[inline]
+    pub(crate) fn recv_with(
+        &self,
+        head: &mut u64,
+        fast: Option<Fast128>,
+    ) -> Result<i64, TryRecvError> {
+        if self.overflow != Overflow::KeepNewest {
+            // Relaxed: only a cheap check; the swap is what takes the count.
+            if self.rejected.load(Ordering::Relaxed) != 0 {
+                if let Some(n) = self.take_rejected() {
+                    return Err(TryRecvError::Lagged(n));
+                }
             }
         }
-        loop {
-            let h = *head;
-            let cell = self.cell(h);
-            // Acquire pairs with the producer's Release CAS: the value, and
-            // its earlier claim on `tail`, which the load of `tail` below
-            // therefore sees (so the cell's position is below `claimed`).
-            let cur = cell.load(Ordering::Acquire);
-            // Decide from the 64-bit positions first; the cell is consulted
-            // only once they place it in its unambiguous window.
-            let (claimed, closed) = self.positions();
-            if claimed <= h {
-                // Nothing claimed at `h` (once closed, `claimed` is `end`).
-                return Err(if closed {
-                    TryRecvError::Closed
-                } else {
-                    TryRecvError::Empty
-                });
-            }
-            if claimed - h > self.cap {
-                // Position `h + cap` is claimed: `h` is (or will be)
-                // overwritten, and so is everything below `claimed - cap`.
-                // Jump to the oldest position that stays in the ring.
-                let next = claimed - self.cap;
-                self.advance(head, next);
-                return Err(TryRecvError::Lagged(next - h));
-            }
-            // `h < claimed <= h + cap`: the cell holds some position `s`
-            // with `s % cap == h % cap` and `s < claimed <= h + cap`, so
-            // `s <= h`; and `s == h` exactly when the 31-bit stamps agree,
-            // because `s > h - 2^31` (see "Stamps" in the module docs).
-            if !stamp_matches(cur, h) {
-                // `s < h`: the notifier that claimed `h` has not written it
-                // yet.
-                return Err(TryRecvError::Empty);
-            }
-            if cur & CONSUMED != 0 {
-                // Only we set CONSUMED and we advance right after; skip.
-                self.advance(head, h + 1);
-                continue;
-            }
-            // Relaxed: the word was Acquire-loaded; the CAS only decides
-            // whether we or an overwriting producer own this value.
-            if cell
-                .compare_exchange(cur, cur | CONSUMED, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.advance(head, h + 1);
-                return Ok(value_of(cur));
-            }
-            // Overwritten right now: look again (the positions will say lag).
+        let h = *head;
+        // Acquire pairs with the producer's Release CAS (or store): the
+        // value, and its earlier claim on `tail`, which the load of `tail`
+        // below therefore sees (so the cell's position is below `claimed`).
+        let cell = self.cell(h);
+        let word = match fast {
+            // As strong as `Acquire`.
+            Some(fast) => fast.load(cell),
+            None => cell.load(Ordering::Acquire),
+        };
+        // Acquire: as in `positions`.
+        let t = self.tail.load(Ordering::Acquire);
+        // The stamp says `h` (so `h < t`) and `h + cap` is not claimed: the
+        // value is ours. (Once closed, `t` has `CLOSED` set, the difference
+        // exceeds any `cap`, and `recv_other` decides from `end`.)
+        if stamp_of(word) == h + 1 && t.wrapping_sub(h) <= self.cap {
+            self.advance(head, h + 1);
+            return Ok(value_of(word));
         }
+        self.recv_other(head, word)
+    }
+
+    /// Keep oldest: takes the count of values rejected since the last
+    /// receive, if any.
+    #[cold]
+    fn take_rejected(&self) -> Option<u64> {
+        // Relaxed: a counter; the values themselves travel in the cells.
+        let n = self.rejected.swap(0, Ordering::Relaxed);
+        (n != 0).then_some(n)
+    }
+
+    /// The cell did not hold the receiver's value, or `head + cap` is
+    /// claimed: `Empty`, `Closed` or `Lagged`, decided from the positions.
+    #[cold]
+    fn recv_other(&self, head: &mut u64, word: Word) -> Result<i64, TryRecvError> {
+        let h = *head;
+        // A fresh look at `tail` (and `end`): still after the load of the
+        // cell, as the reasoning below needs.
+        let (claimed, closed) = self.positions();
+        if claimed <= h {
+            // Nothing claimed at `h` (once closed, `claimed` is `end`).
+            return Err(if closed {
+                TryRecvError::Closed
+            } else {
+                TryRecvError::Empty
+            });
+        }
+        if claimed - h > self.cap {
+            // Position `h + cap` is claimed: `h` is (or will be) overwritten,
+            // and so is everything below `claimed - cap`. Jump to the oldest
+            // position that stays in the ring.
+            let next = claimed - self.cap;
+            // Relaxed: only the receiver writes it; a statistic for others,
+            // ordered before the Release store of `head` in `advance`.
+            let skipped = self.skipped.load(Ordering::Relaxed);
+            self.skipped.store(skipped + (next - h), Ordering::Relaxed);
+            self.advance(head, next);
+            return Err(TryRecvError::Lagged(next - h));
+        }
+        // `h < claimed <= h + cap`: the cell holds some position `s` of the
+        // same cell with `s < claimed <= h + cap`, so `s <= h`.
+        if stamp_of(word) == h + 1 {
+            // Ours (the ring is closed, or `tail` moved on since the first
+            // look, but not past `h + cap`).
+            self.advance(head, h + 1);
+            return Ok(value_of(word));
+        }
+        // `s < h`: the notifier that claimed `h` has not written it yet.
+        Err(TryRecvError::Empty)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -463,13 +524,36 @@ impl Ring {
         self.claimed().saturating_sub(head).min(self.cap) as usize
     }
 
+    /// Keep newest: values lost so far that no producer counted, the
+    /// positions jumped over and those the next receive will jump over.
+    /// (A snapshot racing with the receiver's jump may count that jump
+    /// twice for the moment.)
+    pub(crate) fn overwritten(&self) -> u64 {
+        if self.overflow != Overflow::KeepNewest {
+            return 0;
+        }
+        // Acquire pairs with the receiver's Release store of `head`, made
+        // after its update of `skipped`.
+        let head = self.head.load(Ordering::Acquire);
+        // Relaxed: see above.
+        let skipped = self.skipped.load(Ordering::Relaxed);
+        let pending = self.claimed().saturating_sub(head).saturating_sub(self.cap);
+        skipped + pending
+    }
+
+    /// Values lost to this subscriber (see
+    /// [`Subscription::dropped`](crate::Subscription::dropped)).
+    pub(crate) fn dropped(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.dropped.load(Ordering::Relaxed) + self.overwritten()
+    }
+
     pub(crate) fn info(&self) -> SubscriberInfo {
         SubscriberInfo {
             hint: self.hint.clone(),
             len: self.len(),
             capacity: self.cap as usize,
-            // Relaxed: a statistic.
-            dropped: self.dropped.load(Ordering::Relaxed),
+            dropped: self.dropped(),
             overflow: self.overflow,
         }
     }
@@ -510,14 +594,12 @@ impl Ring {
         let ring = Self::new(cap, overflow, Hint::from(""), charge.unwrap());
         let cap = cap as u64;
         for i in 0..cap {
-            // The last position below `start` that lives in cell `i` (one
-            // lap before the first, if none): written and received.
-            let last = if start > i {
-                start - 1 - (start - 1 - i) % cap
-            } else {
-                i.wrapping_sub(cap)
-            };
-            ring.cells[i as usize].store(pack(last, 0, true), Ordering::Relaxed);
+            // The last position below `start` that lives in cell `i` (none:
+            // never written): written and received.
+            if start > i {
+                let last = start - 1 - (start - 1 - i) % cap;
+                ring.cells[i as usize].store(pack(last, 0), Ordering::Relaxed);
+            }
         }
         ring.tail.store(start, Ordering::Relaxed);
         ring.head.store(start, Ordering::Relaxed);
@@ -526,8 +608,7 @@ impl Ring {
 
     /// The state `k` sequential keep-newest pushes of `value(position)`
     /// leave (no receiver running meanwhile), without doing them: only the
-    /// last `cap` positions are written, and every value the pushes would
-    /// have overwritten is counted as dropped, as `write` counts it.
+    /// last `cap` positions are written.
     fn push_many(&self, k: u64, value: impl Fn(u64) -> i64) {
         assert_eq!(self.overflow, Overflow::KeepNewest);
         let t = self.tail.load(Ordering::Relaxed);
@@ -538,20 +619,10 @@ impl Ring {
             }
             return;
         }
-        // Each cell is overwritten at least once: its unreceived value is
-        // lost, and so is every position of the batch but the last `cap`.
-        let mut drops = k - self.cap;
-        for c in self.cells.iter() {
-            if c.load(Ordering::Relaxed) & CONSUMED == 0 {
-                drops += 1;
-            }
-        }
         for p in t + k - self.cap..t + k {
-            self.cell(p)
-                .store(pack(p, value(p), false), Ordering::Relaxed);
+            self.cell(p).store(pack(p, value(p)), Ordering::Relaxed);
         }
         self.tail.store(t + k, Ordering::Relaxed);
-        self.count_drop(drops);
     }
 }
 
@@ -561,22 +632,17 @@ mod tests {
     use std::prelude::rust_2024::*;
 
     #[test]
-    fn stamps_pack_the_low_31_bits_of_the_position() {
-        let w = pack(5, -1, false);
-        assert!(stamp_matches(w, 5));
-        assert!(!stamp_matches(w, 4));
+    fn stamps_are_the_whole_position_plus_one() {
+        let w = pack(5, -1);
+        assert_eq!(stamp_of(w), 6);
         assert_eq!(value_of(w), -1);
-        assert_eq!(w & CONSUMED, 0);
-        // Positions 2^31 apart share a stamp: only the 64-bit positions
-        // around it (the window) make a match mean "this position".
-        let wrapped = pack(STAMP_MASK + 2, 7, true);
-        assert!(stamp_matches(wrapped, 1));
-        assert!(stamp_matches(wrapped, STAMP_MASK + 2));
-        assert_ne!(wrapped & CONSUMED, 0);
-        assert_eq!(value_of(wrapped), 7);
-        // Initial cells hold "one lap ago".
-        let init = pack(0u64.wrapping_sub(4), 0, true);
-        assert!(stamp_matches(init, u64::MAX - 3));
+        // Far beyond any 32-bit range, still exact.
+        let far = pack((1 << 62) + 3, 7);
+        assert_eq!(stamp_of(far), (1 << 62) + 4);
+        assert_eq!(value_of(far), 7);
+        assert_eq!(stamp_of(pack(CLOSED - 2, i64::MIN)), CLOSED - 1);
+        // A fresh cell is older than every position.
+        assert_eq!(stamp_of(0), 0);
     }
 
     fn val(p: u64) -> i64 {
@@ -609,8 +675,8 @@ mod tests {
     }
 
     /// A receiver that never reads gets the exact lag after any number of
-    /// notifies, in particular across the 31-bit stamp wrap (2^30 and 2^31
-    /// ahead) and far beyond it.
+    /// notifies, in particular past the points where a 32-bit stamp would
+    /// wrap (2^30 and 2^31 ahead) and far beyond them.
     #[test]
     fn silent_receiver_gets_exact_lag_after_any_number_of_pushes() {
         let half = 1u64 << 30;
@@ -637,7 +703,7 @@ mod tests {
                             "cap {cap}, start {start}, k {k}"
                         );
                         assert_eq!(end, TryRecvError::Empty);
-                        assert_eq!(ring.dropped.load(Ordering::Relaxed), k.saturating_sub(cap));
+                        assert_eq!(ring.dropped(), k.saturating_sub(cap));
                         // Real pushes after the jump go on normally.
                         ring.push(1);
                         assert_eq!(ring.recv(&mut head), Ok(1));
@@ -647,8 +713,8 @@ mod tests {
         }
     }
 
-    /// Normal traffic straddling the stamp wrap (positions around 2^31 and
-    /// 2^32): in-order values, exact lags, drain to `Closed`.
+    /// Normal traffic straddling 2^31 and 2^32 (where a 32-bit stamp would
+    /// wrap): in-order values, exact lags, drain to `Closed`.
     #[test]
     fn traffic_across_the_stamp_wrap_is_exact() {
         for start in [(1u64 << 31) - 20, (1 << 32) - 20, (3 << 30) - 20] {
@@ -668,7 +734,7 @@ mod tests {
                     assert_eq!(got, expected(pos - k, k, cap), "start {start} cap {cap}");
                     lost += k.saturating_sub(cap);
                 }
-                assert_eq!(ring.dropped.load(Ordering::Relaxed), lost);
+                assert_eq!(ring.dropped(), lost);
                 ring.push(val(pos));
                 ring.close();
                 assert_eq!(ring.recv(&mut head), Ok(val(pos)));
@@ -677,7 +743,7 @@ mod tests {
         }
     }
 
-    /// Closing after a silent stretch longer than the stamp range: the
+    /// Closing after a silent stretch longer than a 32-bit range: the
     /// receiver reports the exact lag, drains, then `Closed`.
     #[test]
     fn close_after_a_wrapped_silent_stretch_drains_exactly() {

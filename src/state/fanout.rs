@@ -121,6 +121,7 @@ fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
 /// reference to the list taken (two RMWs) to wake the rest unpinned.
 pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &Inner) -> usize {
     let mut batch = WakeBatch::new();
+    let mut woken = false;
     let (stored, rest) = {
         let _guard = crate::sync::pin(&inner.collector);
         // Acquire pairs with the Release swap in `replace_list`.
@@ -133,18 +134,31 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
         if list.generation != eventcount::generation(prev) {
             return 0;
         }
-        let (mut stored, mut dropped) = (0usize, 0u64);
+        // Counted as exceptions: almost every push stores and drops nothing.
+        let (mut refused, mut dropped) = (0usize, 0u64);
+        let fast = crate::sync::Fast128::get();
         for ring in list.rings.iter() {
-            let r = ring.push(arg);
-            stored += r.stored as usize;
-            dropped += r.dropped;
+            if let Err(r) = ring.push_with(arg, fast) {
+                refused += !r.stored as usize;
+                dropped += r.dropped;
+            }
         }
+        let stored = list.rings.len() - refused;
         // SeqCst fence: orders our cell writes before the loads of `waiting`
         // below, against the receiver's store of `waiting` and its fence
         // before it looks at the ring again (see "Waking").
         fence(Ordering::SeqCst);
         let mut rest = None;
-        for (i, ring) in list.rings.iter().enumerate() {
+        // Relaxed: ordered by the fence above, like the loads of `waiting`:
+        // a receiver counts itself before its fence, so a notify that could
+        // miss its `waiting` cannot read a count without it (see "Waking").
+        // Nobody asleep anywhere in the queue: skip the scan.
+        let rings = if inner.counters.sleeping.load(Ordering::Relaxed) == 0 {
+            &[][..]
+        } else {
+            &list.rings[..]
+        };
+        for (i, ring) in rings.iter().enumerate() {
             // Relaxed: ordered by the fence above.
             if !ring.waiting.load(Ordering::Relaxed) {
                 continue;
@@ -159,21 +173,22 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
             }
             if let Some(w) = ring.waker.take() {
                 batch.push(w);
+                woken = true;
             }
         }
-        // Relaxed: statistics.
-        if stored > 0 {
-            inner
-                .counters
-                .delivered
-                .fetch_add(stored as u64, Ordering::Relaxed);
-        }
+        // `Stats::delivered` is counted from the rings' positions
+        // (`listed_totals`), not here. Relaxed: a statistic.
         if dropped > 0 {
             inner.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
         (stored, rest)
     };
-    let mut panicked = batch.wake().panicked as u64;
+    // Most deliveries find nobody asleep: skip the (empty) batch then.
+    let mut panicked = if woken {
+        batch.wake().panicked as u64
+    } else {
+        0
+    };
     if let Some((list, from)) = rest {
         for ring in list.rings.iter().skip(from) {
             // Relaxed: ordered by the fence in the pinned section.
@@ -225,6 +240,51 @@ pub(crate) fn close_all(slot: &Slot, handle: Handle, inner: &Inner) {
         panicked += ring.close() as u64;
     }
     inner.note_panics(handle, panicked);
+}
+
+/// What every listed ring holds in its positions, for [`Stats`](crate::Stats):
+/// values stored (positions claimed before any close: every one was
+/// written, or lapped by a newer one) and keep-newest values overwritten
+/// that no producer counted (see "Why the lag count is exact" in
+/// `primitives::ring`). Counting these from positions costs a notify
+/// nothing; a ring leaving its list adds its own to the queue's counters
+/// ([`unlisted`]).
+pub(crate) fn listed_totals(inner: &Inner) -> (u64, u64) {
+    let (mut delivered, mut overwritten) = (0u64, 0u64);
+    let _guard = crate::sync::pin(&inner.collector);
+    inner.table.for_each_slot(|_, slot| {
+        // Acquire: see the list's initialisation.
+        let p = slot.subscribers.load(Ordering::Acquire);
+        // SAFETY: pinned; lists are freed only through `retire`.
+        if let Some(list) = unsafe { p.as_ref() } {
+            for r in list.rings.iter() {
+                delivered += r.claimed();
+                overwritten += r.overwritten();
+            }
+        }
+    });
+    (delivered, overwritten)
+}
+
+/// `ring` left its handle's list for good (its `Subscription` ended, or a
+/// new owner of the slot replaced its closed generation's list): adds what
+/// its positions hold to the queue's counters (see [`listed_totals`]), the
+/// first time only.
+pub(crate) fn unlisted(inner: &Inner, ring: &Ring) {
+    // Relaxed: only the flag's own value matters (whoever swaps it first
+    // adds the totals).
+    if ring.unlisted.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    // Relaxed: statistics.
+    inner
+        .counters
+        .delivered
+        .fetch_add(ring.claimed(), Ordering::Relaxed);
+    let n = ring.overwritten();
+    if n > 0 {
+        inner.counters.dropped.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Subscribers of `handle` for the debug dump.
@@ -362,6 +422,22 @@ impl Inner {
             }
         })();
         drop(leftover);
+        // A list of an older generation just replaced: its rings (closed,
+        // so their positions no longer move) leave the statistics' view.
+        for l in &unlinked {
+            // SAFETY: `swap_list` moved the slot's strong count of the list
+            // to `l`, so it is alive until `retire_lists` below.
+            if let Some(old) = unsafe { l.0.as_ref() } {
+                if old.generation != handle.generation {
+                    old.rings.iter().for_each(|r| unlisted(inner, r));
+                }
+            }
+        }
+        if outcome.is_err() {
+            // Our ring was listed for a moment (taken out again, or never
+            // listed): what it got counts, once.
+            unlisted(inner, &ring);
+        }
         retire_lists(&unlinked, &inner.collector);
         if let Err(err @ QueueError::SubscriberLimit { .. }) = outcome {
             trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);

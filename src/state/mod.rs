@@ -39,6 +39,8 @@ pub(crate) struct Counters {
     /// Subscription counters (owned by `subscription`).
     pub(crate) delivered: CachePadded<AtomicU64>,
     pub(crate) dropped: CachePadded<AtomicU64>,
+    /// Receivers with `waiting` set (owned by `fanout`).
+    pub(crate) sleeping: CachePadded<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -499,6 +501,7 @@ impl Inner {
             }
         });
         drop(guard);
+        let (delivered, overwritten) = fanout::listed_totals(inner);
         let c = &inner.counters;
         // Relaxed: statistics.
         Stats {
@@ -508,8 +511,8 @@ impl Inner {
             wakes: c.wakes.load(Ordering::Relaxed),
             waker_panics: c.waker_panics.load(Ordering::Relaxed),
             waiters,
-            delivered: c.delivered.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed) + delivered,
+            dropped: c.dropped.load(Ordering::Relaxed) + overwritten,
             exhausted_slots,
             memory_bytes: memory,
             budget: inner.budget.stats(),

@@ -2,11 +2,24 @@
 //! `portable-atomic`'s 128-bit cell, and [`UnsafeCell`]
 //! with loom's closure API.
 
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
+))]
+pub(crate) use super::atomic128::AtomicU128;
 pub(crate) use alloc::sync::Arc;
 pub(crate) use core::sync::atomic::{
     AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
     Ordering, fence,
 };
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
+)))]
 pub(crate) use portable_atomic::AtomicU128;
 
 /// `UnsafeCell` with loom's closure-based access API.

@@ -31,6 +31,10 @@ impl AtomicU128 {
         *self.v.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn store(&self, v: u128, _: Ordering) {
+        *self.v.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
     pub(crate) fn compare_exchange(
         &self,
         current: u128,

@@ -18,8 +18,9 @@
 //!   of the `atomic-waker` crate, made safe against wakers whose `clone`
 //!   panics, and written on the shim's atomics so that loom checks it.
 //!
-//! - `AtomicU128` is `portable-atomic`'s normally (subscription ring cells);
-//!   the loom build substitutes a mutex-backed cell, on the same terms.
+//! - `AtomicU128` is `portable-atomic`'s normally (subscription ring cells),
+//!   with its x86-64 hardware paths inlined (`atomic128.rs`); the loom
+//!   build substitutes a mutex-backed cell, on the same terms.
 //!
 //! Epoch reclamation goes through [`pin`]: crossbeam-epoch's global collector
 //! normally, and under loom a per-queue [`Collector`] (crossbeam-epoch only
@@ -30,6 +31,15 @@
 
 #[cfg(not(notification_queue_loom))]
 mod common;
+
+#[cfg(all(
+    not(notification_queue_loom),
+    target_arch = "x86_64",
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
+))]
+mod atomic128;
 
 #[cfg(all(not(notification_queue_loom), feature = "std"))]
 #[path = "imp_std.rs"]
@@ -62,6 +72,54 @@ pub(crate) use atomic_waker::AtomicWaker;
 mod epoch_pool;
 
 pub(crate) use imp::*;
+
+#[cfg(all(
+    not(notification_queue_loom),
+    target_arch = "x86_64",
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
+))]
+pub(crate) use atomic128::Fast as Fast128;
+
+/// Where 128-bit cells have no inlined hardware path (loom, other
+/// architectures, x86-64 without SSE): the token is never granted, and
+/// callers take the plain `AtomicU128` methods.
+#[cfg(not(all(
+    not(notification_queue_loom),
+    target_arch = "x86_64",
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
+)))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fast128(core::convert::Infallible);
+
+#[cfg(not(all(
+    not(notification_queue_loom),
+    target_arch = "x86_64",
+    target_feature = "sse",
+    not(miri),
+    not(target_env = "sgx")
+)))]
+impl Fast128 {
+    #[inline(always)]
+    pub(crate) fn get() -> Option<Self> {
+        None
+    }
+
+    pub(crate) fn load(self, _: &AtomicU128) -> u128 {
+        match self.0 {}
+    }
+
+    pub(crate) fn store(self, _: &AtomicU128, _: u128) {
+        match self.0 {}
+    }
+
+    pub(crate) fn compare_exchange(self, _: &AtomicU128, _: u128, _: u128) -> Result<u128, u128> {
+        match self.0 {}
+    }
+}
 
 /// Debug hints are plain immutable data shared with callers, never used to
 /// synchronise, so they are `alloc`'s `Arc<str>` in every build (loom's
