@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets in fuzz/ (see fuzz/fuzz_targets/*.rs).
 #
-#   scripts/fuzz.sh --ci                 # CI: every target for 34 s on stable
+#   scripts/fuzz.sh --ci                 # CI: every target for 27 s on stable
 #   scripts/fuzz.sh                      # every target for 10 minutes
 #   scripts/fuzz.sh --seconds 3600 queue_ops
 #   scripts/fuzz.sh --asan --seconds 600 # AddressSanitizer (RUSTC_BOOTSTRAP=1)
