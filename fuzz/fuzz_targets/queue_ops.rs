@@ -335,7 +335,9 @@ impl MList {
         assert!(self.taken[index]);
         self.taken[index] = false;
         self.claimed -= 1;
-        self.next_free = index;
+        // The hint only moves down on release: claims stay packed at the
+        // front of the list.
+        self.next_free = self.next_free.min(index);
     }
 }
 
