@@ -42,6 +42,8 @@ miri --test queue -- \
   panicking_waker_neither_poisons_nor_blocks_the_others \
   debug_dump_lists_handles_waiters_and_hints \
   stats_count_notifications_and_wakes
+miri --test waker_panics
+miri --test waker_locks
 miri --test subscription -- \
   values_arrive_in_order_per_subscriber \
   overflow_keeps_newest_and_reports_exact_lag \

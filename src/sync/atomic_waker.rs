@@ -160,3 +160,67 @@ impl AtomicWaker {
         }
     }
 }
+
+#[cfg(all(test, feature = "std", not(notification_queue_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize as StdUsize;
+    use std::task::Wake;
+
+    #[derive(Default)]
+    struct Count(StdUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn register_take_wake() {
+        let cell = AtomicWaker::new();
+        assert!(cell.take().is_none());
+        let c = Arc::new(Count::default());
+        let w = Waker::from(c.clone());
+        cell.register(&w);
+        cell.register(&w); // the same task: kept, not cloned again
+        assert_eq!(Arc::strong_count(&c), 3); // ours, `w`, the cell's
+        cell.wake();
+        assert_eq!(c.0.load(Ordering::SeqCst), 1);
+        assert!(cell.take().is_none());
+        let d = Arc::new(Count::default());
+        cell.register(&w);
+        cell.register(&Waker::from(d.clone())); // replaces (drops) `w`'s clone
+        assert_eq!(Arc::strong_count(&c), 2);
+        cell.wake();
+        assert_eq!(
+            (c.0.load(Ordering::SeqCst), d.0.load(Ordering::SeqCst)),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn a_panicking_clone_leaves_the_cell_usable() {
+        use core::task::{RawWaker, RawWakerVTable};
+        fn clone(_: *const ()) -> RawWaker {
+            panic!("clone panics");
+        }
+        fn noop(_: *const ()) {}
+        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+        // SAFETY: the functions own nothing; `clone` panics, which the
+        // caller catches below.
+        let bad = unsafe { Waker::from_raw(RawWaker::new(core::ptr::null(), &VTABLE)) };
+        let cell = AtomicWaker::new();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cell.register(&bad)));
+        assert!(r.is_err());
+        let c = Arc::new(Count::default());
+        cell.register(&Waker::from(c.clone()));
+        assert_eq!(
+            c.0.load(Ordering::SeqCst),
+            0,
+            "woken at once: cell left locked"
+        );
+        cell.wake();
+        assert_eq!(c.0.load(Ordering::SeqCst), 1);
+    }
+}
