@@ -100,6 +100,29 @@ fn no_waker_code_runs_under_a_crate_lock() {
     }
     w.close().unwrap();
 
+    // A waiting write leaked, then the writer shared: the shared writer's
+    // own waits must not drop the leaked write's waker under its lock.
+    let (mut w, f) = pipe(
+        &q,
+        "share",
+        Limits::default().segment_size(16).max_bytes(32),
+    )
+    .unwrap();
+    let _r2 = f.reader().unwrap();
+    f.seal();
+    assert!(w.write(&[0u8; 64]).is_ok()); // full
+    {
+        let mut write = Box::pin(w.write_async(b"leaked"));
+        assert!(write.as_mut().poll(&mut cx).is_pending());
+        std::mem::forget(write);
+    }
+    let shared = w.into_shared();
+    assert_eq!(
+        shared.write_timeout(b"x", std::time::Duration::ZERO),
+        Err(notification_queue::mempipe::PipeError::TimedOut)
+    );
+    drop(shared);
+
     // Latent pipes: an open waiting for its writer; a cancelled one; one
     // failed by the producer's end.
     let table = PipeTable::new(&q, Limits::default());

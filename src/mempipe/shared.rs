@@ -186,6 +186,11 @@ impl<S: PipeStorage> Writer<S> {
     /// Turns this writer into a [`SharedWriter`] for several threads.
     pub fn into_shared(mut self) -> SharedWriter<S> {
         self.deferred = Some(Default::default());
+        // A waker a waiting write of this writer left (a cancelled or
+        // leaked future) is dropped here, with no lock held: from now on
+        // the space wait holds the shared writer's own waker, and replacing
+        // a client's waker there would drop it under the writer's lock.
+        drop(self.take_space_waker());
         let waiters = Arc::new(Waiters::default());
         SharedWriter {
             inner: Arc::new(Inner {

@@ -495,6 +495,13 @@ impl<S: PipeStorage> Writer<S> {
     }
 
     /// Wakes every sleeping reader, after a commit or the terminal state.
+    /// Takes the waker a waiting write left in the space wait (and
+    /// disarms it), for the caller to drop with no lock held.
+    pub(super) fn take_space_waker(&mut self) -> Option<core::task::Waker> {
+        self.shared.space.disarm();
+        self.shared.space.waker.take()
+    }
+
     fn wake_readers(&mut self) {
         // SeqCst: orders our store of `committed` / the state before the
         // load of `sleepers`, against the reader's fence between arming its
