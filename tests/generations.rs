@@ -245,3 +245,72 @@ fn a_blocking_waker_blocks_only_the_notify_that_runs_it() {
         Poll::Ready(Ok(_))
     ));
 }
+
+/// A handle carries its slot's address; only a handle of the same queue is
+/// ever followed there. A handle of a dropped queue (whose slot memory is
+/// freed, and may be the memory of the queue it is used on) and a handle of
+/// a live other queue with the same index and generation are stale for
+/// every operation, and leave the queue they are used on untouched.
+#[test]
+fn handles_of_other_queues_are_stale_everywhere_even_after_their_queue_is_dropped() {
+    let dropped_handle = {
+        let old = NotificationQueue::new(Config::default());
+        old.register("old").unwrap()
+    };
+    let q = NotificationQueue::new(Config::default());
+    let own = q.register("own").unwrap();
+    let other = NotificationQueue::new(Config::default());
+    let twin = other.register("twin").unwrap();
+    assert_eq!(
+        (twin.index(), twin.generation()),
+        (own.index(), own.generation())
+    );
+    assert_ne!(twin, own);
+    for h in [dropped_handle, twin] {
+        assert_eq!(q.notify(h, 1), Err(QueueError::StaleHandle));
+        assert_eq!(q.notify_one(h, 1), Err(QueueError::StaleHandle));
+        assert_eq!(q.notify_n(h, 1, 3), Err(QueueError::StaleHandle));
+        assert_eq!(q.snapshot(h).err(), Some(QueueError::StaleHandle));
+        assert_eq!(q.waiters(h).err(), Some(QueueError::StaleHandle));
+        assert_eq!(q.subscribe(h, 4, "x").err(), Some(QueueError::StaleHandle));
+        let waker = Waker::from(Arc::new(CountingWaker::default()));
+        let mut wait = q.wait(h);
+        assert!(matches!(
+            poll_once(&mut wait, &waker),
+            Poll::Ready(Err(QueueError::StaleHandle))
+        ));
+        assert_eq!(q.unregister(h), Err(QueueError::StaleHandle));
+    }
+    // Nothing reached `own`'s slot.
+    assert_eq!(q.snapshot(own).unwrap().sequence(), 0);
+    assert_eq!(q.notify(own, 5), Ok(0));
+    assert_eq!(q.snapshot(own).unwrap().sequence(), 1);
+    // The twin's own queue is untouched too.
+    assert_eq!(other.snapshot(twin).unwrap().sequence(), 0);
+}
+
+/// The handles `dump` rebuilds are the registered handles: equal, with the
+/// same hash and order, and usable.
+#[test]
+fn dumped_handles_equal_and_hash_like_the_registered_ones() {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+    let hash = |h: &notification_queue::Handle| {
+        let mut s = DefaultHasher::new();
+        h.hash(&mut s);
+        s.finish()
+    };
+    let q = NotificationQueue::new(Config::default());
+    let mut registered: Vec<_> = (0..40)
+        .map(|i| q.register(format!("h{i}")).unwrap())
+        .collect();
+    registered.sort();
+    let mut dumped: Vec<_> = q.dump().into_iter().map(|i| i.handle).collect();
+    dumped.sort();
+    assert_eq!(dumped, registered);
+    for (d, r) in dumped.iter().zip(&registered) {
+        assert_eq!(hash(d), hash(r));
+        assert_eq!(format!("{d:?}"), format!("{r:?}"));
+        assert_eq!(q.notify(*d, 1), Ok(0));
+    }
+}

@@ -193,6 +193,20 @@ pub(crate) const fn fresh(generation: u32) -> u64 {
     ((generation & GEN_MASK) as u64) << GEN_SHIFT
 }
 
+/// Whether `word` belongs to `generation` and has neither waiters nor
+/// subscribers (`PERMIT` may be set): the state in which a notify is one
+/// CAS. One masked compare, so the fast path checks both with one branch.
+#[inline(always)]
+pub(crate) const fn is_idle_of(word: u64, generation: u32) -> bool {
+    (word ^ fresh(generation)) & (((GEN_MASK as u64) << GEN_SHIFT) | SLOW) == 0
+}
+
+/// [`bumped`] for a word with `WAITERS` clear (see [`is_idle_of`]): one add.
+#[inline(always)]
+pub(crate) const fn bumped_idle(word: u64) -> u64 {
+    word.wrapping_add(1 << SEQ_SHIFT)
+}
+
 /// The word after one notify: sequence + 1 (wrapping inside its field),
 /// `WAITERS` taken, `SUBSCRIBED` kept.
 #[inline(always)]
@@ -1277,6 +1291,24 @@ mod tests {
         assert_eq!(generation(b), 7);
         assert_eq!(sequence(b), 0);
         assert_eq!(distance(SEQ_VALUE_MASK, 0), 1);
+    }
+
+    #[test]
+    fn idle_of_checks_generation_and_slow_flags_only() {
+        for generation in [0, 1, 2, 7, GEN_MASK - 1, GEN_MASK] {
+            let w = fresh(generation).wrapping_add(5 << SEQ_SHIFT);
+            assert!(is_idle_of(w, generation));
+            assert!(is_idle_of(w | PERMIT, generation));
+            assert!(!is_idle_of(w | WAITERS, generation));
+            assert!(!is_idle_of(w | SUBSCRIBED, generation));
+            assert!(!is_idle_of(w, generation ^ 1));
+            assert!(!is_idle_of(w, generation.wrapping_add(2) & GEN_MASK));
+            assert_eq!(bumped_idle(w), bumped(w));
+            assert_eq!(bumped_idle(w | PERMIT), bumped(w | PERMIT));
+        }
+        // The sequence wraps inside its field without touching the rest.
+        let top = fresh(3) | SEQ_MASK;
+        assert_eq!(bumped_idle(top), fresh(3));
     }
 
     #[test]

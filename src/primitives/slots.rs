@@ -2,8 +2,9 @@
 //!
 //! Slots live in buckets of doubling size (32, 64, 128, ... slots), allocated
 //! on demand by `register` and freed only when the queue is dropped. A slot
-//! therefore never moves and never dies while the queue lives, so notify can
-//! reach it with one bucket-pointer load and no epoch pin. Reuse is made safe
+//! therefore never moves and never dies while the queue lives, so a handle
+//! carries its slot's address and notify reaches the slot with no table
+//! lookup and no epoch pin, once the handle's queue id matched. Reuse is made safe
 //! by the generation in the slot's state word (see `eventcount`), not by
 //! freeing memory. Free slots are reused first-in first-out, which spreads
 //! generation use over every free slot; a slot whose generations are used
@@ -20,6 +21,8 @@ use crate::sync::{Arc, AtomicI64, AtomicPtr, AtomicU64, Hint, Ordering};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::fmt;
+use core::ptr::NonNull;
 use crossbeam_utils::CachePadded;
 
 /// A registered handle: slot index plus generation, tied to one queue.
@@ -42,7 +45,7 @@ use crossbeam_utils::CachePadded;
 /// [`NotificationQueue::notify`](crate::NotificationQueue::notify)), cannot
 /// slow or stall other handles, and cannot act on the slot's next owner.
 /// Give a handle only to clients you would let close it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Handle {
     /// The issuing queue's id: 64 bits from a process-wide counter, so no
     /// two queues of one process ever share one and a handle of another
@@ -50,6 +53,62 @@ pub struct Handle {
     pub(crate) queue: u64,
     pub(crate) index: u32,
     pub(crate) generation: u32,
+    /// Where slot `index` lives in the issuing queue, so an operation
+    /// reaches the slot with no table lookup once `queue` matched.
+    pub(crate) slot: SlotPtr,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("queue", &self.queue)
+            .field("index", &self.index)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// The address of a handle's slot in the queue that issued the handle.
+///
+/// Plain data: it is dereferenced only by [`SlotTable::slot`], after the
+/// handle's queue id matched the table's, so only while the table that
+/// computed it is alive (see the SAFETY argument there). It is a function
+/// of the queue and the index, so it takes no part in comparisons, hashing
+/// or `Debug`.
+#[derive(Clone, Copy)]
+pub(crate) struct SlotPtr(NonNull<CachePadded<Slot>>);
+
+// SAFETY: a `SlotPtr` is an address, not access: the only dereference is in
+// `SlotTable::slot`, through the issuing table borrowed by the caller, and
+// `Slot` is `Sync` (atomics only). Moving or sharing the address between
+// threads grants nothing the table does not.
+unsafe impl Send for SlotPtr {}
+// SAFETY: as for `Send`: `&SlotPtr` only reads the address.
+unsafe impl Sync for SlotPtr {}
+
+impl PartialEq for SlotPtr {
+    fn eq(&self, _: &Self) -> bool {
+        // Equal queue ids and indices mean equal addresses.
+        true
+    }
+}
+
+impl Eq for SlotPtr {}
+
+impl PartialOrd for SlotPtr {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SlotPtr {
+    fn cmp(&self, _: &Self) -> core::cmp::Ordering {
+        core::cmp::Ordering::Equal
+    }
+}
+
+impl core::hash::Hash for SlotPtr {
+    fn hash<H: core::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl From<Handle> for crate::trace::HandleId {
@@ -79,14 +138,14 @@ impl Handle {
 pub(crate) struct Slot {
     /// Packed generation | sequence | flags (see `eventcount`).
     pub(crate) state: AtomicU64,
-    /// Argument of the latest notify of each generation, in the cell
-    /// `eventcount::arg_cell(generation)`; written before the notify's CAS
-    /// and published by it.
-    pub(crate) args: [AtomicI64; eventcount::ARG_CELLS],
-    /// Argument of the permit a `notify_one` left (`eventcount::PERMIT`),
-    /// per generation like `args`; written before the CAS that sets the
-    /// bit and read after the CAS that takes it.
-    pub(crate) permit_args: [AtomicI64; eventcount::ARG_CELLS],
+    /// Per generation, in the pair `eventcount::arg_cell(generation)`:
+    /// `[0]`, the argument of the latest notify (written before the
+    /// notify's CAS and published by it), and `[1]`, the argument of the
+    /// permit a `notify_one` left (`eventcount::PERMIT`; written before the
+    /// CAS that sets the bit and read after the CAS that takes it). Pairs
+    /// of 16 bytes, so a state word's generation bits address its pair
+    /// with one mask (see `arg_of_word`).
+    pub(crate) args: [[AtomicI64; 2]; eventcount::ARG_CELLS],
     /// The state word the last unregister replaced (its generation and final
     /// sequence, flags cleared); see `eventcount`, "The last close".
     pub(crate) closed: AtomicU64,
@@ -103,20 +162,26 @@ impl Slot {
         // `arg_cell` masks with `ARG_CELLS - 1`, so the index is in bounds;
         // the array is indexed with a mask rather than `get` so the fast
         // path has no branch.
-        &self.args[eventcount::arg_cell(generation)]
+        &self.args[eventcount::arg_cell(generation)][0]
+    }
+
+    /// The argument cell of the generation in `word` (the same cell as
+    /// `arg(eventcount::generation(word))`, addressed from the word).
+    #[inline(always)]
+    pub(crate) fn arg_of_word(&self, word: u64) -> &AtomicI64 {
+        self.arg(eventcount::generation(word))
     }
 
     /// The permit argument cell of `generation`.
     #[inline]
     pub(crate) fn permit_arg(&self, generation: u32) -> &AtomicI64 {
-        &self.permit_args[eventcount::arg_cell(generation)]
+        &self.args[eventcount::arg_cell(generation)][1]
     }
 
     fn new() -> Self {
         Self {
             state: AtomicU64::new(eventcount::fresh(0)),
-            args: core::array::from_fn(|_| AtomicI64::new(0)),
-            permit_args: core::array::from_fn(|_| AtomicI64::new(0)),
+            args: core::array::from_fn(|_| [AtomicI64::new(0), AtomicI64::new(0)]),
             closed: AtomicU64::new(0),
             waiters: AtomicPtr::new(core::ptr::null_mut()),
             subscribers: AtomicPtr::new(core::ptr::null_mut()),
@@ -185,18 +250,26 @@ impl SlotTable {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The slot a handle points at, if this queue issued a slot there.
+    /// The slot a handle points at, if this queue issued the handle.
     /// Does not check the generation (callers compare it with the word).
     #[inline(always)]
     pub(crate) fn slot(&self, handle: Handle) -> Option<&Slot> {
         if handle.queue != self.id {
             return None;
         }
-        self.slot_at(handle.index)
+        // SAFETY: queue ids are never reused in a process, so a handle with
+        // this table's id was issued by this table (`Inner::register_quiet`,
+        // `Inner::dump`), with `slot` from `slot_ptr_at(handle.index)`: a
+        // slot of one of this table's buckets. Buckets are freed only in
+        // `Drop`, which needs `&mut self`, and we hold `&self`, so the slot
+        // is alive and initialised; `Slot` is all atomics, so a shared
+        // reference is sound whatever other threads do with it.
+        Some(unsafe { handle.slot.0.as_ref() })
     }
 
+    /// The address of slot `index`, if its bucket exists.
     #[inline(always)]
-    pub(crate) fn slot_at(&self, index: u32) -> Option<&Slot> {
+    pub(crate) fn slot_ptr_at(&self, index: u32) -> Option<SlotPtr> {
         let position = index as u64 + (1 << FIRST_BITS);
         let bucket = (63 - position.leading_zeros() - FIRST_BITS) as usize;
         // Acquire pairs with the Release store in `ensure_bucket`, so the
@@ -207,14 +280,20 @@ impl SlotTable {
         }
         // `position` lies in `bucket`, so this is `base + (position - first)`
         // with `first = 1 << (bucket + FIRST_BITS)`: inside the bucket's
-        // allocation (see `ensure_bucket`, which stored `base - first`).
-        let slot = biased.wrapping_add(position as usize);
+        // allocation (see `ensure_bucket`, which stored `base - first`), so
+        // never null.
+        NonNull::new(biased.wrapping_add(position as usize)).map(SlotPtr)
+    }
+
+    #[inline(always)]
+    pub(crate) fn slot_at(&self, index: u32) -> Option<&Slot> {
+        let slot = self.slot_ptr_at(index)?;
         // SAFETY: a non-null biased pointer belongs to a live allocation of
         // `bucket_len(bucket)` slots starting at position `first` (freed only
         // in `Drop`, which needs `&mut self`), and `first <= position <
         // first + bucket_len(bucket)` by the choice of `bucket`, so `slot`
         // points at an initialised slot of that allocation.
-        Some(unsafe { &*slot })
+        Some(unsafe { slot.0.as_ref() })
     }
 
     /// Allocates up front what registering `n` handles needs: the buckets

@@ -249,7 +249,9 @@ impl Inner {
                 i
             }
         };
-        let Some(slot) = inner.table.slot_at(index) else {
+        let (Some(slot), Some(slot_ptr)) =
+            (inner.table.slot_at(index), inner.table.slot_ptr_at(index))
+        else {
             // Unreachable: `ensure_bucket` ran for every index handed out.
             reg.free.push_front(index);
             let err = QueueError::HandleLimit { limit };
@@ -267,6 +269,7 @@ impl Inner {
             queue: inner.table.id,
             index,
             generation,
+            slot: slot_ptr,
         };
         let event = trace::Deferred::registered(handle, &hint);
         if let Some(h) = reg.hints.get_mut(index as usize) {
@@ -363,29 +366,31 @@ impl Inner {
         let slot = self.table.slot(handle).ok_or(QueueError::StaleHandle)?;
         // Relaxed: the CAS below validates what we read.
         let cur = slot.state.load(Ordering::Relaxed);
-        if eventcount::generation(cur) != handle.generation {
-            return Err(QueueError::StaleHandle);
+        if !eventcount::is_idle_of(cur, handle.generation) {
+            // A stale handle, or waiters or subscribers to serve.
+            return self.notify_contended(slot, handle, arg, cur);
         }
-        // Relaxed: published by the Release half of the CAS below.
-        slot.arg(handle.generation).store(arg, Ordering::Relaxed);
+        // Relaxed: published by the Release half of the CAS below. The
+        // word's generation is the handle's, so this is its cell.
+        slot.arg_of_word(cur).store(arg, Ordering::Relaxed);
         // AcqRel: Release publishes `arg` with the new sequence to waiters
         // that Acquire-load it; Acquire makes a waiter's waker registration
         // (published by its Release CAS that sets `WAITERS`) visible to the
-        // wake scan. A strong CAS: the retry loop (another notify or a
-        // waiter changed the word) is out of line, in `notify_contended`.
+        // wake scan. A strong CAS: a failure (another notify, or a waiter
+        // or subscriber arrived) goes out of line, to `notify_contended`.
         match slot.state.compare_exchange(
             cur,
-            eventcount::bumped(cur),
+            eventcount::bumped_idle(cur),
             Ordering::AcqRel,
             Ordering::Relaxed,
         ) {
-            Ok(_) if !eventcount::needs_slow_path(cur) => Ok(0),
-            Ok(_) => Ok(self.notify_slow(slot, handle, cur, arg)),
+            Ok(_) => Ok(0),
             Err(actual) => self.notify_contended(slot, handle, arg, actual),
         }
     }
 
-    /// `notify` after its first CAS failed: the same steps in a loop.
+    /// `notify` off its fast path (a stale handle, waiters or subscribers,
+    /// or a CAS that lost a race): the same steps in a loop.
     #[cold]
     #[inline(never)]
     fn notify_contended(
@@ -450,7 +455,9 @@ impl Inner {
         };
         let mut out = Vec::with_capacity(hints.len());
         for (index, hint) in hints {
-            let Some(slot) = inner.table.slot_at(index) else {
+            let (Some(slot), Some(slot_ptr)) =
+                (inner.table.slot_at(index), inner.table.slot_ptr_at(index))
+            else {
                 continue;
             };
             // Acquire: as in `snapshot`.
@@ -463,6 +470,7 @@ impl Inner {
                 queue: inner.table.id,
                 index,
                 generation,
+                slot: slot_ptr,
             };
             out.push(HandleInfo {
                 handle,
