@@ -87,6 +87,9 @@ enum Op {
     Register,
     /// Registers a handle on a second queue (a foreign handle for the first).
     RegisterForeign,
+    /// Registers a handle on a queue that is then dropped: a foreign handle
+    /// whose slot memory is freed (ASan sees any use of it).
+    RegisterDropped,
     Unregister(u8),
     Notify(u8, i64),
     Snapshot(u8),
@@ -896,6 +899,12 @@ fn run(input: Input) {
             }
             Op::RegisterForeign => {
                 let h = other.register("foreign").expect("default limits");
+                keep(&mut handles, &mut kept, (h, true));
+            }
+            Op::RegisterDropped => {
+                let gone = NotificationQueue::new(Config::default());
+                let h = gone.register("dropped").expect("default limits");
+                drop(gone);
                 keep(&mut handles, &mut kept, (h, true));
             }
             Op::Unregister(i) => {
