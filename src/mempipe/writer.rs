@@ -3,23 +3,24 @@
 //! Only the writer mutates the buffer, so its bookkeeping (tail segment,
 //! bytes written, its own state, the segment pool) is plain fields behind
 //! `&mut self`. A write copies bytes into the tail (linking new segments as
-//! needed), stores the new length with `Release`, wakes the sleeping readers
-//! (see `buffer::ReaderSlot`), then notifies the pipe's handle with the
-//! length. Close and failure store the terminal state with `Release` *after*
-//! the last commit, wake the sleeping readers, notify the handle (see
+//! needed), swaps the new length in (`AcqRel`), wakes the sleeping readers
+//! if the swap says one may sleep (see `buffer::ReaderSlot`), then notifies
+//! the pipe's handle with the length. Close and failure store the terminal
+//! state with `Release` *after* the last commit, swap the length in again
+//! and wake the sleeping readers, notify the handle (see
 //! `event`) and unregister it; readers then drain and see EOF/EPIPE.
 //!
 //! Reclamation runs here too (see `buffer`): on every new segment, and when
 //! the byte limit is reached, the writer retires segments every live reader
 //! has passed, once the factory is sealed.
 
-use super::buffer::{ReaderSlot, Segment, WriterState};
+use super::buffer::{ReaderSlot, SLEEPING, Segment, WriterState};
 use super::event::{PipeEvent, valid_errno};
 use super::storage::{NoStorage, PipeStorage, storage_errno};
 use super::{ENOSPC, EPIPE, EVER, LIVE_MASK, PipeError, SEALED, Shared};
 use crate::Handle;
 use crate::sync::park;
-use crate::sync::{Arc, Ordering, fence};
+use crate::sync::{Arc, Ordering};
 use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
@@ -32,6 +33,10 @@ pub(super) const POOL_CAP: usize = 4;
 /// Under loom keep the pool tiny so models also exercise freeing.
 #[cfg(notification_queue_loom)]
 pub(super) const POOL_CAP: usize = 1;
+
+/// The longest stream (bytes): lengths stay below the `SLEEPING` bit of
+/// `committed`.
+const MAX_LEN: u64 = SLEEPING - 1;
 
 /// The writing end of a pipe ([`pipe`](super::pipe)).
 ///
@@ -262,8 +267,9 @@ impl<S: PipeStorage> Writer<S> {
             self.reclaim();
             room = self.room();
             if room == 0 {
-                if !self.sealed {
-                    // Every byte is kept: nothing will ever free room.
+                if !self.sealed || self.written == MAX_LEN {
+                    // Every byte is kept, or the stream is as long as it
+                    // can be: nothing will ever free room.
                     self.finish(WriterState::Failed(ENOSPC), "full");
                 }
                 return Err(PipeError::Full {
@@ -290,13 +296,7 @@ impl<S: PipeStorage> Writer<S> {
         }
         let n = self.append(now);
         self.written += n as u64;
-        // Release: the bytes (and any new segment links) are in place;
-        // pairs with the readers' Acquire loads of `committed`.
-        self.shared
-            .published
-            .committed
-            .store(self.written, Ordering::Release);
-        self.wake_readers();
+        self.publish();
         if let Some(d) = &mut self.deferred {
             d.data = d.data.saturating_add(n as u64);
             return Ok(n);
@@ -471,7 +471,9 @@ impl<S: PipeStorage> Writer<S> {
             .published
             .state
             .store(state.encode(), Ordering::Release);
-        self.wake_readers();
+        // The readers that armed before see the state after this swap (or
+        // are woken by it).
+        self.publish();
         let event = match state {
             WriterState::Failed(e) => PipeEvent::Failed(e),
             _ => PipeEvent::Closed,
@@ -502,15 +504,29 @@ impl<S: PipeStorage> Writer<S> {
         self.shared.space.waker.take()
     }
 
-    fn wake_readers(&mut self) {
-        // SeqCst: orders our store of `committed` / the state before the
-        // load of `sleepers`, against the reader's fence between arming its
-        // slot and re-checking (see `buffer::ReaderSlot`).
-        fence(Ordering::SeqCst);
-        // Relaxed: the fence above gives the ordering.
-        if self.shared.sleepers.load(Ordering::Relaxed) == 0 {
-            return;
+    /// Publishes `written` (after the bytes and links, or the terminal
+    /// state, are in place) and wakes the sleeping readers if a reader may
+    /// sleep.
+    #[inline]
+    fn publish(&mut self) {
+        // AcqRel: Release publishes the bytes, the links and the terminal
+        // state to the readers' Acquire loads and to their arming RMW;
+        // Acquire makes the arming (`armed`, the waker) of a reader whose
+        // bit this swap reads visible to the scan (see `buffer::ReaderSlot`).
+        let prev = self
+            .shared
+            .published
+            .committed
+            .swap(self.written, Ordering::AcqRel);
+        if prev & SLEEPING != 0 {
+            self.wake_readers();
         }
+    }
+
+    /// Wakes every armed reader slot (a commit or the terminal state found
+    /// [`SLEEPING`] set).
+    #[cold]
+    fn wake_readers(&mut self) {
         let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         for slot in slots.iter() {
             if slot.disarm_by_writer(&self.shared.sleepers) {
@@ -593,7 +609,8 @@ impl<S: PipeStorage> Writer<S> {
         if self.sealed {
             limit = limit.max(self.shared.segment_size as u64 + 1);
         }
-        limit.saturating_sub(held)
+        // The length stays below the `SLEEPING` bit of `committed`.
+        limit.saturating_sub(held).min(MAX_LEN - self.written)
     }
 
     /// New segments `append` links to place `n` more bytes.
