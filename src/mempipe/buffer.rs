@@ -148,7 +148,7 @@ impl Segment {
         let mut bytes = core::mem::ManuallyDrop::new(bytes);
         let (p, len, cap) = (bytes.as_mut_ptr(), bytes.len(), bytes.capacity());
         // SAFETY: `UnsafeCell<u8>` has the size and alignment of `u8`
-        // (asserted in `zeroed_cells`) and every `u8` is a valid one; the
+        // (asserted above `zeroed_cells`) and every `u8` is a valid one; the
         // allocation came from the global allocator as `[u8; cap]`, the
         // layout of `[UnsafeCell<u8>; cap]`; the original `Vec` is never
         // used or dropped again (`ManuallyDrop`).
@@ -181,13 +181,33 @@ impl Segment {
     ///
     /// Only the writer calls this, and only for bytes no reader may read yet
     /// (at or above `committed`) or in a segment no reader can reach.
+    #[cfg(not(notification_queue_loom))]
     #[inline]
+    pub(super) unsafe fn write_at(&self, off: usize, src: &[u8]) {
+        let cells = self.data.get(off..).unwrap_or(&[]);
+        let k = cells.len().min(src.len());
+        // SAFETY: a cell is one byte holding a `u8` (asserted at
+        // compile time, above `zeroed_cells`), so `cells` is `cells.len() >= k` contiguous
+        // bytes, all inside `UnsafeCell`s, which a pointer derived from the
+        // shared slice may write. The caller guarantees no reader accesses
+        // them until a later commit covers them, and the writer is the only
+        // mutator; `src` is caller memory, never a segment's.
+        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), cells.as_ptr() as *mut u8, k) };
+    }
+
+    /// Copies `src` in at `off` (clipped to the segment), byte by byte so
+    /// loom checks every cell.
+    ///
+    /// # Safety
+    ///
+    /// As in the normal build.
+    #[cfg(notification_queue_loom)]
     pub(super) unsafe fn write_at(&self, off: usize, src: &[u8]) {
         let cells = self.data.get(off..).unwrap_or(&[]);
         for (cell, &b) in cells.iter().zip(src) {
             // SAFETY: the caller guarantees no reader accesses this byte
-            // until a later Release store of `committed` covers it, and the
-            // writer is the only mutator.
+            // until a later commit covers it, and the writer is the only
+            // mutator.
             cell.with_mut(|p| unsafe { *p = b });
         }
     }
@@ -199,7 +219,25 @@ impl Segment {
     /// Every byte read is below a `committed` value the caller Acquire-
     /// loaded, so the writer wrote it before and never writes it again
     /// while the segment stays in the chain for this reader.
+    #[cfg(not(notification_queue_loom))]
     #[inline]
+    pub(super) unsafe fn read_at(&self, off: usize, dst: &mut [u8]) {
+        let cells = self.data.get(off..).unwrap_or(&[]);
+        let k = cells.len().min(dst.len());
+        // SAFETY: `cells` is `k` or more contiguous bytes (as in
+        // `write_at`); by the caller's contract the writer's writes of them
+        // happen-before our Acquire of `committed` and none races; `dst` is
+        // the caller's buffer, never a segment.
+        unsafe { ptr::copy_nonoverlapping(cells.as_ptr() as *const u8, dst.as_mut_ptr(), k) };
+    }
+
+    /// Copies bytes from `off` into `dst` (clipped to the segment), byte by
+    /// byte so loom checks every cell.
+    ///
+    /// # Safety
+    ///
+    /// As in the normal build.
+    #[cfg(notification_queue_loom)]
     pub(super) unsafe fn read_at(&self, off: usize, dst: &mut [u8]) {
         let cells = self.data.get(off..).unwrap_or(&[]);
         for (d, cell) in dst.iter_mut().zip(cells) {
@@ -372,6 +410,13 @@ impl SpaceWait {
     }
 }
 
+// A byte cell is one byte holding a `u8` (checked at compile time): the
+// normal build copies slices of cells as plain bytes.
+#[cfg(not(notification_queue_loom))]
+const _: () = assert!(
+    core::mem::size_of::<UnsafeCell<u8>>() == 1 && core::mem::align_of::<UnsafeCell<u8>>() == 1
+);
+
 /// `size` zeroed byte cells, or `None` if the allocator refuses them.
 ///
 /// The normal build asks the allocator for zeroed memory (`calloc`), so a
@@ -381,9 +426,6 @@ impl SpaceWait {
 #[cfg(not(notification_queue_loom))]
 fn zeroed_cells(size: usize) -> Option<Vec<UnsafeCell<u8>>> {
     use alloc::alloc::{Layout, alloc_zeroed};
-    const _: () = assert!(
-        core::mem::size_of::<UnsafeCell<u8>>() == 1 && core::mem::align_of::<UnsafeCell<u8>>() == 1
-    );
     if size == 0 {
         return Some(Vec::new());
     }
@@ -396,7 +438,7 @@ fn zeroed_cells(size: usize) -> Option<Vec<UnsafeCell<u8>>> {
     // SAFETY: `p` was allocated by the global allocator with the layout of
     // `[UnsafeCell<u8>; size]` (so capacity = length = `size`), and every
     // element is initialised: `UnsafeCell<u8>` is one byte holding a `u8`
-    // (asserted above), for which all-zero is a valid value.
+    // (asserted above `zeroed_cells`), for which all-zero is a valid value.
     Some(unsafe { Vec::from_raw_parts(p, size, size) })
 }
 
