@@ -288,6 +288,13 @@ impl Segment {
 ///   stored before the swap. It does not sleep; if it is up to date anyway,
 ///   the bit stays set for the writer's next swap.
 ///
+/// A reader that finds data on its re-check disarms itself, leaving the bit
+/// set; the writer then skips the scan if `Shared::sleepers` is 0. That is
+/// safe: a reader's increment happens-before the swap that reads its bit
+/// (the increment precedes its `fetch_or`), so the writer's load sees that
+/// increment or a later count, and every decrement follows its own slot's
+/// increment, so the count stays at least the number of armed slots.
+///
 /// So no wakeup is lost, and every reader has a slot of its own: no other
 /// client, and no other reader, can stop it from waiting. A write costs the
 /// writer one RMW (an `xchg` on x86-64) and no fence.

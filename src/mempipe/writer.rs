@@ -575,7 +575,13 @@ impl<S: PipeStorage> Writer<S> {
             .published
             .committed
             .swap(self.written, Ordering::AcqRel);
-        if prev & SLEEPING != 0 {
+        // The bit stays set after a reader that set it found data on its
+        // re-check and disarmed itself: skip the scan (a lock and a pass
+        // over the slots) when no slot is armed. Relaxed: the swap above
+        // synchronised with the arming RMW whose bit it read, so this load
+        // sees that reader's earlier increment or a later count, and the
+        // count never drops below the armed slots (see `ReaderSlot::arm`).
+        if prev & SLEEPING != 0 && self.shared.sleepers.load(Ordering::Relaxed) != 0 {
             self.wake_readers();
         }
     }
