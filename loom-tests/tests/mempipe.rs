@@ -180,10 +180,10 @@ fn two_readers_sleep_vs_commit() {
     });
 }
 
-/// A reader that sleeps again after reading the first of two commits: the
-/// "a reader may sleep" bit it sets after the first commit's swap (when it
-/// is already up to date) must be seen by the second commit, which wakes
-/// it. The reader reads one byte at a time, so it may sleep before each.
+/// A reader that sleeps again after reading the first of two commits (the
+/// second takes the writer's small-write path): whichever commit races its
+/// arming sees it asleep and wakes it, or its re-check sees that commit.
+/// The reader reads one byte at a time, so it may sleep before each.
 #[test]
 fn reader_sleeps_between_two_commits() {
     loom::model(|| {

@@ -9,10 +9,9 @@
 //!
 //! # Publication
 //!
-//! [`Published::committed`] holds the number of bytes readers may read
-//! (and, in its top bit, [`SLEEPING`]: see [`ReaderSlot`]). The writer
-//! copies bytes in, links any new segment, and only then swaps the new
-//! length in with `AcqRel`. A reader `Acquire`-loads it, so every byte
+//! [`Published::committed`] is the number of bytes readers may read. The
+//! writer copies bytes in, links any new segment, and only then stores the
+//! new length with `Release`. A reader `Acquire`-loads it, so every byte
 //! below it (and every `next` link it needs to reach them) is visible.
 //! [`Published::state`] says whether the writer is open, closed or failed;
 //! the writer sets it (Release) only after its last commit, so a reader that
@@ -72,15 +71,6 @@ pub enum WriterState {
     Failed(i32),
 }
 
-impl Published {
-    /// The committed length (`Acquire`: pairs with the writer's commit, so
-    /// every byte below it and every link to them is visible).
-    #[inline]
-    pub(super) fn len(&self) -> u64 {
-        self.committed.load(Ordering::Acquire) & !SLEEPING
-    }
-}
-
 impl WriterState {
     pub(super) fn decode(word: u64) -> Self {
         match word & 0b11 {
@@ -99,17 +89,11 @@ impl WriterState {
     }
 }
 
-/// The top bit of [`Published::committed`]: a reader may be asleep (see
-/// [`ReaderSlot`]). Lengths stay below it (the writer's limit).
-pub(super) const SLEEPING: u64 = 1 << 63;
-
 /// The two words readers poll, on one cache line of their own.
 #[derive(Debug)]
 pub(super) struct Published {
-    /// Bytes readers may read, `|` [`SLEEPING`] while a reader may be
-    /// asleep. The length is written only by the writer (swapped in with
-    /// AcqRel, after the bytes and links are in place); readers only set
-    /// the bit (AcqRel RMW), the writer's swap clears it.
+    /// Bytes readers may read. Written only by the writer (Release, after
+    /// the bytes and links are in place).
     pub(super) committed: AtomicU64,
     /// [`WriterState`] encoded. Written only by the writer (Release, after
     /// its last commit).
@@ -264,40 +248,16 @@ impl Segment {
 /// # Wake slot
 ///
 /// A reader with nothing to read registers its waker here, then *arms* the
-/// slot (`Shared::sleepers` incremented, then `armed` set), then sets
-/// [`SLEEPING`] in [`Published::committed`] with an `AcqRel` RMW, and only
-/// then checks `committed` and the writer's state again. The writer commits
-/// with an `AcqRel` swap of `committed` (new length, bit clear), and after
-/// its terminal state it swaps the length in again; if the swap returns the
-/// bit set it disarms every armed slot (`armed.swap(false)`) and wakes its
-/// waker.
-///
-/// Why no wakeup is lost: the reader's `fetch_or` and the writer's swap
-/// are RMWs of one location, so the modification order puts one first, and
-/// each reads the value the other wrote or an earlier one; no `SeqCst` is
-/// involved (nor needed: there is one location, not two).
-/// - The reader's `fetch_or` first: the first writer swap after it in that
-///   order reads the bit set (only writer swaps clear it), and it
-///   synchronises with the `fetch_or` (Release, then Acquire reading it or
-///   a later RMW of its release sequence), so the reader's `armed = true`
-///   happens-before that swap's scan, which disarms the slot and wakes the
-///   waker.
-/// - The writer's swap first: the `fetch_or` reads the swap's value or a
-///   later one and synchronises with it, so the reader's re-check (a load
-///   after its RMW; coherence) sees the new length, and the terminal state
-///   stored before the swap. It does not sleep; if it is up to date anyway,
-///   the bit stays set for the writer's next swap.
-///
-/// A reader that finds data on its re-check disarms itself, leaving the bit
-/// set; the writer then skips the scan if `Shared::sleepers` is 0. That is
-/// safe: a reader's increment happens-before the swap that reads its bit
-/// (the increment precedes its `fetch_or`), so the writer's load sees that
-/// increment or a later count, and every decrement follows its own slot's
-/// increment, so the count stays at least the number of armed slots.
-///
-/// So no wakeup is lost, and every reader has a slot of its own: no other
-/// client, and no other reader, can stop it from waiting. A write costs the
-/// writer one RMW (an `xchg` on x86-64) and no fence.
+/// slot (`Shared::sleepers` incremented first, then `armed` set), issues a
+/// `SeqCst` fence and checks `committed` and the writer's state again. The
+/// writer, after storing `committed` or its terminal state, issues a
+/// `SeqCst` fence and loads `sleepers`; if it is not zero it disarms every
+/// armed slot (`armed.swap(false)`) and wakes its waker. The two fences are
+/// ordered one way or the other: either the reader's re-check sees the new
+/// length (and it does not sleep), or the writer's load sees the reader's
+/// increment and its scan sees the armed flag. So no wakeup is lost, and
+/// every reader has a slot of its own: no other client, and no other
+/// reader, can stop it from waiting.
 #[derive(Debug)]
 pub(super) struct ReaderSlot {
     /// Bytes this reader has finished copying; `u64::MAX` once dropped.
@@ -324,9 +284,9 @@ impl ReaderSlot {
         }
     }
 
-    /// Arms the slot (the waker is registered already) and sets
-    /// [`SLEEPING`]; the caller then re-checks the stream.
-    pub(super) fn arm(&self, sleepers: &AtomicUsize, published: &Published) {
+    /// Arms the slot (the waker is registered already); the caller then
+    /// issues a `SeqCst` fence and re-checks the stream.
+    pub(super) fn arm(&self, sleepers: &AtomicUsize) {
         // Incremented before `armed` is set, so whoever clears `armed` (and
         // decrements) is ordered after this increment: the count never
         // drops below the number of armed slots.
@@ -335,17 +295,13 @@ impl ReaderSlot {
             // Already armed (and counted) by an earlier poll.
             sleepers.fetch_sub(1, Ordering::SeqCst);
         }
-        // AcqRel: Release publishes `armed` (and the waker) to the writer's
-        // swap that reads this bit; Acquire makes the re-check see the
-        // commit (and terminal state) of a swap ordered before this RMW.
-        published.committed.fetch_or(SLEEPING, Ordering::AcqRel);
     }
 
     /// The writer's disarm: `true` if this call disarmed the slot (then it
     /// wakes the waker).
     pub(super) fn disarm_by_writer(&self, sleepers: &AtomicUsize) -> bool {
-        // No fast check: the writer must see an arming that its swap of
-        // `committed` synchronised with (the swap reads the latest value).
+        // No fast check: the writer must see an arming that its fence
+        // ordered before it (the swap reads the latest value).
         if self.armed.swap(false, Ordering::SeqCst) {
             sleepers.fetch_sub(1, Ordering::SeqCst);
             return true;

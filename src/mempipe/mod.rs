@@ -12,11 +12,10 @@
 //!   store; readers `Acquire`-load it (the read path takes no lock).
 //! - **Waiting**: every reader has a wake slot of its own (a waker and an
 //!   "asleep" flag). A reader with nothing new registers its waker, marks
-//!   itself asleep (setting a bit in the published length), and checks the
-//!   buffer again; the writer, after every commit and on close/failure,
-//!   wakes the readers marked asleep. Both sides change the one word with
-//!   an atomic read-modify-write, so one of the two sees the other: a write
-//!   or close that lands between the check and the sleep is never missed.
+//!   itself asleep, and checks the buffer again; the writer, after every
+//!   commit and on close/failure, wakes the readers marked asleep. A fence
+//!   on each side makes sure one of the two sees the other, so a write or
+//!   close that lands between the check and the sleep is never missed.
 //!   Nothing a reader waits on is shared: other clients of the queue, or a
 //!   reader that leaks its read futures, cannot stop a reader from waiting.
 //! - **The handle**: the writer also owns one queue handle and notifies it
@@ -426,8 +425,8 @@ impl ReaderFactory {
 
     /// Bytes the writer has committed.
     pub fn written(&self) -> u64 {
-        // Acquire (in `len`): pairs with the writer's commit.
-        self.shared.published.len()
+        // Acquire: pairs with the writer's Release commit.
+        self.shared.published.committed.load(Ordering::Acquire)
     }
 
     /// Every live reader (id, hint, position), in joining order; for

@@ -12,9 +12,8 @@
 //! # Waiting
 //!
 //! When `try_read` finds nothing: poll a little (bounded backoff), then
-//! register the waker in this reader's own slot, arm the slot (which sets
-//! the "a reader may sleep" bit of `committed` with an RMW), and `try_read`
-//! again (see `buffer::ReaderSlot` for why a commit or close is
+//! register the waker in this reader's own slot, arm the slot, fence, and
+//! `try_read` again (see `buffer::ReaderSlot` for why a commit or close is
 //! never missed). Blocking reads drive the same poll with a waker that
 //! unparks the thread. The slot belongs to this reader alone, so no other
 //! client of the queue and no other reader can make the wait fail; a read
@@ -31,7 +30,7 @@ use super::buffer::{ReaderSlot, Segment, WriterState};
 use super::event::valid_errno;
 use super::{PipeError, Shared};
 use crate::sync::park;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, Ordering, fence};
 use crate::trace;
 use core::future::Future;
 use core::pin::Pin;
@@ -109,9 +108,9 @@ impl Cursor {
         if buf.is_empty() {
             return Ok(Some(0));
         }
-        // Acquire (in `len`): pairs with the writer's AcqRel swap made after
-        // the bytes and segment links were in place.
-        let mut committed = published.len();
+        // Acquire: pairs with the writer's Release store made after the
+        // bytes and segment links were in place.
+        let mut committed = published.committed.load(Ordering::Acquire);
         if self.pos >= committed {
             // Acquire: pairs with the writer's Release store of its terminal
             // state, made after its last commit.
@@ -119,8 +118,8 @@ impl Cursor {
             if state == WriterState::Open {
                 return Ok(None);
             }
-            // Acquire (in `len`): as above; now the final length.
-            committed = published.len();
+            // Acquire: as above; now the final length.
+            committed = published.committed.load(Ordering::Acquire);
             if self.pos >= committed {
                 return match state {
                     WriterState::Failed(e) => Err(PipeError::BrokenPipe {
@@ -278,10 +277,11 @@ impl Reader {
                 return Ok(Some(n));
             }
             cur.slot.waker.register(waker);
-            // The arming's RMW of `committed` is ordered against every
-            // commit's swap; the re-check loads after it (see
-            // `buffer::ReaderSlot`).
-            cur.slot.arm(&shared.sleepers, &shared.published);
+            cur.slot.arm(&shared.sleepers);
+            // SeqCst: orders the arming above before the re-check below,
+            // against the writer's fence between its commit (or terminal
+            // state) and its load of `sleepers` (see `buffer::ReaderSlot`).
+            fence(Ordering::SeqCst);
             cur.try_read(shared, buf)
         })();
         match got {
@@ -407,8 +407,8 @@ impl Reader {
         if self.cur.closed {
             return 0;
         }
-        // Acquire (in `len`): as in `try_read`.
-        let committed = self.shared.published.len();
+        // Acquire: as in `try_read`.
+        let committed = self.shared.published.committed.load(Ordering::Acquire);
         committed.saturating_sub(self.cur.pos)
     }
 

@@ -3,24 +3,23 @@
 //! Only the writer mutates the buffer, so its bookkeeping (tail segment,
 //! bytes written, its own state, the segment pool) is plain fields behind
 //! `&mut self`. A write copies bytes into the tail (linking new segments as
-//! needed), swaps the new length in (`AcqRel`), wakes the sleeping readers
-//! if the swap says one may sleep (see `buffer::ReaderSlot`), then notifies
-//! the pipe's handle with the length. Close and failure store the terminal
-//! state with `Release` *after* the last commit, swap the length in again
-//! and wake the sleeping readers, notify the handle (see
+//! needed), stores the new length with `Release`, wakes the sleeping readers
+//! (see `buffer::ReaderSlot`), then notifies the pipe's handle with the
+//! length. Close and failure store the terminal state with `Release` *after*
+//! the last commit, wake the sleeping readers, notify the handle (see
 //! `event`) and unregister it; readers then drain and see EOF/EPIPE.
 //!
 //! Reclamation runs here too (see `buffer`): on every new segment, and when
 //! the byte limit is reached, the writer retires segments every live reader
 //! has passed, once the factory is sealed.
 
-use super::buffer::{ReaderSlot, SLEEPING, Segment, WriterState};
+use super::buffer::{ReaderSlot, Segment, WriterState};
 use super::event::{PipeEvent, valid_errno};
 use super::storage::{NoStorage, PipeStorage, storage_errno};
 use super::{ENOSPC, EPIPE, EVER, LIVE_MASK, PipeError, SEALED, Shared};
 use crate::Handle;
 use crate::sync::park;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, Ordering, fence};
 use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
@@ -33,10 +32,6 @@ pub(super) const POOL_CAP: usize = 4;
 /// Under loom keep the pool tiny so models also exercise freeing.
 #[cfg(notification_queue_loom)]
 pub(super) const POOL_CAP: usize = 1;
-
-/// The longest stream (bytes): lengths stay below the `SLEEPING` bit of
-/// `committed`.
-const MAX_LEN: u64 = SLEEPING - 1;
 
 /// The writing end of a pipe ([`pipe`](super::pipe)).
 ///
@@ -329,9 +324,8 @@ impl<S: PipeStorage> Writer<S> {
             self.reclaim();
             room = self.room();
             if room == 0 {
-                if !self.sealed || self.written == MAX_LEN {
-                    // Every byte is kept, or the stream is as long as it
-                    // can be: nothing will ever free room.
+                if !self.sealed {
+                    // Every byte is kept: nothing will ever free room.
                     self.finish(WriterState::Failed(ENOSPC), "full");
                 }
                 return Err(PipeError::Full {
@@ -528,9 +522,7 @@ impl<S: PipeStorage> Writer<S> {
             .published
             .state
             .store(state.encode(), Ordering::Release);
-        // The readers that armed before see the state after this swap (or
-        // are woken by it).
-        self.publish();
+        self.wake_readers();
         let event = match state {
             WriterState::Failed(e) => PipeEvent::Failed(e),
             _ => PipeEvent::Closed,
@@ -561,35 +553,35 @@ impl<S: PipeStorage> Writer<S> {
         self.shared.space.waker.take()
     }
 
-    /// Publishes `written` (after the bytes and links, or the terminal
-    /// state, are in place) and wakes the sleeping readers if a reader may
-    /// sleep.
+    /// Publishes `written` (after the bytes and links are in place) and
+    /// wakes the sleeping readers.
     #[inline]
     fn publish(&mut self) {
-        // AcqRel: Release publishes the bytes, the links and the terminal
-        // state to the readers' Acquire loads and to their arming RMW;
-        // Acquire makes the arming (`armed`, the waker) of a reader whose
-        // bit this swap reads visible to the scan (see `buffer::ReaderSlot`).
-        let prev = self
-            .shared
+        // Release: the bytes (and any new segment links) are in place;
+        // pairs with the readers' Acquire loads of `committed`.
+        self.shared
             .published
             .committed
-            .swap(self.written, Ordering::AcqRel);
-        // The bit stays set after a reader that set it found data on its
-        // re-check and disarmed itself: skip the scan (a lock and a pass
-        // over the slots) when no slot is armed. Relaxed: the swap above
-        // synchronised with the arming RMW whose bit it read, so this load
-        // sees that reader's earlier increment or a later count, and the
-        // count never drops below the armed slots (see `ReaderSlot::arm`).
-        if prev & SLEEPING != 0 && self.shared.sleepers.load(Ordering::Relaxed) != 0 {
-            self.wake_readers();
+            .store(self.written, Ordering::Release);
+        self.wake_readers();
+    }
+
+    /// Wakes every sleeping reader, after a commit or the terminal state.
+    #[inline]
+    fn wake_readers(&mut self) {
+        // SeqCst: orders our store of `committed` / the state before the
+        // load of `sleepers`, against the reader's fence between arming its
+        // slot and re-checking (see `buffer::ReaderSlot`).
+        fence(Ordering::SeqCst);
+        // Relaxed: the fence above gives the ordering.
+        if self.shared.sleepers.load(Ordering::Relaxed) != 0 {
+            self.wake_armed();
         }
     }
 
-    /// Wakes every armed reader slot (a commit or the terminal state found
-    /// [`SLEEPING`] set).
+    /// Disarms every armed reader slot and wakes its waker.
     #[cold]
-    fn wake_readers(&mut self) {
+    fn wake_armed(&mut self) {
         let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         for slot in slots.iter() {
             if slot.disarm_by_writer(&self.shared.sleepers) {
@@ -672,8 +664,7 @@ impl<S: PipeStorage> Writer<S> {
         if self.sealed {
             limit = limit.max(self.shared.segment_size as u64 + 1);
         }
-        // The length stays below the `SLEEPING` bit of `committed`.
-        limit.saturating_sub(held).min(MAX_LEN - self.written)
+        limit.saturating_sub(held)
     }
 
     /// New segments `append` links to place `n` more bytes.
