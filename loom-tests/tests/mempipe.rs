@@ -180,6 +180,31 @@ fn two_readers_sleep_vs_commit() {
     });
 }
 
+/// A reader that sleeps again after reading the first of two commits (the
+/// second takes the writer's small-write path): whichever commit races its
+/// arming sees it asleep and wakes it, or its re-check sees that commit.
+/// The reader reads one byte at a time, so it may sleep before each.
+#[test]
+fn reader_sleeps_between_two_commits() {
+    loom::model(|| {
+        let q = queue();
+        let (mut w, f) = pipe(&q, "p", limits().max_readers(1)).unwrap();
+        let mut r = f.reader().unwrap();
+        drop(f);
+        let t = thread::spawn(move || {
+            assert_eq!(w.write(b"a"), Ok(1));
+            assert_eq!(w.write(b"b"), Ok(1));
+            w
+        });
+        let mut buf = [0u8; 1];
+        assert_eq!(block_on(r.read_async(&mut buf)), Ok(1));
+        assert_eq!(buf[0], b'a');
+        assert_eq!(block_on(r.read_async(&mut buf)), Ok(1));
+        assert_eq!(buf[0], b'b');
+        drop(t.join().unwrap());
+    });
+}
+
 /// No lost wakeup for a writer waiting for space: in streaming mode with
 /// the byte limit reached, a writer in `write_async` races a reader that
 /// reads past the first segment's end (the only move that frees room); the

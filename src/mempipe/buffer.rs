@@ -33,9 +33,11 @@
 //!
 //! # Cells
 //!
-//! Each byte is a `crate::sync::UnsafeCell<u8>`, so under loom every byte a
+//! Each byte is a `crate::sync::UnsafeCell`, so under loom every byte a
 //! reader copies is checked against the writer's write of it. In the normal
-//! build the per-byte loops compile to plain memory copies.
+//! build a byte is a `MaybeUninit<u8>`: a segment is allocated without
+//! being zeroed (a reader only reads bytes below `committed`, which the
+//! writer wrote), and bytes are copied in and out with plain memory copies.
 
 use super::PipeError;
 use crate::sync::{
@@ -98,21 +100,29 @@ pub(super) struct Published {
     pub(super) state: AtomicU64,
 }
 
+/// A segment byte: uninitialised until the writer writes it (the normal
+/// build); a zeroed `u8` under loom (whose cells are built one by one).
+#[cfg(not(notification_queue_loom))]
+type Byte = core::mem::MaybeUninit<u8>;
+/// A segment byte (loom): a `u8`.
+#[cfg(notification_queue_loom)]
+type Byte = u8;
+
 /// One fixed-size block of the buffer.
 #[derive(Debug)]
 pub(super) struct Segment {
-    data: Vec<UnsafeCell<u8>>,
+    data: Vec<UnsafeCell<Byte>>,
     /// The following segment, or null while this is the tail. Set once per
     /// life in the chain (Release), by the writer.
     pub(super) next: AtomicPtr<Segment>,
 }
 
 impl Segment {
-    /// Allocates a zeroed segment of `size` bytes and leaks it as a raw
-    /// pointer; [`Segment::free`] releases it. A refused allocation is
-    /// [`PipeError::OutOfMemory`], never an abort.
+    /// Allocates a segment of `size` bytes (not zeroed outside loom) and
+    /// leaks it as a raw pointer; [`Segment::free`] releases it. A refused
+    /// allocation is [`PipeError::OutOfMemory`], never an abort.
     pub(super) fn alloc(size: usize) -> Result<*mut Segment, PipeError> {
-        let data = zeroed_cells(size).ok_or(PipeError::OutOfMemory { bytes: size })?;
+        let data = new_cells(size).ok_or(PipeError::OutOfMemory { bytes: size })?;
         Ok(Box::into_raw(Box::new(Segment {
             data,
             next: AtomicPtr::new(ptr::null_mut()),
@@ -120,23 +130,23 @@ impl Segment {
     }
 
     /// Makes a segment of `size` bytes out of `bytes` without copying them,
-    /// if they fit (`len <= size <= capacity`: the rest is zeroed within
-    /// the capacity, nothing is reallocated); else gives them back.
+    /// if they fit (`len <= size <= capacity`: the segment is the first
+    /// `size` bytes of the capacity, nothing is reallocated); else gives
+    /// them back.
     #[cfg(not(notification_queue_loom))]
-    pub(super) fn adopt(mut bytes: Vec<u8>, size: usize) -> Result<*mut Segment, Vec<u8>> {
+    pub(super) fn adopt(bytes: Vec<u8>, size: usize) -> Result<*mut Segment, Vec<u8>> {
         if bytes.len() > size || bytes.capacity() < size {
             return Err(bytes);
         }
-        // Within the capacity: no allocation, no move of the bytes.
-        bytes.resize(size, 0);
         let mut bytes = core::mem::ManuallyDrop::new(bytes);
-        let (p, len, cap) = (bytes.as_mut_ptr(), bytes.len(), bytes.capacity());
-        // SAFETY: `UnsafeCell<u8>` has the size and alignment of `u8`
-        // (asserted in `zeroed_cells`) and every `u8` is a valid one; the
-        // allocation came from the global allocator as `[u8; cap]`, the
-        // layout of `[UnsafeCell<u8>; cap]`; the original `Vec` is never
-        // used or dropped again (`ManuallyDrop`).
-        let data = unsafe { Vec::from_raw_parts(p.cast::<UnsafeCell<u8>>(), len, cap) };
+        let (p, cap) = (bytes.as_mut_ptr(), bytes.capacity());
+        // SAFETY: a cell has the size and alignment of `u8` (asserted above
+        // `new_cells`) and may hold any byte, initialised or not, so the
+        // first `size <= cap` elements are valid cells; the allocation came
+        // from the global allocator as `[u8; cap]`, the layout of
+        // `[UnsafeCell<Byte>; cap]`; the original `Vec` is never used or
+        // dropped again (`ManuallyDrop`).
+        let data = unsafe { Vec::from_raw_parts(p.cast::<UnsafeCell<Byte>>(), size, cap) };
         Ok(Box::into_raw(Box::new(Segment {
             data,
             next: AtomicPtr::new(ptr::null_mut()),
@@ -165,13 +175,33 @@ impl Segment {
     ///
     /// Only the writer calls this, and only for bytes no reader may read yet
     /// (at or above `committed`) or in a segment no reader can reach.
+    #[cfg(not(notification_queue_loom))]
     #[inline]
+    pub(super) unsafe fn write_at(&self, off: usize, src: &[u8]) {
+        let cells = self.data.get(off..).unwrap_or(&[]);
+        let k = cells.len().min(src.len());
+        // SAFETY: a cell is one byte (asserted at compile time, above
+        // `new_cells`), so `cells` is `cells.len() >= k` contiguous
+        // bytes, all inside `UnsafeCell`s, which a pointer derived from the
+        // shared slice may write. The caller guarantees no reader accesses
+        // them until a later commit covers them, and the writer is the only
+        // mutator; `src` is caller memory, never a segment's.
+        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), cells.as_ptr() as *mut u8, k) };
+    }
+
+    /// Copies `src` in at `off` (clipped to the segment), byte by byte so
+    /// loom checks every cell.
+    ///
+    /// # Safety
+    ///
+    /// As in the normal build.
+    #[cfg(notification_queue_loom)]
     pub(super) unsafe fn write_at(&self, off: usize, src: &[u8]) {
         let cells = self.data.get(off..).unwrap_or(&[]);
         for (cell, &b) in cells.iter().zip(src) {
             // SAFETY: the caller guarantees no reader accesses this byte
-            // until a later Release store of `committed` covers it, and the
-            // writer is the only mutator.
+            // until a later commit covers it, and the writer is the only
+            // mutator.
             cell.with_mut(|p| unsafe { *p = b });
         }
     }
@@ -183,7 +213,25 @@ impl Segment {
     /// Every byte read is below a `committed` value the caller Acquire-
     /// loaded, so the writer wrote it before and never writes it again
     /// while the segment stays in the chain for this reader.
+    #[cfg(not(notification_queue_loom))]
     #[inline]
+    pub(super) unsafe fn read_at(&self, off: usize, dst: &mut [u8]) {
+        let cells = self.data.get(off..).unwrap_or(&[]);
+        let k = cells.len().min(dst.len());
+        // SAFETY: `cells` is `k` or more contiguous bytes (as in
+        // `write_at`); by the caller's contract the writer's writes of them
+        // happen-before our Acquire of `committed` and none races; `dst` is
+        // the caller's buffer, never a segment.
+        unsafe { ptr::copy_nonoverlapping(cells.as_ptr() as *const u8, dst.as_mut_ptr(), k) };
+    }
+
+    /// Copies bytes from `off` into `dst` (clipped to the segment), byte by
+    /// byte so loom checks every cell.
+    ///
+    /// # Safety
+    ///
+    /// As in the normal build.
+    #[cfg(notification_queue_loom)]
     pub(super) unsafe fn read_at(&self, off: usize, dst: &mut [u8]) {
         let cells = self.data.get(off..).unwrap_or(&[]);
         for (d, cell) in dst.iter_mut().zip(cells) {
@@ -335,38 +383,44 @@ impl SpaceWait {
     }
 }
 
-/// `size` zeroed byte cells, or `None` if the allocator refuses them.
-///
-/// The normal build asks the allocator for zeroed memory (`calloc`), so a
-/// large segment costs address space, not resident memory, until written:
-/// an `initial_capacity` far beyond the machine's memory ends in a refused
-/// allocation, not in the kernel's out-of-memory killer.
+// A byte cell is one byte holding a (maybe uninitialised) `u8` (checked
+// at compile time): the normal build copies slices of cells as plain bytes.
 #[cfg(not(notification_queue_loom))]
-fn zeroed_cells(size: usize) -> Option<Vec<UnsafeCell<u8>>> {
-    use alloc::alloc::{Layout, alloc_zeroed};
-    const _: () = assert!(
-        core::mem::size_of::<UnsafeCell<u8>>() == 1 && core::mem::align_of::<UnsafeCell<u8>>() == 1
-    );
+const _: () = assert!(
+    core::mem::size_of::<UnsafeCell<Byte>>() == 1 && core::mem::align_of::<UnsafeCell<Byte>>() == 1
+);
+
+/// `size` byte cells, not initialised, or `None` if the allocator refuses
+/// them.
+///
+/// Not zeroed: a reader reads only bytes the writer wrote (below
+/// `committed`), so zeroing would only cost a pass over the memory. A large
+/// segment costs address space, not resident memory, until written (the
+/// allocator maps it untouched): an `initial_capacity` far beyond the
+/// machine's memory ends in a refused allocation, not in the kernel's
+/// out-of-memory killer.
+#[cfg(not(notification_queue_loom))]
+fn new_cells(size: usize) -> Option<Vec<UnsafeCell<Byte>>> {
+    use alloc::alloc::{Layout, alloc};
     if size == 0 {
         return Some(Vec::new());
     }
-    let layout = Layout::array::<UnsafeCell<u8>>(size).ok()?;
+    let layout = Layout::array::<UnsafeCell<Byte>>(size).ok()?;
     // SAFETY: `layout` has a non-zero size (`size > 0`, element size 1).
-    let p = unsafe { alloc_zeroed(layout) }.cast::<UnsafeCell<u8>>();
+    let p = unsafe { alloc(layout) }.cast::<UnsafeCell<Byte>>();
     if p.is_null() {
         return None;
     }
     // SAFETY: `p` was allocated by the global allocator with the layout of
-    // `[UnsafeCell<u8>; size]` (so capacity = length = `size`), and every
-    // element is initialised: `UnsafeCell<u8>` is one byte holding a `u8`
-    // (asserted above), for which all-zero is a valid value.
+    // `[UnsafeCell<Byte>; size]` (so capacity = length = `size`), and every
+    // element is valid uninitialised: a cell holds a `MaybeUninit<u8>`.
     Some(unsafe { Vec::from_raw_parts(p, size, size) })
 }
 
 /// `size` zeroed byte cells, or `None` if the allocator refuses them
 /// (loom's cells are built one by one).
 #[cfg(notification_queue_loom)]
-fn zeroed_cells(size: usize) -> Option<Vec<UnsafeCell<u8>>> {
+fn new_cells(size: usize) -> Option<Vec<UnsafeCell<Byte>>> {
     let mut data = Vec::new();
     data.try_reserve_exact(size).ok()?;
     data.resize_with(size, || UnsafeCell::new(0u8));
@@ -459,12 +513,16 @@ mod tests {
     #[test]
     fn segment_copies_clip() {
         let s = Segment::alloc(4).unwrap();
-        // SAFETY: single-threaded test owns the segment.
+        // SAFETY: single-threaded test owns the segment; it reads only
+        // bytes it wrote.
         unsafe {
+            (*s).write_at(0, b"xy");
             (*s).write_at(2, b"abcdef");
             let mut out = [0u8; 8];
             (*s).read_at(0, &mut out);
-            assert_eq!(&out[..4], b"\0\0ab");
+            assert_eq!(&out[..5], b"xyab\0", "clipped at the segment's end");
+            (*s).read_at(3, &mut out);
+            assert_eq!(&out[..2], b"by", "one byte read, the rest untouched");
             Segment::free(s);
         }
     }

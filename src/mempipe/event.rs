@@ -62,6 +62,7 @@ impl PipeEvent {
 
     /// The argument this event is notified with. An errno outside
     /// `1..=`[`MAX_ERRNO`] (never accepted by a pipe) encodes as `EIO`.
+    #[inline]
     pub fn to_arg(self) -> NotifyArg {
         match self {
             Self::Data(n) => NotifyArg::try_from(n).unwrap_or(NotifyArg::MAX),

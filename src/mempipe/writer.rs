@@ -73,6 +73,13 @@ pub struct Writer<S: PipeStorage = NoStorage> {
     head_base: u64,
     /// Bytes written and committed.
     written: u64,
+    /// Bytes the next writes may place with no check but this one: room
+    /// left in `tail` and under the byte limit, as the last full-path write
+    /// found it (room only grows between full-path writes: reclaiming and
+    /// sealing happen there). 0 until the first write and once the writer
+    /// is closed or has failed, so a write it admits is one of an open
+    /// writer that needs no new segment.
+    fast_room: u64,
     state: WriterState,
     /// The failure is a broken pipe (writes return `BrokenPipe`).
     broken: bool,
@@ -165,6 +172,7 @@ impl<S: PipeStorage> Writer<S> {
             head,
             head_base: 0,
             written: 0,
+            fast_room: 0,
             state: WriterState::Open,
             broken: false,
             closed: false,
@@ -247,7 +255,61 @@ impl<S: PipeStorage> Writer<S> {
     }
 
     /// [`write`](Self::write) without reporting `Full`.
+    #[inline]
     pub(super) fn try_write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
+        let n = buf.len();
+        // The common small write: open, room in the tail segment and under
+        // the limit (`fast_room`), a reader may still read. Everything else
+        // (errors, empty writes, a new segment, the limit) takes the full
+        // path, which makes the same checks in the same order.
+        if n != 0 && n as u64 <= self.fast_room && !self.no_readers_left() {
+            // The storage keeps the bytes before any reader can see them.
+            if let Err(errno) = self.storage.append(self.written, buf) {
+                return Err(self.storage_failed(errno));
+            }
+            let off = (self.written - self.tail_base) as usize;
+            // SAFETY: `tail` is live (in the chain, kept by `Shared`) and
+            // has `fast_room >= n` bytes left after `off`; the bytes
+            // `written..written + n` are at or above `committed`, so no
+            // reader reads them until our next commit.
+            unsafe { (*self.tail).write_at(off, buf) };
+            self.fast_room -= n as u64;
+            return Ok(self.commit(n));
+        }
+        self.write_slow(buf)
+    }
+
+    /// Commits `n` more bytes (placed already): publishes them, wakes the
+    /// sleeping readers, notifies the handle. Returns `n`.
+    #[inline]
+    fn commit(&mut self, n: usize) -> usize {
+        self.written += n as u64;
+        self.publish();
+        if let Some(d) = &mut self.deferred {
+            d.data = d.data.saturating_add(n as u64);
+            return n;
+        }
+        // A failure means someone else unregistered our handle: only its
+        // outside waiters and subscribers miss this; readers do not use it.
+        let _ = self
+            .shared
+            .queue
+            .notify(self.shared.handle, PipeEvent::Data(n as u64).to_arg());
+        n
+    }
+
+    /// The storage refused a write: the writer fails with its errno.
+    #[cold]
+    fn storage_failed(&mut self, errno: i32) -> PipeError {
+        let errno = storage_errno(errno);
+        self.finish(WriterState::Failed(errno), "storage");
+        PipeError::Storage { errno }
+    }
+
+    /// [`try_write`](Self::try_write) for every case but the common small
+    /// write; sets `fast_room` for the writes after it.
+    #[inline(never)]
+    fn write_slow(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         self.check_writable()?;
         if buf.is_empty() {
             return Ok(0);
@@ -284,30 +346,15 @@ impl<S: PipeStorage> Writer<S> {
         }
         // The storage keeps the bytes before any reader can see them.
         if let Err(errno) = self.storage.append(self.written, now) {
-            let errno = storage_errno(errno);
-            self.finish(WriterState::Failed(errno), "storage");
-            return Err(PipeError::Storage { errno });
+            return Err(self.storage_failed(errno));
         }
-        let n = self.append(now);
-        self.written += n as u64;
-        // Release: the bytes (and any new segment links) are in place;
-        // pairs with the readers' Acquire loads of `committed`.
-        self.shared
-            .published
-            .committed
-            .store(self.written, Ordering::Release);
-        self.wake_readers();
-        if let Some(d) = &mut self.deferred {
-            d.data = d.data.saturating_add(n as u64);
-            return Ok(n);
-        }
-        // A failure means someone else unregistered our handle: only its
-        // outside waiters and subscribers miss this; readers do not use it.
-        let _ = self
-            .shared
-            .queue
-            .notify(self.shared.handle, PipeEvent::Data(n as u64).to_arg());
-        Ok(n)
+        let placed = self.append(now);
+        // Room left in the tail segment and under the limit after these
+        // bytes (the limit's room only grows until the next full path).
+        let seg = self.shared.segment_size as u64;
+        let after = self.written + placed as u64;
+        self.fast_room = (self.tail_base + seg - after).min(self.room() - placed as u64);
+        Ok(self.commit(placed))
     }
 
     /// [`write`](Self::write) that waits for space instead of returning
@@ -433,6 +480,8 @@ impl<S: PipeStorage> Writer<S> {
             return Err(PipeError::Closed);
         }
         self.closed = true;
+        // Every later write takes the full path (and fails there).
+        self.fast_room = 0;
         if self.state == WriterState::Open {
             if let Err(errno) = self.storage.flush() {
                 let errno = storage_errno(errno);
@@ -465,6 +514,8 @@ impl<S: PipeStorage> Writer<S> {
     /// Enters the terminal `state` (`cause` names why, for events).
     fn finish(&mut self, state: WriterState, cause: &'static str) {
         self.state = state;
+        // Every later write takes the full path (and fails there).
+        self.fast_room = 0;
         // Release: after the last commit; a reader that Acquire-loads the
         // terminal state and then reloads `committed` sees the final length.
         self.shared
@@ -502,15 +553,35 @@ impl<S: PipeStorage> Writer<S> {
         self.shared.space.waker.take()
     }
 
+    /// Publishes `written` (after the bytes and links are in place) and
+    /// wakes the sleeping readers.
+    #[inline]
+    fn publish(&mut self) {
+        // Release: the bytes (and any new segment links) are in place;
+        // pairs with the readers' Acquire loads of `committed`.
+        self.shared
+            .published
+            .committed
+            .store(self.written, Ordering::Release);
+        self.wake_readers();
+    }
+
+    /// Wakes every sleeping reader, after a commit or the terminal state.
+    #[inline]
     fn wake_readers(&mut self) {
         // SeqCst: orders our store of `committed` / the state before the
         // load of `sleepers`, against the reader's fence between arming its
         // slot and re-checking (see `buffer::ReaderSlot`).
         fence(Ordering::SeqCst);
         // Relaxed: the fence above gives the ordering.
-        if self.shared.sleepers.load(Ordering::Relaxed) == 0 {
-            return;
+        if self.shared.sleepers.load(Ordering::Relaxed) != 0 {
+            self.wake_armed();
         }
+    }
+
+    /// Disarms every armed reader slot and wakes its waker.
+    #[cold]
+    fn wake_armed(&mut self) {
         let slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
         for slot in slots.iter() {
             if slot.disarm_by_writer(&self.shared.sleepers) {
