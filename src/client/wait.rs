@@ -411,24 +411,38 @@ impl<'a> Wait<'a> {
         })
     }
 
-    /// Spins (then yields) for a few microseconds, as crossbeam's channels
-    /// do, before the caller parks: a notify from another CPU that comes
-    /// within that time costs no sleep and no wake-up. Each step is one load
-    /// of the state word; the yields let a notifier on the same CPU run.
-    /// Skipped under loom, whose models must see every step.
+    /// Spins (then yields) for a few microseconds before the caller parks,
+    /// as crossbeam's channels do: a notify from another CPU that comes
+    /// within that time costs no sleep and no wake-up. The spin re-reads the
+    /// state word after every pause (crossbeam's `Backoff` doubles the
+    /// pauses between checks, which adds up to half the wait again to a
+    /// notify that lands mid-step) and lasts about as long as `Backoff`'s
+    /// spin phase (128 pauses). Halfway it yields once: a notifier that
+    /// shares our CPU runs then, instead of after the whole spin, while on
+    /// an idle CPU the yield returns at once and the spin goes on. Then it
+    /// yields 4 times, as `Backoff` does. Each check is one load of the
+    /// state word. Skipped under loom, whose models must see every step.
     fn spin(&self, deadline: park::Deadline) -> Option<Result<Notified, QueueError>> {
+        /// Checks with one pause after each; the one after `SPIN_CHECKS / 2`
+        /// yields instead.
+        const SPIN_CHECKS: u32 = 128;
+        /// Checks with a yield after each, after the spin.
+        const YIELD_CHECKS: u32 = 4;
         if cfg!(notification_queue_loom) || park::passed(&deadline) {
             return None;
         }
-        let backoff = crossbeam_utils::Backoff::new();
-        while !backoff.is_completed() {
+        for step in 0..SPIN_CHECKS + YIELD_CHECKS {
             if let Some(done) = self.peek() {
                 return Some(done);
             }
             if self.permit_present() {
                 return None; // the first poll takes it
             }
-            backoff.snooze();
+            if step < SPIN_CHECKS && step != SPIN_CHECKS / 2 {
+                crate::sync::spin_loop();
+            } else {
+                crate::sync::yield_now();
+            }
         }
         self.peek()
     }

@@ -66,3 +66,8 @@ pub(crate) fn wake_caught(waker: core::task::Waker) -> bool {
     waker.wake();
     false
 }
+
+/// Lets another thread run: without an OS to yield to, a spin hint.
+pub(crate) fn yield_now() {
+    core::hint::spin_loop()
+}

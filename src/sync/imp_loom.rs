@@ -83,3 +83,8 @@ pub(crate) fn spin_loop() {
 pub(crate) fn wake_caught(waker: Waker) -> bool {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err()
 }
+
+/// Lets another thread run (a loom yield).
+pub(crate) fn yield_now() {
+    loom::thread::yield_now()
+}

@@ -170,3 +170,9 @@ pub(crate) fn flush(guard: &Guard) {
 pub(crate) fn wake_caught(waker: core::task::Waker) -> bool {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())).is_err()
 }
+
+/// Lets another thread run (a spin that may share its CPU with the thread
+/// it waits for).
+pub(crate) fn yield_now() {
+    std::thread::yield_now()
+}
