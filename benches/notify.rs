@@ -94,6 +94,16 @@ fn one_thread(c: &mut Criterion) {
         let h = p.handles[0];
         b.iter(|| black_box(p.queue.notify(black_box(h), 1)))
     });
+    // The same with a new argument every notify: the argument store then
+    // precedes the CAS (a repeated argument skips it).
+    g.bench_function(format!("{CRATE} (new arg each time)"), |b| {
+        let h = p.handles[0];
+        let mut arg = 0i64;
+        b.iter(|| {
+            arg = arg.wrapping_add(1);
+            black_box(p.queue.notify(black_box(h), black_box(arg)))
+        })
+    });
     g.bench_function("atomic_fetch_add", |b| {
         // Relaxed: the floor itself (every ordering is one `lock xadd` on x86).
         b.iter(|| black_box(p.counters[0].fetch_add(1, Ordering::Relaxed)))

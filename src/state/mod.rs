@@ -371,8 +371,17 @@ impl Inner {
             return self.notify_contended(slot, handle, arg, cur);
         }
         // Relaxed: published by the Release half of the CAS below. The
-        // word's generation is the handle's, so this is its cell.
-        slot.arg_of_word(cur).store(arg, Ordering::Relaxed);
+        // word's generation is the handle's, so this is its cell. The store
+        // is skipped when the cell holds `arg` already (a handle notified
+        // with the same argument again): a store just before a locked
+        // instruction makes it wait for the store to drain, which costs
+        // about a third of an idle notify. Either way a waiter that Acquires
+        // our CAS reads `arg` or a later argument (our load happens-before
+        // its load: read-read coherence), as with an unconditional store.
+        let cell = slot.arg_of_word(cur);
+        if cell.load(Ordering::Relaxed) != arg {
+            cell.store(arg, Ordering::Relaxed);
+        }
         // AcqRel: Release publishes `arg` with the new sequence to waiters
         // that Acquire-load it; Acquire makes a waiter's waker registration
         // (published by its Release CAS that sets `WAITERS`) visible to the
