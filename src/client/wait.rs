@@ -420,18 +420,21 @@ impl<'a> Wait<'a> {
     /// spin phase (128 pauses). Halfway it yields once: a notifier that
     /// shares our CPU runs then, instead of after the whole spin, while on
     /// an idle CPU the yield returns at once and the spin goes on. Then it
-    /// yields 4 times, as `Backoff` does. Each check is one load of the
-    /// state word. Skipped under loom, whose models must see every step.
+    /// yields between 4 times (as `Backoff` does) and 64 times: the
+    /// thread's budget doubles after a park that a notify ended within
+    /// 100 µs and halves after one longer than 1 ms (`sync::park`). Each
+    /// check is one load of the state word. Skipped under loom, whose
+    /// models must see every step.
     fn spin(&self, deadline: park::Deadline) -> Option<Result<Notified, QueueError>> {
         /// Checks with one pause after each; the one after `SPIN_CHECKS / 2`
         /// yields instead.
         const SPIN_CHECKS: u32 = 128;
-        /// Checks with a yield after each, after the spin.
-        const YIELD_CHECKS: u32 = 4;
         if cfg!(notification_queue_loom) || park::passed(&deadline) {
             return None;
         }
-        for step in 0..SPIN_CHECKS + YIELD_CHECKS {
+        // Checks with a yield after each, after the spin.
+        let yield_checks = park::yield_checks();
+        for step in 0..SPIN_CHECKS + yield_checks {
             if let Some(done) = self.peek() {
                 return Some(done);
             }
@@ -457,9 +460,11 @@ impl<'a> Wait<'a> {
             if let Poll::Ready(r) = self.poll_wait(&waker) {
                 return r;
             }
+            let timer = park::ParkTimer::start();
             if !parker.park_until(deadline) {
                 return Err(QueueError::Timeout);
             }
+            timer.stop();
         }
     }
 }

@@ -14,6 +14,23 @@ pub(crate) enum Never {}
 /// When a blocking call gives up: always `None` (wait for ever).
 pub(crate) type Deadline = Option<Never>;
 
+/// Yield checks before a blocking wait spins on its waker: without `std`
+/// a yield is only a spin hint, so a fixed few.
+pub(crate) fn yield_checks() -> u32 {
+    4
+}
+
+/// No clock and no park: nothing to time or adapt.
+pub(crate) struct ParkTimer;
+
+impl ParkTimer {
+    pub(crate) fn start() -> Self {
+        Self
+    }
+
+    pub(crate) fn stop(self) {}
+}
+
 /// Whether `deadline` has passed: never.
 #[inline]
 pub(crate) fn passed(_deadline: &Deadline) -> bool {
