@@ -590,3 +590,46 @@ fn stats_stay_exact_when_a_slot_changes_owner_under_a_live_subscription() {
     drop(new);
     assert_eq!((q.stats().delivered, q.stats().dropped), (7, 4));
 }
+
+/// A blocking receive that finds its outcome while it spins (before it
+/// parks) reports the same things in the same order as a poll: the lag
+/// first, then the values kept, then `Closed` after the drain.
+#[test]
+fn blocking_recv_reports_lag_values_and_close_in_order() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut sub = q.subscribe(h, 2, "").unwrap();
+    for v in 1..=5 {
+        q.notify(h, v).unwrap();
+    }
+    assert_eq!(sub.recv().wait(), Err(RecvError::Lagged(3)));
+    assert_eq!(sub.recv().wait(), Ok(4));
+    assert_eq!(sub.recv().wait(), Ok(5));
+    q.unregister(h).unwrap();
+    assert_eq!(sub.recv().wait(), Err(RecvError::Closed));
+}
+
+/// Two threads answer each other through blocking receives on two
+/// subscriptions: every value arrives, in order, whether a receive finds it
+/// while spinning or after parking.
+#[test]
+fn blocking_recv_ping_pong_delivers_every_value() {
+    const ROUNDS: i64 = 20_000;
+    let q = queue();
+    let (ping, pong) = (q.register("ping").unwrap(), q.register("pong").unwrap());
+    let mut ping_sub = q.subscribe(ping, 4, "").unwrap();
+    let mut pong_sub = q.subscribe(pong, 4, "").unwrap();
+    let q2 = q.clone();
+    let echo = thread::spawn(move || {
+        for i in 0..ROUNDS {
+            assert_eq!(ping_sub.recv().wait(), Ok(i));
+            q2.notify(pong, -i).unwrap();
+        }
+    });
+    for i in 0..ROUNDS {
+        q.notify(ping, i).unwrap();
+        assert_eq!(pong_sub.recv().wait(), Ok(-i));
+    }
+    echo.join().unwrap();
+    assert_eq!(pong_sub.try_recv(), Err(TryRecvError::Empty));
+}

@@ -411,43 +411,19 @@ impl<'a> Wait<'a> {
         })
     }
 
-    /// Spins (then yields) for a few microseconds before the caller parks,
-    /// as crossbeam's channels do: a notify from another CPU that comes
-    /// within that time costs no sleep and no wake-up. The spin re-reads the
-    /// state word after every pause (crossbeam's `Backoff` doubles the
-    /// pauses between checks, which adds up to half the wait again to a
-    /// notify that lands mid-step) and lasts about as long as `Backoff`'s
-    /// spin phase (128 pauses). Halfway it yields once: a notifier that
-    /// shares our CPU runs then, instead of after the whole spin, while on
-    /// an idle CPU the yield returns at once and the spin goes on. Then it
-    /// yields between 4 times (as `Backoff` does) and 64 times: the
-    /// thread's budget doubles after a park that a notify ended within
-    /// 100 µs and halves after one longer than 1 ms (`sync::park`). Each
-    /// check is one load of the state word. Skipped under loom, whose
-    /// models must see every step.
+    /// Spins before the caller parks (`sync::spin_until`), checking the
+    /// state word (one load) each time; stops early when the handle holds a
+    /// permit, which the first poll takes.
     fn spin(&self, deadline: park::Deadline) -> Option<Result<Notified, QueueError>> {
-        /// Checks with one pause after each; the one after `SPIN_CHECKS / 2`
-        /// yields instead.
-        const SPIN_CHECKS: u32 = 128;
-        if cfg!(notification_queue_loom) || park::passed(&deadline) {
+        if park::passed(&deadline) {
             return None;
         }
-        // Checks with a yield after each, after the spin.
-        let yield_checks = park::yield_checks();
-        for step in 0..SPIN_CHECKS + yield_checks {
-            if let Some(done) = self.peek() {
-                return Some(done);
-            }
-            if self.permit_present() {
-                return None; // the first poll takes it
-            }
-            if step < SPIN_CHECKS && step != SPIN_CHECKS / 2 {
-                crate::sync::spin_loop();
-            } else {
-                crate::sync::yield_now();
-            }
-        }
-        self.peek()
+        crate::sync::spin_until(|| match self.peek() {
+            Some(done) => Some(Some(done)),
+            None if self.permit_present() => Some(None),
+            None => None,
+        })
+        .flatten()
     }
 
     pub(super) fn block(mut self, deadline: park::Deadline) -> Result<Notified, QueueError> {
@@ -460,11 +436,9 @@ impl<'a> Wait<'a> {
             if let Poll::Ready(r) = self.poll_wait(&waker) {
                 return r;
             }
-            let timer = park::ParkTimer::start();
             if !parker.park_until(deadline) {
                 return Err(QueueError::Timeout);
             }
-            timer.stop();
         }
     }
 }

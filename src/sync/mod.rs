@@ -65,6 +65,40 @@ pub(crate) mod park;
 
 pub(crate) mod reclaim;
 
+/// Spins before a blocking call parks, as crossbeam's channels do: a wake
+/// from another CPU that comes within a few microseconds then costs no sleep
+/// and no wake-up. Calls `check` after every pause, 128 times (crossbeam's
+/// `Backoff` doubles the pauses between checks, which adds up to half the
+/// wait again to an event that lands mid-step; 128 pauses are as long as
+/// its spin phase). Halfway it yields once: a waker that shares our CPU runs
+/// then, instead of after the whole spin, while on an idle CPU the yield
+/// returns at once and the spin goes on. Then it checks after each of
+/// [`park::yield_checks`] yields: between 4 (as `Backoff`) and 64, adapted
+/// per thread by how long its parks last. Returns the first `Some`, or
+/// `None` for the caller to park. Does nothing under loom, whose models
+/// must see every step.
+#[inline]
+pub(crate) fn spin_until<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    /// Checks with one pause after each; the one after `SPIN_CHECKS / 2`
+    /// yields instead.
+    const SPIN_CHECKS: u32 = 128;
+    if cfg!(notification_queue_loom) {
+        return None;
+    }
+    let yield_checks = park::yield_checks();
+    for step in 0..SPIN_CHECKS + yield_checks {
+        if let Some(done) = check() {
+            return Some(done);
+        }
+        if step < SPIN_CHECKS && step != SPIN_CHECKS / 2 {
+            spin_loop();
+        } else {
+            yield_now();
+        }
+    }
+    check()
+}
+
 mod atomic_waker;
 pub(crate) use atomic_waker::AtomicWaker;
 

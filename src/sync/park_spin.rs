@@ -20,17 +20,6 @@ pub(crate) fn yield_checks() -> u32 {
     4
 }
 
-/// No clock and no park: nothing to time or adapt.
-pub(crate) struct ParkTimer;
-
-impl ParkTimer {
-    pub(crate) fn start() -> Self {
-        Self
-    }
-
-    pub(crate) fn stop(self) {}
-}
-
 /// Whether `deadline` has passed: never.
 #[inline]
 pub(crate) fn passed(_deadline: &Deadline) -> bool {
