@@ -684,13 +684,23 @@ def main():
                      f"{'✅ met' if ok else '❌ ' + how} |")
     L += ["", "Per-waiter and per-delivery goals compare times per element.", ""]
 
-    L += ["## Instructions per operation (cachegrind)", ""]
+    L += ["## Instructions per operation (valgrind)", ""]
     if cg and cg.get("rows"):
         L += [f"`{cg.get('command', 'scripts/cachegrind.sh')}` ({cg.get('valgrind', 'valgrind')}, "
-              "`--tool=cachegrind --cache-sim=no`, release build of `examples/notify_fastpath.rs`; "
+              "release build of `examples/notify_fastpath.rs`; "
               "instructions of a run with 2N operations minus a run with N, divided by N, and by K "
               "for per-waiter and per-delivery figures). Counts are exact and do not depend on the "
               "CPU's RMW or cache-miss cost; every figure includes its loop and `black_box` overhead.",
+              "",
+              "**Locked** counts the executed instructions that drain the store buffer: the atomic "
+              "read-modify-writes (`lock`-prefixed instructions, `xchg` with memory) and `SeqCst` "
+              "fences (`mfence`), found with `objdump` by `scripts/locked_count.py`. On the "
+              "machine above a locked RMW costs about "
+              + (fmt_time(rmw.median) if rmw else "one RMW's time")
+              + ", so time per operation is roughly instructions at a few per nanosecond plus "
+              "locked instructions times that. The wake and fan-out figures include the benchmark "
+              "waker's own (clone, wake, drop of a counting `Arc` waker: 3 locked per waiter, "
+              "in every implementation).",
               "",
               "- idle: one notify with nobody waiting (this crate `notify`; `fetch_add` is a bare "
               "atomic add, the floor; event-listener `Event::notify(usize::MAX)`; tokio "
@@ -701,16 +711,20 @@ def main():
               "- fan-out: per delivery, sends in batches of 256 to K subscribers (capacity 256, "
               "tokio `broadcast::channel(256)`), each batch followed by draining every subscriber "
               "with `try_recv`.", "",
-              "| scenario | K | implementation | instructions | × notification-queue |",
-              "|---|---|---|---|---|"]
-        ref = {(r["scenario"], r["k"]): r["instructions"] for r in cg["rows"]
+              "| scenario | K | implementation | instructions | × notification-queue | locked | × notification-queue |",
+              "|---|---|---|---|---|---|---|"]
+        ref = {(r["scenario"], r["k"]): r for r in cg["rows"]
                if CRATE_ID.search(r["implementation"])}
         for r in cg["rows"]:
             name = f"**{r['implementation']}**" if CRATE_ID.search(r["implementation"]) else r["implementation"]
             base = ref.get((r["scenario"], r["k"]))
-            ratio = f"{r['instructions'] / base:.2f}" if base else ""
+            ratio = f"{r['instructions'] / base['instructions']:.2f}" if base else ""
+            locked = r.get("locked")
+            shown_locked = f"{locked:.2f}" if locked is not None else "–"
+            lratio = (f"{locked / base['locked']:.2f}"
+                      if base and locked is not None and base.get("locked") else "")
             L.append(f"| {r['scenario']} (per {r['per']}) | {r['k']} | {name} | "
-                     f"{r['instructions']:.1f} | {ratio} |")
+                     f"{r['instructions']:.1f} | {ratio} | {shown_locked} | {lratio} |")
         L += [""]
     elif cg:
         L += [f"`{cg.get('command', 'scripts/cachegrind.sh')}`: {cg['instructions_per_notify']:.1f} "

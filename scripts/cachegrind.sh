@@ -37,20 +37,26 @@ command -v valgrind >/dev/null || { echo "cachegrind.sh: valgrind not found" >&2
 cargo build --release --example notify_fastpath >&2
 BIN="$TARGET_DIR/release/examples/notify_fastpath"
 
-# Total instructions ("I refs") of one run: mode, N, K.
+# Total and locked instructions of one run ("<total> <locked>"): mode, N, K.
+# Callgrind with --dump-instr=yes counts executions per instruction address
+# (its total is cachegrind's "I refs"); scripts/locked_count.py sums them and
+# those of the locked instructions (`lock` prefix, `xchg` with memory).
 irefs() {
-    local out
-    out="$(valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+    local out prof
+    prof="$(mktemp)"
+    out="$(valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$prof" \
         "$BIN" "$1" "$2" "$3" 2>&1 >/dev/null)" || {
         echo "cachegrind.sh: $BIN $1 $2 $3 failed:" >&2
         echo "$out" >&2
+        rm -f "$prof"
         exit 1
     }
-    sed -n 's/^==[0-9]*== I *refs: *\([0-9,]*\).*/\1/p' <<<"$out" | tr -d ,
+    python3 scripts/locked_count.py "$prof"
+    rm -f "$prof"
 }
 
-# Instructions per operation of `mode` run `n` times with `k`:
-# (I(2n) - I(n)) / (n * k).
+# Instructions and locked instructions per operation of `mode` run `n` times
+# with `k` ("<instructions> <locked>"): (I(2n) - I(n)) / (n * k).
 per_op() {
     local mode="$1" n="$2" k="$3" a b
     a="$(irefs "$mode" "$n" "$k")"
@@ -59,7 +65,9 @@ per_op() {
         echo "cachegrind.sh: could not read the instruction count for $mode" >&2
         exit 1
     fi
-    awk -v a="$a" -v b="$b" -v n="$n" -v k="$k" 'BEGIN { printf "%.2f", (b - a) / (n * k) }'
+    awk -v a="$a" -v b="$b" -v n="$n" -v k="$k" 'BEGIN {
+        split(a, x, " "); split(b, y, " ");
+        printf "%.2f %.2f\n", (y[1] - x[1]) / (n * k), (y[2] - x[2]) / (n * k) }'
 }
 
 VERSION="$(valgrind --version)"
@@ -67,25 +75,25 @@ ROWS=()
 # row scenario implementation k unit mode n
 row() {
     local scenario="$1" impl="$2" k="$3" unit="$4" mode="$5" n="$6" v
-    v="$(per_op "$mode" "$n" "$k")"
-    printf '%-10s %-28s K=%-4s %8s instructions per %s\n' "$scenario" "$impl" "$k" "$v" "$unit"
-    ROWS+=("    {\"scenario\": \"$scenario\", \"implementation\": \"$impl\", \"k\": $k, \"per\": \"$unit\", \"mode\": \"$mode\", \"n\": $n, \"instructions\": $v}")
+    read -r v l < <(per_op "$mode" "$n" "$k")
+    printf '%-10s %-28s K=%-4s %8s instructions %6s locked per %s\n' "$scenario" "$impl" "$k" "$v" "$l" "$unit"
+    ROWS+=("    {\"scenario\": \"$scenario\", \"implementation\": \"$impl\", \"k\": $k, \"per\": \"$unit\", \"mode\": \"$mode\", \"n\": $n, \"instructions\": $v, \"locked\": $l}")
 }
 
-NOTIFY="$(per_op notify "$N" 1)"
-FETCH_ADD="$(per_op fetch_add "$N" 1)"
-echo "instructions per notify (idle):  $NOTIFY"
-echo "instructions per fetch_add loop: $FETCH_ADD"
-ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"notification-queue\", \"k\": 1, \"per\": \"notify\", \"mode\": \"notify\", \"n\": $N, \"instructions\": $NOTIFY}")
-ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"atomic_fetch_add\", \"k\": 1, \"per\": \"notify\", \"mode\": \"fetch_add\", \"n\": $N, \"instructions\": $FETCH_ADD}")
+read -r NOTIFY NOTIFY_LOCKED < <(per_op notify "$N" 1)
+read -r FETCH_ADD FETCH_ADD_LOCKED < <(per_op fetch_add "$N" 1)
+echo "instructions per notify (idle):  $NOTIFY ($NOTIFY_LOCKED locked)"
+echo "instructions per fetch_add loop: $FETCH_ADD ($FETCH_ADD_LOCKED locked)"
+ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"notification-queue\", \"k\": 1, \"per\": \"notify\", \"mode\": \"notify\", \"n\": $N, \"instructions\": $NOTIFY, \"locked\": $NOTIFY_LOCKED}")
+ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"atomic_fetch_add\", \"k\": 1, \"per\": \"notify\", \"mode\": \"fetch_add\", \"n\": $N, \"instructions\": $FETCH_ADD, \"locked\": $FETCH_ADD_LOCKED}")
 EXTRA=""
 if [[ $IDLE_ONLY == 0 ]]; then
-    EVENT_LISTENER="$(per_op event_listener "$N" 1)"
-    TOKIO_NOTIFY="$(per_op tokio_notify "$N" 1)"
-    echo "instructions per event_listener::Event::notify (idle): $EVENT_LISTENER"
-    echo "instructions per tokio::sync::Notify::notify_waiters (idle): $TOKIO_NOTIFY"
-    ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"event_listener\", \"k\": 1, \"per\": \"notify\", \"mode\": \"event_listener\", \"n\": $N, \"instructions\": $EVENT_LISTENER}")
-    ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"tokio_notify\", \"k\": 1, \"per\": \"notify\", \"mode\": \"tokio_notify\", \"n\": $N, \"instructions\": $TOKIO_NOTIFY}")
+    read -r EVENT_LISTENER EVENT_LISTENER_LOCKED < <(per_op event_listener "$N" 1)
+    read -r TOKIO_NOTIFY TOKIO_NOTIFY_LOCKED < <(per_op tokio_notify "$N" 1)
+    echo "instructions per event_listener::Event::notify (idle): $EVENT_LISTENER ($EVENT_LISTENER_LOCKED locked)"
+    echo "instructions per tokio::sync::Notify::notify_waiters (idle): $TOKIO_NOTIFY ($TOKIO_NOTIFY_LOCKED locked)"
+    ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"event_listener\", \"k\": 1, \"per\": \"notify\", \"mode\": \"event_listener\", \"n\": $N, \"instructions\": $EVENT_LISTENER, \"locked\": $EVENT_LISTENER_LOCKED}")
+    ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"tokio_notify\", \"k\": 1, \"per\": \"notify\", \"mode\": \"tokio_notify\", \"n\": $N, \"instructions\": $TOKIO_NOTIFY, \"locked\": $TOKIO_NOTIFY_LOCKED}")
     EXTRA=$(printf ',\n  "instructions_per_event_listener_notify": %s,\n  "instructions_per_tokio_notify_waiters": %s' \
         "$EVENT_LISTENER" "$TOKIO_NOTIFY")
 
@@ -108,7 +116,7 @@ echo "(N = $N, $VERSION, difference of runs with N and 2N operations; loop overh
 
 mkdir -p "$OUT_DIR"
 {
-    printf '{\n  "n": %s,\n  "valgrind": "%s",\n  "command": "scripts/cachegrind.sh%s %s",\n' \
+    printf '{\n  "n": %s,\n  "valgrind": "%s (callgrind --dump-instr=yes)",\n  "command": "scripts/cachegrind.sh%s %s",\n' \
         "$N" "$VERSION" "$([[ $IDLE_ONLY == 1 ]] && echo ' --idle-only')" "$N"
     printf '  "instructions_per_notify": %s,\n  "instructions_per_fetch_add": %s%s,\n' \
         "$NOTIFY" "$FETCH_ADD" "$EXTRA"
