@@ -3,6 +3,11 @@
 //!
 //! Contenders, all in one run, each reader copying out every byte:
 //! - `keep`: MemPipe keeping every byte (factory alive);
+//! - `keep_bufwriter` (16 B writes only): the same through
+//!   `std::io::BufWriter::with_capacity(4096, writer)`, so bytes are
+//!   published 4 KiB at a time (readers see a write only once its 4 KiB
+//!   fill up, or at the end): what batching buys when a write need not be
+//!   visible at once;
 //! - `stream`: MemPipe in streaming mode (factory dropped, 256 KiB byte
 //!   limit, segments recycled; the writer yields while the limit is full);
 //! - `tokio_broadcast`: `tokio::sync::broadcast` of `Bytes::copy_from_slice`
@@ -70,7 +75,16 @@ where
     })
 }
 
-fn mempipe_once(src: &[u8], write: usize, readers: usize, streaming: bool) -> Duration {
+/// How the writer of [`mempipe_once`] writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Keep,
+    KeepBuffered,
+    Stream,
+}
+
+fn mempipe_once(src: &[u8], write: usize, readers: usize, mode: Mode) -> Duration {
+    let streaming = mode == Mode::Stream;
     let q = NotificationQueue::new(Config::default());
     let limit = if streaming { 256 << 10 } else { TOTAL as u64 };
     let limits = Limits::default().max_bytes(limit).segment_size(16 << 10);
@@ -101,6 +115,16 @@ fn mempipe_once(src: &[u8], write: usize, readers: usize, streaming: bool) -> Du
             })
         },
         move || {
+            if mode == Mode::KeepBuffered {
+                // Keeping every byte, the pipe is never full.
+                let mut bw = std::io::BufWriter::with_capacity(4096, w);
+                for chunk in src.chunks(write) {
+                    std::io::Write::write_all(&mut bw, chunk).unwrap();
+                }
+                let mut w = bw.into_inner().map_err(|e| e.into_error()).unwrap();
+                w.close().unwrap();
+                return;
+            }
             for chunk in src.chunks(write) {
                 let mut c = chunk;
                 while !c.is_empty() {
@@ -224,14 +248,23 @@ fn bench(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("keep", write), |b| {
                 b.iter_custom(|n| {
                     (0..n)
-                        .map(|_| mempipe_once(src, write, readers, false))
+                        .map(|_| mempipe_once(src, write, readers, Mode::Keep))
                         .sum()
                 })
             });
+            if write == 16 {
+                g.bench_function(BenchmarkId::new("keep_bufwriter", write), |b| {
+                    b.iter_custom(|n| {
+                        (0..n)
+                            .map(|_| mempipe_once(src, write, readers, Mode::KeepBuffered))
+                            .sum()
+                    })
+                });
+            }
             g.bench_function(BenchmarkId::new("stream", write), |b| {
                 b.iter_custom(|n| {
                     (0..n)
-                        .map(|_| mempipe_once(src, write, readers, true))
+                        .map(|_| mempipe_once(src, write, readers, Mode::Stream))
                         .sum()
                 })
             });
