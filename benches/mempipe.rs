@@ -115,6 +115,9 @@ fn mempipe_once(src: &[u8], write: usize, readers: usize, mode: Mode) -> Duratio
             })
         },
         move || {
+            // `std::io::Write` for the pipe needs the `std` feature (the
+            // row is only registered with it).
+            #[cfg(feature = "std")]
             if mode == Mode::KeepBuffered {
                 // Keeping every byte, the pipe is never full.
                 let mut bw = std::io::BufWriter::with_capacity(4096, w);
@@ -252,7 +255,7 @@ fn bench(c: &mut Criterion) {
                         .sum()
                 })
             });
-            if write == 16 {
+            if write == 16 && cfg!(feature = "std") {
                 g.bench_function(BenchmarkId::new("keep_bufwriter", write), |b| {
                     b.iter_custom(|n| {
                         (0..n)
