@@ -74,26 +74,29 @@ VERSION="$(valgrind --version)"
 ROWS=()
 # row scenario implementation k unit mode n
 row() {
-    local scenario="$1" impl="$2" k="$3" unit="$4" mode="$5" n="$6" v
+    local scenario="$1" impl="$2" k="$3" unit="$4" mode="$5" n="$6" v l
     read -r v l < <(per_op "$mode" "$n" "$k")
     printf '%-10s %-28s K=%-4s %8s instructions %6s locked per %s\n' "$scenario" "$impl" "$k" "$v" "$l" "$unit"
     ROWS+=("    {\"scenario\": \"$scenario\", \"implementation\": \"$impl\", \"k\": $k, \"per\": \"$unit\", \"mode\": \"$mode\", \"n\": $n, \"instructions\": $v, \"locked\": $l}")
 }
 
-read -r NOTIFY NOTIFY_LOCKED < <(per_op notify "$N" 1)
-read -r FETCH_ADD FETCH_ADD_LOCKED < <(per_op fetch_add "$N" 1)
-echo "instructions per notify (idle):  $NOTIFY ($NOTIFY_LOCKED locked)"
-echo "instructions per fetch_add loop: $FETCH_ADD ($FETCH_ADD_LOCKED locked)"
-ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"notification-queue\", \"k\": 1, \"per\": \"notify\", \"mode\": \"notify\", \"n\": $N, \"instructions\": $NOTIFY, \"locked\": $NOTIFY_LOCKED}")
-ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"atomic_fetch_add\", \"k\": 1, \"per\": \"notify\", \"mode\": \"fetch_add\", \"n\": $N, \"instructions\": $FETCH_ADD, \"locked\": $FETCH_ADD_LOCKED}")
+# idle_row VAR implementation mode label: one idle-notify figure, printed as
+# "instructions per <label> (idle): <n> (<l> locked)" (check_instructions.sh
+# reads the crate's line) and kept in VAR for the JSON summary.
+idle_row() {
+    local var="$1" impl="$2" mode="$3" label="$4" v l
+    read -r v l < <(per_op "$mode" "$N" 1)
+    echo "instructions per $label (idle): $v ($l locked)"
+    ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"$impl\", \"k\": 1, \"per\": \"notify\", \"mode\": \"$mode\", \"n\": $N, \"instructions\": $v, \"locked\": $l}")
+    printf -v "$var" '%s' "$v"
+}
+
+idle_row NOTIFY notification-queue notify "notify"
+idle_row FETCH_ADD atomic_fetch_add fetch_add "fetch_add loop"
 EXTRA=""
 if [[ $IDLE_ONLY == 0 ]]; then
-    read -r EVENT_LISTENER EVENT_LISTENER_LOCKED < <(per_op event_listener "$N" 1)
-    read -r TOKIO_NOTIFY TOKIO_NOTIFY_LOCKED < <(per_op tokio_notify "$N" 1)
-    echo "instructions per event_listener::Event::notify (idle): $EVENT_LISTENER ($EVENT_LISTENER_LOCKED locked)"
-    echo "instructions per tokio::sync::Notify::notify_waiters (idle): $TOKIO_NOTIFY ($TOKIO_NOTIFY_LOCKED locked)"
-    ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"event_listener\", \"k\": 1, \"per\": \"notify\", \"mode\": \"event_listener\", \"n\": $N, \"instructions\": $EVENT_LISTENER, \"locked\": $EVENT_LISTENER_LOCKED}")
-    ROWS+=("    {\"scenario\": \"idle\", \"implementation\": \"tokio_notify\", \"k\": 1, \"per\": \"notify\", \"mode\": \"tokio_notify\", \"n\": $N, \"instructions\": $TOKIO_NOTIFY, \"locked\": $TOKIO_NOTIFY_LOCKED}")
+    idle_row EVENT_LISTENER event_listener event_listener "event_listener::Event::notify"
+    idle_row TOKIO_NOTIFY tokio_notify tokio_notify "tokio::sync::Notify::notify_waiters"
     EXTRA=$(printf ',\n  "instructions_per_event_listener_notify": %s,\n  "instructions_per_tokio_notify_waiters": %s' \
         "$EVENT_LISTENER" "$TOKIO_NOTIFY")
 
