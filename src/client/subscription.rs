@@ -215,17 +215,15 @@ impl Subscription {
 
     pub(super) fn block(&mut self, deadline: park::Deadline) -> Result<i64, RecvTimeoutError> {
         // A value (or the end) that comes within the spin costs no park.
-        if !park::passed(&deadline) {
-            let got = crate::sync::spin_until(|| match self.try_recv() {
-                Err(TryRecvError::Empty) => None,
-                other => Some(other),
-            });
-            match got {
-                Some(Ok(v)) => return Ok(v),
-                Some(Err(TryRecvError::Lagged(n))) => return Err(RecvTimeoutError::Lagged(n)),
-                Some(Err(TryRecvError::Closed)) => return Err(RecvTimeoutError::Closed),
-                Some(Err(TryRecvError::Empty)) | None => {}
-            }
+        let got = crate::sync::spin_until(&deadline, || match self.try_recv() {
+            Err(TryRecvError::Empty) => None,
+            other => Some(other),
+        });
+        match got {
+            Some(Ok(v)) => return Ok(v),
+            Some(Err(TryRecvError::Lagged(n))) => return Err(RecvTimeoutError::Lagged(n)),
+            Some(Err(TryRecvError::Closed)) => return Err(RecvTimeoutError::Closed),
+            Some(Err(TryRecvError::Empty)) | None => {}
         }
         let parker = park::Parker::new();
         let waker = parker.waker();

@@ -415,10 +415,7 @@ impl<'a> Wait<'a> {
     /// state word (one load) each time; stops early when the handle holds a
     /// permit, which the first poll takes.
     fn spin(&self, deadline: park::Deadline) -> Option<Result<Notified, QueueError>> {
-        if park::passed(&deadline) {
-            return None;
-        }
-        crate::sync::spin_until(|| match self.peek() {
+        crate::sync::spin_until(&deadline, || match self.peek() {
             Some(done) => Some(Some(done)),
             None if self.permit_present() => Some(None),
             None => None,

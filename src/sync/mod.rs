@@ -75,14 +75,17 @@ pub(crate) mod reclaim;
 /// returns at once and the spin goes on. Then it checks after each of
 /// [`park::yield_checks`] yields: between 4 (as `Backoff`) and 64, adapted
 /// per thread by how long its parks last. Returns the first `Some`, or
-/// `None` for the caller to park. Does nothing under loom, whose models
-/// must see every step.
+/// `None` for the caller to park. Does nothing once `deadline` has passed,
+/// nor under loom, whose models must see every step.
 #[inline]
-pub(crate) fn spin_until<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn spin_until<T>(
+    deadline: &park::Deadline,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
     /// Checks with one pause after each; the one after `SPIN_CHECKS / 2`
     /// yields instead.
     const SPIN_CHECKS: u32 = 128;
-    if cfg!(notification_queue_loom) {
+    if cfg!(notification_queue_loom) || park::passed(deadline) {
         return None;
     }
     let yield_checks = park::yield_checks();
