@@ -229,8 +229,8 @@ impl NotificationQueue {
         handle: Handle,
         options: SubscribeOptions,
     ) -> Result<Subscription, QueueError> {
-        let ring = self.inner.subscribe(handle, options)?;
-        Ok(Subscription::new(self.inner.clone(), handle, ring))
+        let (ring, feed) = self.inner.subscribe(handle, options)?;
+        Ok(Subscription::new(self.inner.clone(), handle, ring, feed))
     }
 
     /// Whether `handle` is registered (its generation is current).

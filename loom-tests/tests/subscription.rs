@@ -417,3 +417,96 @@ fn two_notifiers_vs_blocked_receiver_keep_newest() {
 fn two_notifiers_vs_blocked_receiver_keep_oldest() {
     two_notifiers_vs_blocked_receiver(Overflow::KeepOldest);
 }
+
+/// A notify racing with a second subscribe, while a first subscriber keeps
+/// the shared feed busy (so the notify claims a feed position whichever
+/// way the race goes): the new subscriber receives the value exactly when
+/// the notify counted it, the existing one always does, and values never
+/// appear in a ring that started after them. This is the claim that
+/// snapshots the list: a position and the list it is for come from one
+/// CAS, and a new ring starts at the tail its listing CAS left.
+#[test]
+fn notify_vs_subscribe_with_a_shared_feed() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut first = q.subscribe(h, 2, "first").unwrap();
+        let q2 = q.clone();
+        let t = thread::spawn(move || q2.notify(h, 1).unwrap());
+        let mut second = q.subscribe(h, 2, "second").unwrap();
+        let n = t.join().unwrap();
+        assert_eq!(first.try_recv(), Ok(1));
+        let got = second.try_recv();
+        assert_eq!(n == 2, got == Ok(1), "n = {n}, got = {got:?}");
+        if n == 1 {
+            assert_eq!(got, Err(TryRecvError::Empty));
+        }
+        // Both go on receiving in step.
+        q.notify(h, 2).unwrap();
+        assert_eq!(first.try_recv(), Ok(2));
+        assert_eq!(second.try_recv(), Ok(2));
+        assert_eq!(q.stats().dropped, 0);
+    });
+}
+
+/// The last unsubscribe unlinks the feed while a notify is on its way to
+/// it, and a new subscriber installs a fresh feed: the notify delivers to
+/// the old subscriber or to the new one or to nobody, never to a ring it
+/// could not count, and the new subscriber never sees a value from before
+/// its subscribe returned unless the notify counted it.
+#[test]
+fn notify_vs_last_unsubscribe_and_resubscribe() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let old = q.subscribe(h, 2, "old").unwrap();
+        let q2 = q.clone();
+        let t = thread::spawn(move || q2.notify(h, 5).unwrap());
+        drop(old);
+        let mut new = q.subscribe(h, 2, "new").unwrap();
+        let n = t.join().unwrap();
+        let got = new.try_recv();
+        assert!(n <= 1, "n = {n}");
+        if got == Ok(5) {
+            assert_eq!(n, 1);
+        } else {
+            assert_eq!(got, Err(TryRecvError::Empty));
+        }
+        q.notify(h, 6).unwrap();
+        assert_eq!(new.try_recv(), Ok(6));
+        assert_eq!(q.dump()[0].subscribers.len(), 1);
+    });
+}
+
+/// A notify of the old generation racing with unregister, a new owner of
+/// the slot and its first subscribe (which replaces the old generation's
+/// feed): the old subscriber gets the value or counts it dropped and then
+/// sees `Closed`; the new owner's subscriber never sees it.
+#[test]
+fn late_notify_vs_new_generation_feed() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut old = q.subscribe(h, 2, "old").unwrap();
+        let q2 = q.clone();
+        let t = thread::spawn(move || q2.notify(h, 7));
+        q.unregister(h).unwrap();
+        let h2 = q.register("h2").unwrap();
+        let mut new = q.subscribe(h2, 2, "new").unwrap();
+        let n = t.join().unwrap();
+        assert_eq!(new.try_recv(), Err(TryRecvError::Empty));
+        let got = old.try_recv();
+        match n {
+            Ok(1) => assert_eq!(got, Ok(7)),
+            Ok(0) | Err(QueueError::StaleHandle) => {
+                assert_eq!(got, Err(TryRecvError::Closed));
+            }
+            other => panic!("unexpected notify result {other:?}"),
+        }
+        if got == Ok(7) {
+            assert_eq!(old.try_recv(), Err(TryRecvError::Closed));
+        }
+        q.notify(h2, 8).unwrap();
+        assert_eq!(new.try_recv(), Ok(8));
+    });
+}

@@ -3,7 +3,7 @@
 //! `state::fanout`.
 
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
-use crate::primitives::ring::{CLOSED, Overflow, Ring};
+use crate::primitives::ring::{Feed, Overflow, Ring};
 use crate::primitives::slots::Handle;
 use crate::state::Inner;
 use crate::sync::park;
@@ -52,6 +52,8 @@ pub struct Subscription {
     inner: Arc<Inner>,
     handle: Handle,
     ring: Arc<Ring>,
+    /// The feed the ring is listed in (its keep-newest positions).
+    feed: Arc<Feed>,
     /// Receiver position (mirrored into `ring.head` for producers).
     head: u64,
     /// `Closed` was reported; sticky.
@@ -61,12 +63,15 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn new(inner: Arc<Inner>, handle: Handle, ring: Arc<Ring>) -> Self {
+    pub(crate) fn new(inner: Arc<Inner>, handle: Handle, ring: Arc<Ring>, feed: Arc<Feed>) -> Self {
+        // Relaxed: stored before the ring was listed, by this thread.
+        let head = ring.start.load(Ordering::Relaxed);
         Self {
             inner,
             handle,
             ring,
-            head: 0,
+            feed,
+            head,
             closed: false,
             fast: Fast128::get(),
         }
@@ -84,7 +89,7 @@ impl Subscription {
 
     /// Values buffered and not yet received.
     pub fn len(&self) -> usize {
-        self.ring.len()
+        self.ring.len(&self.feed)
     }
 
     /// Whether nothing is buffered.
@@ -110,13 +115,13 @@ impl Subscription {
     /// adds up to the `Lagged` counts reported plus what the next receive
     /// will report.
     pub fn dropped(&self) -> u64 {
-        self.ring.dropped()
+        self.ring.dropped(&self.feed)
     }
 
     /// Whether the handle was unregistered (values may still be buffered).
     pub fn is_closed(&self) -> bool {
         // Relaxed: a status snapshot; receiving re-reads it with Acquire.
-        self.ring.tail.load(Ordering::Relaxed) & CLOSED != 0
+        self.ring.is_closed(&self.feed)
     }
 
     /// Receives the next value without waiting.
@@ -140,7 +145,7 @@ impl Subscription {
         if self.closed {
             return Err(TryRecvError::Closed);
         }
-        match self.ring.recv_with(&mut self.head, self.fast) {
+        match self.ring.recv_with(&self.feed, &mut self.head, self.fast) {
             Ok(v) => Ok(v),
             Err(e) => self.not_received(e),
         }
@@ -274,10 +279,10 @@ impl Subscription {
         if self.ring.waiting.load(Ordering::Relaxed) {
             self.stop_waiting();
         }
-        self.inner.unsubscribe(self.handle, &self.ring);
+        self.inner.unsubscribe(self.handle, &self.feed, &self.ring);
         // The queue's statistics count a listed ring's overwritten values
         // from its positions; an unlisted one's are added up here.
-        crate::state::fanout::unlisted(&self.inner, &self.ring);
+        crate::state::fanout::unlisted(&self.inner, &self.ring, &self.feed);
     }
 }
 

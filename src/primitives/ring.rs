@@ -18,24 +18,27 @@
 //! +---+---------------------+-----------------------+
 //! ```
 //!
-//! Positions are handed out by `tail` (a `u64` that never wraps in practice).
 //! Position `p` lives in cell `p % cap`. A cell's stamp only grows.
 //!
-//! - **Producers** (notifiers, any number at once). Keep newest: a claim is
-//!   one `fetch_add` on `tail`; the write is a CAS of `(p, value)` into the
-//!   cell that replaces whatever *older* position the cell holds. A producer
-//!   that finds a newer position there (it was lapped while preempted) leaves
-//!   it: its own position is out of the newest `cap` already. So an obsolete
-//!   producer can never overwrite a newer value, and every position among the
-//!   newest `cap` claimed is written by its producer, whatever the
-//!   interleaving. Keep oldest: a producer claims a position only while
-//!   `tail - head < cap` (CAS on `tail`), so the cell's previous position has
-//!   been received and nobody else can write the cell until ours is: the
-//!   write is a plain (atomic) store. Producers never wait for anybody and
-//!   take no lock.
+//! - **Producers** (notifiers, any number at once). Keep newest: every
+//!   keep-newest ring of a handle generation takes its positions from one
+//!   counter, the tail of the generation's [`Feed`] (see "One claim per
+//!   notify" below): a notify claims one position for all of them, and its
+//!   write into each ring is a CAS of `(p, value)` into the cell that
+//!   replaces whatever *older* position the cell holds. A producer that
+//!   finds a newer position there (it was lapped while preempted) leaves it:
+//!   its own position is out of the newest `cap` already. So an obsolete
+//!   producer can never overwrite a newer value, and every position among
+//!   the newest `cap` claimed is written by its producer, whatever the
+//!   interleaving. Keep oldest: the ring has its own `tail`, and a producer
+//!   claims a position only while `tail - head < cap` (CAS on `tail`), so
+//!   the cell's previous position has been received and nobody else can
+//!   write the cell until ours is: the write is a plain (atomic) store.
+//!   Producers never wait for anybody and take no lock.
 //! - **The receiver** (the `Subscription`, `&mut self`) sits at `head` (a
-//!   `u64`). It loads cell `head % cap`, then `tail` (and `end`, once
-//!   closed): when the stamp says `head` and `head + cap` is not claimed,
+//!   `u64`; a keep-newest receiver starts at its ring's `start`, the feed's
+//!   tail when it subscribed). It loads cell `head % cap`, then the tail
+//!   (and `end`, once closed): when the stamp says `head` and `head + cap` is not claimed,
 //!   the value is ours, and receiving it is a load plus a store of `head`
 //!   (no read-modify-write). Otherwise it decides from the 64-bit positions:
 //!   nothing claimed at `head`: `Empty` (or `Closed` once `head >= end`);
@@ -51,7 +54,7 @@
 //! Every position the receiver passes is either returned (the stamp matched)
 //! or passed in a `Lagged(n)` jump; the jump is computed from positions
 //! alone, so `Lagged` values plus values received add up to the positions
-//! claimed, after any number of notifies, however long the receiver stays
+//! claimed from the ring's `start` on, after any number of notifies, however long the receiver stays
 //! silent (positions are `u64`, stamps are whole positions and never wrap).
 //!
 //! The drop count ([`Subscription::dropped`](crate::Subscription::dropped)) is derived from the same
@@ -65,14 +68,46 @@
 //! (older) values still buffered. Values offered after the close are
 //! counted in `dropped` by their producer.
 //!
+//! # One claim per notify
+//!
+//! A handle generation's subscribers hang off its [`Feed`]: one 128-bit
+//! word holding the keep-newest tail (high half, with `CLOSED`) and the
+//! address of the current [`SubscriberList`] (low half). A notify claims
+//! its position with one CAS on that word that leaves the list as it found
+//! it, so the claim also tells it exactly which rings to fill: the list
+//! that was current when the position was handed out. Subscribe and
+//! unsubscribe (under the registry lock) replace the list with a CAS that
+//! leaves the tail as it found it, and a new keep-newest ring's `start` is
+//! that tail, stored before the CAS that lists the ring. Both are RMWs of
+//! one word, so they are totally ordered:
+//! - a notify whose claim comes after the subscribe gets a position
+//!   `p >= start` and a list holding the ring (until it unsubscribes), and
+//!   its Acquire CAS reads the subscriber's Release CAS, so it sees
+//!   `start` and the ring;
+//! - a notify whose claim comes before it gets `p < start` and a list
+//!   without the ring, and the receiver, starting at `start`, never waits
+//!   for `p`.
+//!
+//! So every position at or after `start` is written into the ring by the
+//! notify that claimed it, and none before. This replaces one claim per
+//! subscriber (a `fetch_add` on each ring's tail, plus the cache line it
+//! dirties) with one per notify; the cell CAS per subscriber stays. A
+//! keep-oldest ring still claims in its own `tail` (its claim depends on
+//! how far its own receiver is), after the notify's feed claim.
+//!
 //! # Closing
 //!
-//! Unregistering the handle closes each ring: a CAS on `tail` that sets the
-//! `CLOSED` bit, after storing the position it closes at in `end`. A claim
-//! that returns `CLOSED` is after the close: that producer writes nothing and
-//! counts a drop. Every position below `end` was claimed before the close and
-//! will be written (or lapped by a newer one), so the receiver keeps
-//! draining until `head >= end` and only then reports `Closed`.
+//! Unregistering the handle closes the feed: a CAS on its word that sets
+//! `CLOSED` in the tail, which then stays where it is (the position it
+//! closed at). A notify that finds `CLOSED` is after the close: it writes
+//! nothing and counts a drop for every listed ring. Every position below
+//! the closed tail was claimed before the close and will be written (or
+//! lapped by a newer one), so the receiver keeps draining until it has
+//! reached the tail and only then reports `Closed`. A keep-oldest ring is
+//! closed the same way in its own `tail`, after storing the position it
+//! closes at in `end` (its claims are checked against its receiver, and a
+//! producer that claimed in the feed before the close may still claim
+//! there after it).
 //!
 //! # Waking
 //!
@@ -91,15 +126,16 @@
 //! sleeping a plain load instead of an RMW on the waker.
 //! Only the receiver writes `waiting` (it clears it once it has a result);
 //! a stale `true` costs a spurious wake. Wakers run outside any lock; a
-//! panicking waker is caught and counted. Closing always wakes (an RMW on
-//! the waker's state after the `CLOSED` CAS, against the receiver's
-//! register-then-look, as `AtomicWaker` documents).
+//! panicking waker is caught and counted. Closing always wakes every listed
+//! ring (an RMW on the waker's state after the `CLOSED` CAS, against the
+//! receiver's register-then-look, as `AtomicWaker` documents).
 //!
 
 use super::budget::Charge;
 use crate::error::TryRecvError;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU128, AtomicWaker, Fast128, Hint, Ordering};
 use alloc::boxed::Box;
+use core::ptr;
 use crossbeam_utils::CachePadded;
 
 /// Largest ring this crate builds, whatever the configuration says.
@@ -157,12 +193,18 @@ pub(crate) struct Ring {
     /// a mask instead of a division), else `u64::MAX`.
     mask: u64,
     pub(crate) overflow: Overflow,
-    /// Next position to claim, plus `CLOSED`.
-    pub(crate) tail: CachePadded<AtomicU64>,
+    /// Keep newest: the feed's tail when the ring was listed, where its
+    /// receiver starts (stored before the list CAS that publishes the ring,
+    /// never changed after). Keep oldest: 0.
+    pub(crate) start: AtomicU64,
+    /// Keep oldest: next position to claim, plus `CLOSED`. (Keep newest
+    /// rings claim in their feed.)
+    tail: CachePadded<AtomicU64>,
     /// The receiver's position; written only by the receiver.
     pub(crate) head: CachePadded<AtomicU64>,
-    /// Position the ring was closed at (valid once `CLOSED` is seen).
-    pub(crate) end: AtomicU64,
+    /// Keep oldest: position the ring was closed at (valid once `CLOSED`
+    /// is seen).
+    end: AtomicU64,
     /// KeepOldest: values rejected and not yet reported as `Lagged`.
     pub(crate) rejected: AtomicU64,
     /// Values lost that their producers counted: rejected (keep oldest) or
@@ -207,6 +249,7 @@ impl Ring {
                 u64::MAX
             },
             overflow,
+            start: AtomicU64::new(0),
             tail: CachePadded::new(AtomicU64::new(0)),
             head: CachePadded::new(AtomicU64::new(0)),
             end: AtomicU64::new(0),
@@ -241,45 +284,12 @@ impl Ring {
 
     /// A value offered after the close: counted, not stored.
     #[cold]
-    fn closed_drop(&self) -> Pushed {
+    pub(crate) fn closed_drop(&self) -> Pushed {
         self.count_drop(1);
         Pushed {
             stored: false,
             dropped: 1,
         }
-    }
-
-    /// Offers `value`; never blocks. Does not wake the receiver: the caller
-    /// does, after a `SeqCst` fence (see "Waking").
-    #[cfg(test)]
-    pub(crate) fn push(&self, value: i64) -> Pushed {
-        match self.push_with(value, Fast128::get()) {
-            Ok(()) => Pushed {
-                stored: true,
-                dropped: 0,
-            },
-            Err(other) => other,
-        }
-    }
-
-    /// [`push`](Self::push), with the caller's check for the inlined
-    /// 128-bit atomics (taken once for all the rings of a notify): `Ok` in
-    /// the common case (keep newest, open: stored, nothing dropped), else
-    /// the outcome of the keep-oldest push or of the close.
-    #[inline]
-    pub(crate) fn push_with(&self, value: i64, fast: Option<Fast128>) -> Result<(), Pushed> {
-        if self.overflow != Overflow::KeepNewest {
-            return Err(self.push_oldest(value));
-        }
-        // Relaxed: the claim only hands out a position; it is published with
-        // the value by the cell CAS (Release), and `CLOSED` is read from the
-        // word's modification order.
-        let t = self.tail.fetch_add(1, Ordering::Relaxed);
-        if t & CLOSED != 0 {
-            return Err(self.closed_drop());
-        }
-        self.write_newest(t, value, fast);
-        Ok(())
     }
 
     /// Keep newest: stores `value` at the claimed position `pos`, unless the
@@ -315,9 +325,10 @@ impl Ring {
         }
     }
 
-    /// Keep oldest: claims a position while the ring has room, else rejects.
+    /// Keep oldest: claims a position in the ring's own `tail` while the
+    /// ring has room, else rejects.
     #[inline(never)]
-    fn push_oldest(&self, value: i64) -> Pushed {
+    pub(crate) fn push_oldest(&self, value: i64) -> Pushed {
         // Relaxed: validated by the CAS below.
         let mut t = self.tail.load(Ordering::Relaxed);
         loop {
@@ -368,16 +379,13 @@ impl Ring {
         }
     }
 
-    /// Closes the ring at the current tail (see "Closing"); returns whether
-    /// the receiver's waker panicked. Only the unregister of the ring's
-    /// generation gets past the `CLOSED` check, so there is one closer.
-    pub(crate) fn close(&self) -> bool {
+    /// Keep oldest: closes the ring's own `tail` where it stands (see
+    /// "Closing"); does not wake (the caller does, for every ring). Only
+    /// the unregister of the ring's generation gets here, once.
+    pub(crate) fn close_own(&self) {
         // Relaxed: validated by the CAS.
         let mut t = self.tail.load(Ordering::Relaxed);
-        loop {
-            if t & CLOSED != 0 {
-                return false;
-            }
+        while t & CLOSED == 0 {
             // Relaxed: published by the Release CAS below; the receiver reads
             // `end` only after an Acquire load of `tail` that saw `CLOSED`.
             self.end.store(t, Ordering::Relaxed);
@@ -392,27 +400,55 @@ impl Ring {
                 Err(actual) => t = actual,
             }
         }
-        self.wake()
+    }
+
+    /// The tail the receiver compares with: the feed's (keep newest) or the
+    /// ring's own (keep oldest), with `CLOSED` if closed.
+    #[inline(always)]
+    fn tail_word(&self, feed: &Feed, fast: Option<Fast128>) -> u64 {
+        if self.overflow == Overflow::KeepNewest {
+            feed.tail(fast)
+        } else {
+            // Acquire: pairs with `close_own`'s Release CAS, so `end` is
+            // valid; and with producers' claims, as the callers' comments
+            // say.
+            self.tail.load(Ordering::Acquire)
+        }
     }
 
     /// Positions claimed before the close (or all, while open), and whether
-    /// the ring is closed.
+    /// the ring is closed. A closed feed's tail stays where it closed; a
+    /// keep-oldest ring's own tail keeps counting claims refused after its
+    /// close, so `end` bounds it.
     #[inline(always)]
-    pub(crate) fn positions(&self) -> (u64, bool) {
-        // Acquire: pairs with `close`'s Release CAS, so `end` is valid; and
-        // with producers' claims, as the callers' comments say.
-        let t = self.tail.load(Ordering::Acquire);
-        if t & CLOSED != 0 {
-            // Relaxed: ordered by the Acquire load above.
-            ((t & !CLOSED).min(self.end.load(Ordering::Relaxed)), true)
-        } else {
+    pub(crate) fn positions(&self, feed: &Feed, fast: Option<Fast128>) -> (u64, bool) {
+        let t = self.tail_word(feed, fast);
+        if t & CLOSED == 0 {
             (t, false)
+        } else if self.overflow == Overflow::KeepNewest {
+            (t & !CLOSED, true)
+        } else {
+            // Relaxed: ordered by the Acquire load in `tail_word`.
+            ((t & !CLOSED).min(self.end.load(Ordering::Relaxed)), true)
         }
     }
 
     /// Positions claimed before the close (or all, while open).
-    pub(crate) fn claimed(&self) -> u64 {
-        self.positions().0
+    pub(crate) fn claimed(&self, feed: &Feed) -> u64 {
+        self.positions(feed, Fast128::get()).0
+    }
+
+    /// Values this ring was offered and took a position for: claimed from
+    /// its `start` on (for the queue's `delivered` statistic).
+    pub(crate) fn delivered(&self, feed: &Feed) -> u64 {
+        // Relaxed: set before the ring was listed, which the caller saw.
+        self.claimed(feed)
+            .saturating_sub(self.start.load(Ordering::Relaxed))
+    }
+
+    /// Whether the ring is closed (its generation was unregistered).
+    pub(crate) fn is_closed(&self, feed: &Feed) -> bool {
+        self.tail_word(feed, Fast128::get()) & CLOSED != 0
     }
 
     /// Moves the receiver to `to`.
@@ -427,8 +463,8 @@ impl Ring {
     /// The receiver's side of [`Subscription::try_recv`]: `head` is its
     /// position (only the one receiver calls this).
     #[cfg(test)]
-    pub(crate) fn recv(&self, head: &mut u64) -> Result<i64, TryRecvError> {
-        self.recv_with(head, Fast128::get())
+    pub(crate) fn recv(&self, feed: &Feed, head: &mut u64) -> Result<i64, TryRecvError> {
+        self.recv_with(feed, head, Fast128::get())
     }
 
     /// [`recv`](Self::recv), with the caller's check for the inlined 128-bit
@@ -436,6 +472,7 @@ impl Ring {
     #[inline]
     pub(crate) fn recv_with(
         &self,
+        feed: &Feed,
         head: &mut u64,
         fast: Option<Fast128>,
     ) -> Result<i64, TryRecvError> {
@@ -457,8 +494,8 @@ impl Ring {
             Some(fast) => fast.load(cell),
             None => cell.load(Ordering::Acquire),
         };
-        // Acquire: as in `positions`.
-        let t = self.tail.load(Ordering::Acquire);
+        // As in `positions` (Acquire).
+        let t = self.tail_word(feed, fast);
         // The stamp says `h` (so `h < t`) and `h + cap` is not claimed: the
         // value is ours. (Once closed, `t` has `CLOSED` set, the difference
         // exceeds any `cap`, and `recv_other` decides from `end`.)
@@ -466,7 +503,7 @@ impl Ring {
             self.advance(head, h + 1);
             return Ok(value_of(word));
         }
-        self.recv_other(head, word)
+        self.recv_other(feed, head, word, fast)
     }
 
     /// Keep oldest: takes the count of values rejected since the last
@@ -481,11 +518,17 @@ impl Ring {
     /// The cell did not hold the receiver's value, or `head + cap` is
     /// claimed: `Empty`, `Closed` or `Lagged`, decided from the positions.
     #[cold]
-    fn recv_other(&self, head: &mut u64, word: Word) -> Result<i64, TryRecvError> {
+    fn recv_other(
+        &self,
+        feed: &Feed,
+        head: &mut u64,
+        word: Word,
+        fast: Option<Fast128>,
+    ) -> Result<i64, TryRecvError> {
         let h = *head;
-        // A fresh look at `tail` (and `end`): still after the load of the
+        // A fresh look at the tail (and `end`): still after the load of the
         // cell, as the reasoning below needs.
-        let (claimed, closed) = self.positions();
+        let (claimed, closed) = self.positions(feed, fast);
         if claimed <= h {
             // Nothing claimed at `h` (once closed, `claimed` is `end`).
             return Err(if closed {
@@ -518,17 +561,17 @@ impl Ring {
         Err(TryRecvError::Empty)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub(crate) fn len(&self, feed: &Feed) -> usize {
         // Relaxed: a statistic.
         let head = self.head.load(Ordering::Relaxed);
-        self.claimed().saturating_sub(head).min(self.cap) as usize
+        self.claimed(feed).saturating_sub(head).min(self.cap) as usize
     }
 
     /// Keep newest: values lost so far that no producer counted, the
     /// positions jumped over and those the next receive will jump over.
     /// (A snapshot racing with the receiver's jump may count that jump
     /// twice for the moment.)
-    pub(crate) fn overwritten(&self) -> u64 {
+    pub(crate) fn overwritten(&self, feed: &Feed) -> u64 {
         if self.overflow != Overflow::KeepNewest {
             return 0;
         }
@@ -537,33 +580,205 @@ impl Ring {
         let head = self.head.load(Ordering::Acquire);
         // Relaxed: see above.
         let skipped = self.skipped.load(Ordering::Relaxed);
-        let pending = self.claimed().saturating_sub(head).saturating_sub(self.cap);
+        let pending = self
+            .claimed(feed)
+            .saturating_sub(head)
+            .saturating_sub(self.cap);
         skipped + pending
     }
 
     /// Values lost to this subscriber (see
     /// [`Subscription::dropped`](crate::Subscription::dropped)).
-    pub(crate) fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self, feed: &Feed) -> u64 {
         // Relaxed: a statistic.
-        self.dropped.load(Ordering::Relaxed) + self.overwritten()
+        self.dropped.load(Ordering::Relaxed) + self.overwritten(feed)
     }
 
-    pub(crate) fn info(&self) -> SubscriberInfo {
+    pub(crate) fn info(&self, feed: &Feed) -> SubscriberInfo {
         SubscriberInfo {
             hint: self.hint.clone(),
-            len: self.len(),
+            len: self.len(feed),
             capacity: self.cap as usize,
-            dropped: self.dropped(),
+            dropped: self.dropped(feed),
             overflow: self.overflow,
         }
     }
 }
 
-/// The subscribers of one generation of one slot. Immutable once published.
+/// The subscribers of one feed at one time. Immutable once published.
 #[derive(Debug)]
 pub(crate) struct SubscriberList {
-    pub(crate) generation: u32,
     pub(crate) rings: Box<[Arc<Ring>]>,
+}
+
+/// The feed word: the keep-newest tail (plus `CLOSED`) in the high half,
+/// the exposed address of the current `Arc<SubscriberList>` (or 0) in the
+/// low half.
+#[inline(always)]
+fn feed_word(tail: u64, list: *const SubscriberList) -> u128 {
+    ((tail as u128) << 64) | list.expose_provenance() as u128
+}
+
+#[inline(always)]
+const fn tail_of(word: u128) -> u64 {
+    (word >> 64) as u64
+}
+
+#[inline(always)]
+fn list_of(word: u128) -> *const SubscriberList {
+    // The low half is an address exposed by `feed_word` (or 0, null).
+    ptr::with_exposed_provenance(word as u64 as usize)
+}
+
+/// What a notify's claim in a [`Feed`] found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim {
+    /// The position claimed for every keep-newest ring of `list`, or
+    /// `None` if the feed is closed (nothing was claimed; every ring counts
+    /// a drop).
+    pub(crate) pos: Option<u64>,
+    /// The list that was current when the position was claimed (non-null).
+    pub(crate) list: *const SubscriberList,
+}
+
+/// One handle generation's subscribers and the positions its keep-newest
+/// rings share (see "One claim per notify"). The slot owns one `Arc` of
+/// its current feed; every subscription of the generation owns another.
+#[derive(Debug)]
+pub(crate) struct Feed {
+    pub(crate) generation: u32,
+    /// See [`feed_word`]. The feed owns one strong count of the list.
+    word: CachePadded<AtomicU128>,
+    /// The feed's bytes, charged to the queue's budget.
+    _charge: Charge,
+}
+
+impl Feed {
+    /// Bytes charged for a feed: its `Arc` allocation.
+    pub(crate) fn budget_bytes() -> usize {
+        2 * core::mem::size_of::<usize>() + core::mem::size_of::<Self>()
+    }
+
+    /// An empty feed of `generation`, its tail at 0.
+    pub(crate) fn new(generation: u32, charge: Charge) -> Self {
+        Self {
+            generation,
+            word: CachePadded::new(AtomicU128::new(0)),
+            _charge: charge,
+        }
+    }
+
+    #[inline(always)]
+    fn load(&self, fast: Option<Fast128>) -> u128 {
+        match fast {
+            // As strong as `Acquire`.
+            Some(fast) => fast.load(&self.word),
+            // Acquire: pairs with the Release CAS that stored the list (its
+            // rings and their `start`) and with notifiers' claims.
+            None => self.word.load(Ordering::Acquire),
+        }
+    }
+
+    #[inline(always)]
+    fn cas(&self, current: u128, new: u128, fast: Option<Fast128>) -> Result<u128, u128> {
+        match fast {
+            // `SeqCst`.
+            Some(fast) => fast.compare_exchange(&self.word, current, new),
+            // AcqRel: Release publishes a new list (and what it points to);
+            // Acquire reads the list a subscriber published, and orders a
+            // notify's claim after every earlier one. Acquire on failure: the
+            // value read is used as the next expected word and its list may
+            // be read.
+            None => self
+                .word
+                .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire),
+        }
+    }
+
+    /// The tail, with `CLOSED` once closed.
+    #[inline(always)]
+    pub(crate) fn tail(&self, fast: Option<Fast128>) -> u64 {
+        tail_of(self.load(fast))
+    }
+
+    /// The current list (null if none). The caller keeps it alive: pinned,
+    /// or holding the registry lock (lists are replaced only under it).
+    pub(crate) fn list(&self) -> *const SubscriberList {
+        list_of(self.load(Fast128::get()))
+    }
+
+    /// Claims the next position for one notify, with the list it is for;
+    /// `None` when no ring is listed (nothing claimed). The caller is
+    /// pinned (the list is retired through the epoch collector).
+    #[inline]
+    pub(crate) fn claim(&self, fast: Option<Fast128>) -> Option<Claim> {
+        let mut cur = self.load(fast);
+        loop {
+            let list = list_of(cur);
+            if list.is_null() {
+                return None;
+            }
+            let t = tail_of(cur);
+            if t & CLOSED != 0 {
+                return Some(Claim { pos: None, list });
+            }
+            match self.cas(cur, feed_word(t + 1, list), fast) {
+                Ok(_) => return Some(Claim { pos: Some(t), list }),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Replaces the list with `list` (an `Arc::into_raw`, or null), keeping
+    /// the tail; calls `at` with the tail (without `CLOSED`) before each
+    /// attempt, so that what it stores is published by the CAS that
+    /// succeeds. Returns the old list, whose strong count the caller now
+    /// owns (to retire once no lock is held). Caller holds the registry
+    /// lock, which serialises list changes.
+    pub(crate) fn replace_list(
+        &self,
+        list: *const SubscriberList,
+        at: impl Fn(u64),
+    ) -> *const SubscriberList {
+        let fast = Fast128::get();
+        let mut cur = self.load(fast);
+        loop {
+            at(tail_of(cur) & !CLOSED);
+            match self.cas(cur, feed_word(tail_of(cur), list), fast) {
+                Ok(_) => return list_of(cur),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Closes the feed where its tail stands; returns whether this call
+    /// closed it.
+    pub(crate) fn close(&self) -> bool {
+        let fast = Fast128::get();
+        let mut cur = self.load(fast);
+        loop {
+            let t = tail_of(cur);
+            if t & CLOSED != 0 {
+                return false;
+            }
+            match self.cas(cur, feed_word(t | CLOSED, list_of(cur)), fast) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        // Acquire: take over the list (we are its last owner: `&mut`).
+        let list = list_of(self.word.load(Ordering::Acquire));
+        if !list.is_null() {
+            // SAFETY: the feed owned one strong count of its current list
+            // (stored with `Arc::into_raw`); nobody else can reach the word.
+            drop(unsafe { Arc::from_raw(list) });
+        }
+    }
 }
 
 /// One subscription, as listed by the debug dump
@@ -583,15 +798,24 @@ pub struct SubscriberInfo {
     pub overflow: Overflow,
 }
 
-/// Test hooks: build ring states that take billions of notifies to reach.
+/// A feed with one ring listed, for the unit tests: what a notify
+/// (`push`) and a subscription (`recv`) do with it, and states that take
+/// billions of notifies to reach.
 #[cfg(all(test, not(notification_queue_loom)))]
-impl Ring {
+pub(crate) struct Solo {
+    pub(crate) feed: Feed,
+    pub(crate) ring: Arc<Ring>,
+}
+
+#[cfg(all(test, not(notification_queue_loom)))]
+impl Solo {
     /// A ring whose positions start at `start`, as if `start` values had
     /// been pushed and received, so stamps can be driven across their wrap.
-    fn starting_at(cap: usize, overflow: Overflow, start: u64) -> Self {
+    pub(crate) fn starting_at(cap: usize, overflow: Overflow, start: u64) -> Self {
         let budget = Arc::new(super::budget::Budget::new(usize::MAX));
-        let charge = Charge::new(&budget, super::budget::Category::Rings, 0);
-        let ring = Self::new(cap, overflow, Hint::from(""), charge.unwrap());
+        let charge = || Charge::new(&budget, super::budget::Category::Rings, 0).unwrap();
+        let ring = Arc::new(Ring::new(cap, overflow, Hint::from(""), charge()));
+        let feed = Feed::new(1, charge());
         let cap = cap as u64;
         for i in 0..cap {
             // The last position below `start` that lives in cell `i` (none:
@@ -601,28 +825,79 @@ impl Ring {
                 ring.cells[i as usize].store(pack(last, 0), Ordering::Relaxed);
             }
         }
-        ring.tail.store(start, Ordering::Relaxed);
+        let list = Arc::into_raw(Arc::new(SubscriberList {
+            rings: alloc::vec![ring.clone()].into_boxed_slice(),
+        }));
+        if overflow == Overflow::KeepNewest {
+            feed.word.store(feed_word(start, list), Ordering::Relaxed);
+            ring.start.store(start, Ordering::Relaxed);
+        } else {
+            feed.word.store(feed_word(0, list), Ordering::Relaxed);
+            ring.tail.store(start, Ordering::Relaxed);
+        }
         ring.head.store(start, Ordering::Relaxed);
-        ring
+        Self { feed, ring }
+    }
+
+    /// What a notify does to the ring: claim, then write (or count a drop).
+    pub(crate) fn push(&self, value: i64) -> Pushed {
+        let fast = Fast128::get();
+        let Some(claim) = self.feed.claim(fast) else {
+            unreachable!("the ring is listed");
+        };
+        match (claim.pos, self.ring.overflow) {
+            (None, _) => self.ring.closed_drop(),
+            (Some(pos), Overflow::KeepNewest) => {
+                self.ring.write_newest(pos, value, fast);
+                Pushed {
+                    stored: true,
+                    dropped: 0,
+                }
+            }
+            (Some(_), _) => self.ring.push_oldest(value),
+        }
+    }
+
+    pub(crate) fn recv(&self, head: &mut u64) -> Result<i64, TryRecvError> {
+        self.ring.recv(&self.feed, head)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ring.len(&self.feed)
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.ring.dropped(&self.feed)
+    }
+
+    /// What unregistering does: closes the feed (and a keep-oldest ring's
+    /// own tail).
+    pub(crate) fn close(&self) {
+        self.feed.close();
+        self.ring.close_own();
     }
 
     /// The state `k` sequential keep-newest pushes of `value(position)`
     /// leave (no receiver running meanwhile), without doing them: only the
     /// last `cap` positions are written.
     fn push_many(&self, k: u64, value: impl Fn(u64) -> i64) {
-        assert_eq!(self.overflow, Overflow::KeepNewest);
-        let t = self.tail.load(Ordering::Relaxed);
+        let ring = &self.ring;
+        assert_eq!(ring.overflow, Overflow::KeepNewest);
+        let word = self.feed.word.load(Ordering::Relaxed);
+        let t = tail_of(word);
         assert_eq!(t & CLOSED, 0);
-        if k <= self.cap {
+        if k <= ring.cap {
             for p in t..t + k {
                 self.push(value(p));
             }
             return;
         }
-        for p in t + k - self.cap..t + k {
-            self.cell(p).store(pack(p, value(p)), Ordering::Relaxed);
+        for p in t + k - ring.cap..t + k {
+            ring.cell(p).store(pack(p, value(p)), Ordering::Relaxed);
         }
-        self.tail.store(t + k, Ordering::Relaxed);
+        self.feed
+            .word
+            .store(feed_word(t + k, list_of(word)), Ordering::Relaxed);
     }
 }
 
@@ -650,7 +925,7 @@ mod tests {
     }
 
     /// Receives until `Empty` / `Closed`: the values and lags, in order.
-    fn drain(ring: &Ring, head: &mut u64) -> (Vec<Result<i64, TryRecvError>>, TryRecvError) {
+    fn drain(ring: &Solo, head: &mut u64) -> (Vec<Result<i64, TryRecvError>>, TryRecvError) {
         let mut out = Vec::new();
         loop {
             match ring.recv(head) {
@@ -692,7 +967,7 @@ mod tests {
                     base + cap + 1,
                 ] {
                     for start in [0u64, 5, wrap - 3] {
-                        let ring = Ring::starting_at(cap as usize, Overflow::KeepNewest, start);
+                        let ring = Solo::starting_at(cap as usize, Overflow::KeepNewest, start);
                         let mut head = start;
                         ring.push_many(k, val);
                         assert_eq!(ring.len() as u64, k.min(cap));
@@ -719,7 +994,7 @@ mod tests {
     fn traffic_across_the_stamp_wrap_is_exact() {
         for start in [(1u64 << 31) - 20, (1 << 32) - 20, (3 << 30) - 20] {
             for cap in [1u64, 3, 8] {
-                let ring = Ring::starting_at(cap as usize, Overflow::KeepNewest, start);
+                let ring = Solo::starting_at(cap as usize, Overflow::KeepNewest, start);
                 let mut head = start;
                 let mut pos = start;
                 let mut lost = 0;
@@ -748,7 +1023,7 @@ mod tests {
     #[test]
     fn close_after_a_wrapped_silent_stretch_drains_exactly() {
         for k in [(1u64 << 30) + 5, (1 << 31) + 5, (1 << 31) + 6] {
-            let ring = Ring::starting_at(2, Overflow::KeepNewest, 0);
+            let ring = Solo::starting_at(2, Overflow::KeepNewest, 0);
             ring.push_many(k, val);
             ring.close();
             let mut head = 0;

@@ -15,7 +15,7 @@
 
 use super::budget::{Budget, Category};
 use super::eventcount::{self, WaiterList};
-use super::ring::SubscriberList;
+use super::ring::Feed;
 use crate::error::QueueError;
 use crate::sync::{Arc, AtomicI64, AtomicPtr, AtomicU64, Hint, Ordering};
 use alloc::boxed::Box;
@@ -151,8 +151,9 @@ pub(crate) struct Slot {
     pub(crate) closed: AtomicU64,
     /// `Arc::into_raw` of this generation's waiter list, or null.
     pub(crate) waiters: AtomicPtr<WaiterList>,
-    /// Subscriber list (see `state::fanout`), or null.
-    pub(crate) subscribers: AtomicPtr<SubscriberList>,
+    /// `Arc::into_raw` of this generation's subscriber feed (see
+    /// `state::fanout`), or null.
+    pub(crate) subscribers: AtomicPtr<Feed>,
 }
 
 impl Slot {
@@ -402,8 +403,8 @@ impl Drop for SlotTable {
     }
 }
 
-/// Frees the waiter and subscriber lists a slot still owns when the table
-/// is dropped.
+/// Frees the waiter list and subscriber feed a slot still owns when the
+/// table is dropped.
 fn release_lists(slot: &Slot) {
     // Acquire: take over the list.
     let p = slot.waiters.swap(core::ptr::null_mut(), Ordering::Acquire);

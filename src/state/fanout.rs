@@ -2,16 +2,21 @@
 //! them. (The ring itself is `primitives::ring`; the receiver,
 //! `client::subscription`.)
 //!
-//! # The subscriber list
+//! # The feed and its lists
 //!
-//! A slot's `subscribers` pointer is an `Arc<SubscriberList>` (raw): an
-//! immutable array of `Arc<Ring>` for one handle generation. notify takes a
-//! reference to it under a short epoch pin and delivers (and wakes) after
-//! unpinning, so a receiver's waker that blocks cannot hold back the
-//! collector; the slot's own reference is what the epoch protects.
-//! subscribe / unsubscribe build a new list (copy on write) and swap it in
-//! under the slot table's registry mutex, which notify never takes; they
-//! retire the old list through the epoch collector only after unlocking.
+//! A slot's `subscribers` pointer is an `Arc<Feed>` (raw) for one handle
+//! generation: the keep-newest positions its rings share and the current
+//! `SubscriberList`, an immutable array of `Arc<Ring>`, both in one 128-bit
+//! word (see "One claim per notify" in `primitives::ring`). notify claims
+//! its position and reads the list with one CAS under a short epoch pin and
+//! wakes after unpinning, so a receiver's waker that blocks cannot hold
+//! back the collector. subscribe / unsubscribe build a new list (copy on
+//! write) and swap it into the feed under the slot table's registry mutex,
+//! which notify never takes; they retire the old list through the epoch
+//! collector only after unlocking. The first subscribe of a generation
+//! installs a new feed; the last unsubscribe unlinks it (so an idle handle
+//! holds no feed), and both retire the feed they replaced the same way.
+//! Every subscription also owns an `Arc` of its feed, for its positions.
 //! Under that mutex only plain data is touched: no epoch pin, flush or
 //! collection (any of which may run other code's deferred destructors, which
 //! may re-enter this queue and take the same mutex), no waker, and no drop
@@ -20,15 +25,19 @@
 //!
 //! # Subscribing versus notify (the `SUBSCRIBED` bit)
 //!
-//! subscribe installs the new list, then sets `SUBSCRIBED` with a CAS on the
-//! state word that checks the generation (the CAS is done even when the bit
-//! is already set, so it is always an RMW in the word's order). A notify's
-//! CAS on the same word is either before that CAS (the notify happened before
-//! the subscription existed) or after it. After: it replaced a word with
+//! subscribe installs the generation's feed (if it is the first) and the new
+//! list, then sets `SUBSCRIBED` with a CAS on the state word that checks the
+//! generation (the CAS is done even when the bit is already set, so it is
+//! always an RMW in the word's order). A notify's CAS on the same word is
+//! either before that CAS or after it. After: it replaced a word with
 //! `SUBSCRIBED` set (notify keeps the bit, and nothing clears it while our
 //! ring is listed), and its Acquire CAS reads our Release CAS through the
-//! word's release sequence, so its load of the list pointer sees our list
-//! or a later one, which holds our ring until we unsubscribe.
+//! word's release sequence, so its load of the feed pointer sees our feed
+//! and its claim our list or a later one, which holds our ring until we
+//! unsubscribe. Before: the notify happened before the subscription
+//! existed, unless other subscribers sent it to the feed and its claim came
+//! after our listing; then it delivers to our ring too, and counts it (it
+//! was concurrent with the subscribe, so either outcome is a linearisation).
 //!
 //! The last unsubscribe of a generation clears `SUBSCRIBED` (so the handle's
 //! notify is back to one CAS). This cannot lose a delivery to a concurrent
@@ -38,109 +47,182 @@
 //! the list is not empty and the bit is not cleared, or entirely after it,
 //! in which case it sets the bit again.
 //!
-//! A list belongs to one generation: notify passes the generation of the
-//! word it replaced, and delivers only to a list of that generation, so a
+//! A feed belongs to one generation: notify passes the generation of the
+//! word it replaced, and delivers only to a feed of that generation, so a
 //! late notify of an unregistered handle never reaches the next owner's
-//! subscribers. (Such a late notify finds the old generation's closed rings
-//! and counts its value as dropped there; only if the old subscriptions are
-//! all gone, or the next owner has already subscribed, does it find no list,
-//! and then its return value says it delivered to nobody.)
+//! subscribers. (Such a late notify finds the old generation's closed feed
+//! and counts its value as dropped in each ring; only if the old
+//! subscriptions are all gone, or the next owner has already subscribed,
+//! does it find no feed, and then its return value says it delivered to
+//! nobody.)
 
 use super::Inner;
 use crate::error::QueueError;
 use crate::primitives::budget::{Category, Charge};
 use crate::primitives::eventcount::{self, SUBSCRIBED, WakeBatch};
-use crate::primitives::ring::{MAX_RING, Overflow, Ring, SubscriberInfo, SubscriberList};
+use crate::primitives::ring::{Feed, MAX_RING, Overflow, Ring, SubscriberInfo, SubscriberList};
 use crate::primitives::slots::{Handle, Slot};
-use crate::sync::{Arc, Collector, Hint, Ordering, fence};
+use crate::sync::{Arc, Collector, Fast128, Hint, Ordering, fence};
 use crate::trace;
 use alloc::vec::Vec;
+use core::ptr;
 
-/// Publishes `rings` as the slot's list (null if empty) and returns the old
-/// one, for [`retire_lists`] after the lock is released. Caller holds the
-/// registry lock (which serialises every list change).
-///
-/// Touches plain data only (an allocation and a swap), so it may run under
-/// the lock: retiring (pin, defer, flush) must not, since a flush runs
-/// other code's deferred destructors.
-#[must_use = "the old list must be retired"]
-fn swap_list(slot: &Slot, generation: u32, rings: Vec<Arc<Ring>>) -> Unlinked {
-    let fresh = if rings.is_empty() {
-        core::ptr::null_mut()
-    } else {
-        Arc::into_raw(Arc::new(SubscriberList {
-            generation,
-            rings: rings.into_boxed_slice(),
-        }))
-        .cast_mut()
-    };
-    // AcqRel: Release publishes the new list to notifiers (Acquire load in
-    // `deliver`); Acquire takes over the old one for retiring.
-    Unlinked(slot.subscribers.swap(fresh, Ordering::AcqRel).cast_const())
+/// Lists and feeds unlinked under the registry lock, whose strong counts
+/// the caller now owns: pass them to [`retire`] once no crate lock is held.
+struct Unlinked {
+    lists: [*const SubscriberList; 2],
+    feeds: [*const Feed; 2],
 }
 
-/// A list unlinked from its slot (or null) that still owns the slot's
-/// strong count: pass it to [`retire_lists`] once no crate lock is held.
-struct Unlinked(*const SubscriberList);
+impl Unlinked {
+    const fn new() -> Self {
+        Self {
+            lists: [ptr::null(); 2],
+            feeds: [ptr::null(); 2],
+        }
+    }
+}
 
-/// Retires unlinked lists through the epoch collector. Pins and flushes, so
-/// it runs other code's deferred destructors (which may re-enter this
+/// Retires what was unlinked through the epoch collector. Pins and flushes,
+/// so it runs other code's deferred destructors (which may re-enter this
 /// queue): never call it while holding any lock of the crate.
-fn retire_lists(lists: &[Unlinked], collector: &Collector) {
-    if lists.iter().all(|l| l.0.is_null()) {
+fn retire(unlinked: &Unlinked, collector: &Collector) {
+    let no_lists = unlinked.lists.iter().all(|l| l.is_null());
+    if no_lists && unlinked.feeds.iter().all(|f| f.is_null()) {
         return;
     }
     let guard = crate::sync::pin(collector);
-    for l in lists {
-        crate::sync::reclaim::retire(l.0, &guard);
+    for &l in &unlinked.lists {
+        crate::sync::reclaim::retire(l, &guard);
+    }
+    for &f in &unlinked.feeds {
+        crate::sync::reclaim::retire(f, &guard);
     }
 }
 
-/// The rings listed for `generation` now. Caller holds the registry lock:
-/// lists are unlinked only under it, so the current one stays alive (the
-/// slot owns a strong count) without pinning.
-fn current_rings(slot: &Slot, generation: u32) -> Vec<Arc<Ring>> {
-    // Acquire: see the list's initialisation.
-    let p = slot.subscribers.load(Ordering::Acquire);
-    // SAFETY: the slot owns one strong count of the current list, which is
-    // released only after an unlink (`swap_list`, under the registry lock
-    // we hold) or when the table is dropped (`release`, `&mut`).
-    match unsafe { p.as_ref() } {
-        Some(list) if list.generation == generation => list.rings.to_vec(),
-        _ => Vec::new(),
+/// A new list of `rings` for a feed (null if empty), as `Arc::into_raw`.
+/// Plain data (an allocation), so it may run under the registry lock.
+fn new_list(rings: Vec<Arc<Ring>>) -> *const SubscriberList {
+    if rings.is_empty() {
+        ptr::null()
+    } else {
+        Arc::into_raw(Arc::new(SubscriberList {
+            rings: rings.into_boxed_slice(),
+        }))
     }
+}
+
+/// The slot's feed if it belongs to `generation`. Caller holds the
+/// registry lock: feeds are unlinked only under it, so the slot's strong
+/// count keeps the feed alive without pinning.
+fn feed_locked(slot: &Slot, generation: u32) -> Option<&Feed> {
+    // Acquire: see the feed's initialisation.
+    let p = slot.subscribers.load(Ordering::Acquire);
+    // SAFETY: the slot owns one strong count of its feed, released only
+    // after an unlink (under the registry lock we hold) or when the table
+    // is dropped (`release`, `&mut`).
+    unsafe { p.as_ref() }.filter(|f| f.generation == generation)
+}
+
+/// The rings `feed` lists now. Caller holds the registry lock: lists are
+/// replaced only under it, so the current one stays alive (the feed owns a
+/// strong count) without pinning.
+fn rings_locked(feed: &Feed) -> Vec<Arc<Ring>> {
+    // SAFETY: see above.
+    match unsafe { feed.list().as_ref() } {
+        Some(list) => list.rings.to_vec(),
+        None => Vec::new(),
+    }
+}
+
+/// Takes `ring` out of `feed`'s list; once the list is empty, unlinks the
+/// feed from the slot if it is the slot's, and clears `SUBSCRIBED`. Caller
+/// holds the registry lock; what it unlinks goes into slot `at` of
+/// `unlinked`, and the returned references are dropped after unlocking.
+#[must_use = "drop the leftover references after unlocking"]
+fn remove_locked(
+    slot: &Slot,
+    feed: &Feed,
+    ring: &Arc<Ring>,
+    unlinked: &mut Unlinked,
+    at: usize,
+) -> Vec<Arc<Ring>> {
+    let mut rings = rings_locked(feed);
+    let before = rings.len();
+    // Our own entry: `ring` keeps that allocation alive, so dropping this
+    // clone under the lock frees nothing.
+    rings.retain(|r| !Arc::ptr_eq(r, ring));
+    if rings.len() == before {
+        return rings;
+    }
+    let empty = rings.is_empty();
+    unlinked.lists[at] = feed.replace_list(new_list(rings), |_| {});
+    // Relaxed: only changed under the lock we hold.
+    if empty && ptr::eq(slot.subscribers.load(Ordering::Relaxed), feed) {
+        // AcqRel: as in `subscribe`.
+        unlinked.feeds[at] = slot
+            .subscribers
+            .swap(ptr::null_mut(), Ordering::AcqRel)
+            .cast_const();
+        clear_subscribed(slot, feed.generation);
+    }
+    Vec::new()
 }
 
 /// Delivers `arg` to every subscriber of the generation in `prev` (the word
 /// the notify replaced); returns how many buffers took it.
 ///
-/// The rings are filled under a short epoch pin and the receivers' wakers
-/// taken out into a fixed batch; they are woken after unpinning, so a waker
-/// that blocks does not hold back the reclamation of every other handle's
-/// retired lists. Only past `WakeBatch` capacity sleeping receivers is a
-/// reference to the list taken (two RMWs) to wake the rest unpinned.
+/// One claim in the generation's feed gives the position for every
+/// keep-newest ring and the list to fill (see "One claim per notify" in
+/// `primitives::ring`). The rings are filled under a short epoch pin and
+/// the receivers' wakers taken out into a fixed batch; they are woken after
+/// unpinning, so a waker that blocks does not hold back the reclamation of
+/// every other handle's retired lists. Only past `WakeBatch` capacity
+/// sleeping receivers is a reference to the list taken (two RMWs) to wake
+/// the rest unpinned.
 pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &Inner) -> usize {
     let mut batch = WakeBatch::new();
     let mut woken = false;
     let (stored, rest) = {
         let _guard = crate::sync::pin(&inner.collector);
-        // Acquire pairs with the Release swap in `replace_list`.
-        let p = slot.subscribers.load(Ordering::Acquire);
-        // SAFETY: pinned, and lists are freed only through `retire` after
-        // every pin that could see `p` has ended.
-        let Some(list) = (unsafe { p.as_ref() }) else {
+        // Acquire pairs with the Release swap in `subscribe`.
+        let f = slot.subscribers.load(Ordering::Acquire);
+        // SAFETY: pinned, and feeds are freed only through `retire` after
+        // every pin that could see `f` has ended.
+        let Some(feed) = (unsafe { f.as_ref() }) else {
             return 0;
         };
-        if list.generation != eventcount::generation(prev) {
+        if feed.generation != eventcount::generation(prev) {
             return 0;
         }
+        let fast = Fast128::get();
+        let Some(claim) = feed.claim(fast) else {
+            return 0;
+        };
+        // SAFETY: pinned, and a list replaced in its feed is retired
+        // through the epoch collector after every pin that could see it.
+        let list = unsafe { &*claim.list };
         // Counted as exceptions: almost every push stores and drops nothing.
         let (mut refused, mut dropped) = (0usize, 0u64);
-        let fast = crate::sync::Fast128::get();
-        for ring in list.rings.iter() {
-            if let Err(r) = ring.push_with(arg, fast) {
-                refused += !r.stored as usize;
-                dropped += r.dropped;
+        match claim.pos {
+            Some(pos) => {
+                for ring in list.rings.iter() {
+                    if ring.overflow == Overflow::KeepNewest {
+                        ring.write_newest(pos, arg, fast);
+                    } else {
+                        let r = ring.push_oldest(arg);
+                        refused += !r.stored as usize;
+                        dropped += r.dropped;
+                    }
+                }
+            }
+            None => {
+                // Closed: every listed ring counts a value offered after
+                // the close.
+                for ring in list.rings.iter() {
+                    dropped += ring.closed_drop().dropped;
+                }
+                refused = list.rings.len();
             }
         }
         let stored = list.rings.len() - refused;
@@ -164,11 +246,11 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
                 continue;
             }
             if batch.is_full() {
-                // SAFETY: pinned (see above), so the slot's strong count
+                // SAFETY: pinned (see above), so the feed's strong count
                 // keeps the allocation alive and adding one is sound.
-                unsafe { Arc::increment_strong_count(p) };
+                unsafe { Arc::increment_strong_count(claim.list) };
                 // SAFETY: the count just added is owned by this `Arc`.
-                rest = Some((unsafe { Arc::from_raw(p) }, i));
+                rest = Some((unsafe { Arc::from_raw(claim.list) }, i));
                 break;
             }
             if let Some(w) = ring.waker.take() {
@@ -201,10 +283,10 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
     stored
 }
 
-/// The slot's list, with a strong reference taken under a short pin.
-fn current_list(slot: &Slot, collector: &Collector) -> Option<Arc<SubscriberList>> {
+/// The slot's feed, with a strong reference taken under a short pin.
+fn current_feed(slot: &Slot, collector: &Collector) -> Option<Arc<Feed>> {
     let _guard = crate::sync::pin(collector);
-    // Acquire pairs with the Release swap in `replace_list`.
+    // Acquire pairs with the Release swap in `subscribe`.
     let p = slot.subscribers.load(Ordering::Acquire);
     if p.is_null() {
         return None;
@@ -217,60 +299,88 @@ fn current_list(slot: &Slot, collector: &Collector) -> Option<Arc<SubscriberList
     Some(unsafe { Arc::from_raw(p) })
 }
 
+/// `feed`'s current list, with a strong reference taken under a short pin.
+fn current_list(feed: &Feed, collector: &Collector) -> Option<Arc<SubscriberList>> {
+    let _guard = crate::sync::pin(collector);
+    let p = feed.list();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: pinned, and a list replaced in its feed is retired through
+    // the epoch collector, so the allocation is alive and adding a count is
+    // sound.
+    unsafe { Arc::increment_strong_count(p) };
+    // SAFETY: the count just added is owned by this `Arc`.
+    Some(unsafe { Arc::from_raw(p) })
+}
+
 /// Ends every subscription of `slot` (the handle was unregistered; the
-/// generation was bumped before this call). Wakes the receivers unpinned,
-/// as `deliver` does.
+/// generation was bumped before this call): closes the generation's feed,
+/// and each keep-oldest ring's own positions, then wakes every receiver,
+/// unpinned, as `deliver` does.
 ///
-/// The list stays linked: a notify of the old generation whose CAS came
-/// before the unregister may still be on its way to it, and must find the
-/// rings (closed, so it counts its value as dropped) rather than nothing.
-/// Each ring leaves the list when its `Subscription` is dropped; the next
-/// owner's first subscribe replaces a list of an older generation.
+/// The feed stays linked: a notify of the old generation whose CAS came
+/// before the unregister may still be on its way to it, and must find it
+/// (closed, so it counts its value as dropped) rather than nothing. It
+/// leaves the slot when its last subscription is dropped, or when the next
+/// owner's first subscribe replaces it.
 pub(crate) fn close_all(slot: &Slot, handle: Handle, inner: &Inner) {
     // No lock: a subscriber whose generation-checked CAS succeeded installed
-    // its list before that CAS, which the unregister's CAS (before this
-    // call) read, so this load sees its list or a later one built from it.
-    let Some(l) = current_list(slot, &inner.collector) else {
+    // its feed and list before that CAS, which the unregister's CAS (before
+    // this call) read, so these loads see them or later ones.
+    let Some(feed) = current_feed(slot, &inner.collector) else {
         return;
     };
-    // A list of an older generation (its subscriptions not yet dropped) is
-    // closed already; closing a closed ring does nothing.
+    // A feed of an older generation was closed by its own unregister.
+    if feed.generation != handle.generation || !feed.close() {
+        return;
+    }
+    let Some(list) = current_list(&feed, &inner.collector) else {
+        return;
+    };
     let mut panicked = 0u64;
-    for ring in l.rings.iter() {
-        panicked += ring.close() as u64;
+    for ring in list.rings.iter() {
+        if ring.overflow != Overflow::KeepNewest {
+            ring.close_own();
+        }
+        panicked += ring.wake() as u64;
     }
     inner.note_panics(handle, panicked);
 }
 
 /// What every listed ring holds in its positions, for [`Stats`](crate::Stats):
-/// values stored (positions claimed before any close: every one was
-/// written, or lapped by a newer one) and keep-newest values overwritten
-/// that no producer counted (see "Why the lag count is exact" in
-/// `primitives::ring`). Counting these from positions costs a notify
-/// nothing; a ring leaving its list adds its own to the queue's counters
-/// ([`unlisted`]).
+/// values stored (positions claimed from the ring's start and before any
+/// close: every one was written, or lapped by a newer one) and keep-newest
+/// values overwritten that no producer counted (see "Why the lag count is
+/// exact" in `primitives::ring`). Counting these from positions costs a
+/// notify nothing; a ring leaving its list adds its own to the queue's
+/// counters ([`unlisted`]).
 pub(crate) fn listed_totals(inner: &Inner) -> (u64, u64) {
     let (mut delivered, mut overwritten) = (0u64, 0u64);
     let _guard = crate::sync::pin(&inner.collector);
     inner.table.for_each_slot(|_, slot| {
-        // Acquire: see the list's initialisation.
-        let p = slot.subscribers.load(Ordering::Acquire);
-        // SAFETY: pinned; lists are freed only through `retire`.
-        if let Some(list) = unsafe { p.as_ref() } {
+        // Acquire: see the feed's initialisation.
+        let f = slot.subscribers.load(Ordering::Acquire);
+        // SAFETY: pinned; feeds and lists are freed only through `retire`.
+        let Some(feed) = (unsafe { f.as_ref() }) else {
+            return;
+        };
+        // SAFETY: as above.
+        if let Some(list) = unsafe { feed.list().as_ref() } {
             for r in list.rings.iter() {
-                delivered += r.claimed();
-                overwritten += r.overwritten();
+                delivered += r.delivered(feed);
+                overwritten += r.overwritten(feed);
             }
         }
     });
     (delivered, overwritten)
 }
 
-/// `ring` left its handle's list for good (its `Subscription` ended, or a
-/// new owner of the slot replaced its closed generation's list): adds what
-/// its positions hold to the queue's counters (see [`listed_totals`]), the
+/// `ring` left its feed's list for good (its `Subscription` ended, or a new
+/// owner of the slot replaced its closed generation's feed): adds what its
+/// positions hold to the queue's counters (see [`listed_totals`]), the
 /// first time only.
-pub(crate) fn unlisted(inner: &Inner, ring: &Ring) {
+pub(crate) fn unlisted(inner: &Inner, ring: &Ring, feed: &Feed) {
     // Relaxed: only the flag's own value matters (whoever swaps it first
     // adds the totals).
     if ring.unlisted.swap(true, Ordering::Relaxed) {
@@ -280,8 +390,8 @@ pub(crate) fn unlisted(inner: &Inner, ring: &Ring) {
     inner
         .counters
         .delivered
-        .fetch_add(ring.claimed(), Ordering::Relaxed);
-    let n = ring.overwritten();
+        .fetch_add(ring.delivered(feed), Ordering::Relaxed);
+    let n = ring.overwritten(feed);
     if n > 0 {
         inner.counters.dropped.fetch_add(n, Ordering::Relaxed);
     }
@@ -293,14 +403,17 @@ pub(crate) fn infos(inner: &Inner, handle: Handle) -> Vec<SubscriberInfo> {
         return Vec::new();
     };
     let _guard = crate::sync::pin(&inner.collector);
-    // Acquire: see the list's initialisation.
-    let p = slot.subscribers.load(Ordering::Acquire);
-    // SAFETY: pinned; lists are freed only through `retire`.
-    match unsafe { p.as_ref() } {
-        Some(list) if list.generation == handle.generation => {
-            list.rings.iter().map(|r| r.info()).collect()
-        }
-        _ => Vec::new(),
+    // Acquire: see the feed's initialisation.
+    let f = slot.subscribers.load(Ordering::Acquire);
+    // SAFETY: pinned; feeds and lists are freed only through `retire`.
+    let feed = unsafe { f.as_ref() }.filter(|f| f.generation == handle.generation);
+    let Some(feed) = feed else {
+        return Vec::new();
+    };
+    // SAFETY: as above.
+    match unsafe { feed.list().as_ref() } {
+        Some(list) => list.rings.iter().map(|r| r.info(feed)).collect(),
+        None => Vec::new(),
     }
 }
 
@@ -347,12 +460,12 @@ impl SubscribeOptions {
 
 impl Inner {
     /// Adds a ring of `options` to `handle`'s subscribers and returns it
-    /// (the receiver's side is `client::subscription`).
+    /// with its feed (the receiver's side is `client::subscription`).
     pub(crate) fn subscribe(
         &self,
         handle: Handle,
         options: SubscribeOptions,
-    ) -> Result<Arc<Ring>, QueueError> {
+    ) -> Result<(Arc<Ring>, Arc<Feed>), QueueError> {
         let inner = self;
         let max = inner.config.max_subscriber_capacity.min(MAX_RING);
         if options.capacity == 0 || options.capacity > max {
@@ -371,30 +484,66 @@ impl Inner {
             Category::Rings,
             Ring::budget_bytes(options.capacity),
         )?;
+        let keep_newest = options.overflow == Overflow::KeepNewest;
         let ring = Arc::new(Ring::new(
             options.capacity,
             options.overflow,
             options.hint,
             charge,
         ));
-        // Under the lock: plain data only (see `swap_list`). Unlinked lists
-        // and leftover ring references are dealt with after unlocking.
-        let mut unlinked = [Unlinked(core::ptr::null()), Unlinked(core::ptr::null())];
+        // Under the lock: plain data only (allocations, swaps and CASes).
+        // Unlinked lists and feeds and leftover ring references are dealt
+        // with after unlocking.
+        let mut unlinked = Unlinked::new();
         let mut leftover = Vec::new();
+        let mut listed_in: Option<Arc<Feed>> = None;
         let outcome = (|| {
             let _reg = inner.table.lock_registry();
             // Relaxed: validated by the generation-checking CAS below.
             if eventcount::generation(slot.state.load(Ordering::Relaxed)) != handle.generation {
                 return Err(QueueError::StaleHandle);
             }
-            let mut rings = current_rings(slot, handle.generation);
+            let current = feed_locked(slot, handle.generation);
+            let mut rings = current.map(rings_locked).unwrap_or_default();
             let limit = inner.config.max_subscribers_per_handle;
             if rings.len() >= limit {
                 leftover = rings;
                 return Err(QueueError::SubscriberLimit { limit });
             }
+            let feed = match current {
+                Some(feed) => {
+                    let p: *const Feed = feed;
+                    // SAFETY: the slot's strong count keeps the feed alive
+                    // (we hold the registry lock), so adding one is sound.
+                    unsafe { Arc::increment_strong_count(p) };
+                    // SAFETY: the count just added is owned by this `Arc`.
+                    unsafe { Arc::from_raw(p) }
+                }
+                None => {
+                    // The generation's first subscriber: a new feed replaces
+                    // the slot's (none, or an older generation's).
+                    let bytes = Feed::budget_bytes();
+                    let charge = Charge::new(&inner.budget, Category::Rings, bytes)?;
+                    let feed = Arc::new(Feed::new(handle.generation, charge));
+                    // AcqRel: Release publishes the feed to notifiers
+                    // (Acquire load in `deliver`); Acquire takes over the
+                    // old one for retiring.
+                    unlinked.feeds[0] = slot
+                        .subscribers
+                        .swap(Arc::into_raw(feed.clone()).cast_mut(), Ordering::AcqRel)
+                        .cast_const();
+                    feed
+                }
+            };
             rings.push(ring.clone());
-            unlinked[0] = swap_list(slot, handle.generation, rings);
+            // The ring starts at the tail its listing CAS leaves (see "One
+            // claim per notify"). Relaxed: published by that Release CAS.
+            unlinked.lists[0] = feed.replace_list(new_list(rings), |tail| {
+                if keep_newest {
+                    ring.start.store(tail, Ordering::Relaxed);
+                }
+            });
+            let feed = listed_in.insert(feed);
             // The linearisation point (see "Subscribing versus notify").
             // Relaxed: validated by the CAS.
             let mut cur = slot.state.load(Ordering::Relaxed);
@@ -402,14 +551,12 @@ impl Inner {
                 if eventcount::generation(cur) != handle.generation {
                     // Unregistered since our check: take our ring out again
                     // (no receiver will ever read it).
-                    let mut rings = current_rings(slot, handle.generation);
-                    rings.retain(|r| !Arc::ptr_eq(r, &ring));
-                    unlinked[1] = swap_list(slot, handle.generation, rings);
+                    leftover = remove_locked(slot, feed, &ring, &mut unlinked, 1);
                     return Err(QueueError::StaleHandle);
                 }
-                // AcqRel: Release publishes our list (stored above) to
-                // notifies whose CAS reads this word; Acquire orders us
-                // after them.
+                // AcqRel: Release publishes our feed and list (stored
+                // above) to notifies whose CAS reads this word; Acquire
+                // orders us after them.
                 match slot.state.compare_exchange_weak(
                     cur,
                     cur | SUBSCRIBED,
@@ -422,60 +569,52 @@ impl Inner {
             }
         })();
         drop(leftover);
-        // A list of an older generation just replaced: its rings (closed,
-        // so their positions no longer move) leave the statistics' view.
-        for l in &unlinked {
-            // SAFETY: `swap_list` moved the slot's strong count of the list
-            // to `l`, so it is alive until `retire_lists` below.
-            if let Some(old) = unsafe { l.0.as_ref() } {
-                if old.generation != handle.generation {
-                    old.rings.iter().for_each(|r| unlisted(inner, r));
+        {
+            // A feed of an older generation just replaced: its rings (closed,
+            // so their positions no longer move) leave the statistics' view.
+            // Pinned: its list may be replaced (and retired) by one of its
+            // subscriptions ending meanwhile.
+            let _guard = crate::sync::pin(&inner.collector);
+            // SAFETY: the slot's strong count of the replaced feed is ours
+            // until `retire` below.
+            if let Some(old) = unsafe { unlinked.feeds[0].as_ref() } {
+                // SAFETY: pinned; lists are freed only through `retire`.
+                if let Some(list) = unsafe { old.list().as_ref() } {
+                    list.rings.iter().for_each(|r| unlisted(inner, r, old));
                 }
             }
         }
-        if outcome.is_err() {
-            // Our ring was listed for a moment (taken out again, or never
-            // listed): what it got counts, once.
-            unlisted(inner, &ring);
+        if let (Err(_), Some(feed)) = (&outcome, &listed_in) {
+            // Our ring was listed for a moment (then taken out again): what
+            // it got counts, once.
+            unlisted(inner, &ring, feed);
         }
-        retire_lists(&unlinked, &inner.collector);
+        retire(&unlinked, &inner.collector);
         if let Err(err @ QueueError::SubscriberLimit { .. }) = outcome {
             trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
         }
         outcome?;
-        Ok(ring)
+        let feed = listed_in.ok_or(QueueError::StaleHandle)?;
+        Ok((ring, feed))
     }
 }
 
 impl Inner {
-    /// Takes `ring` out of `handle`'s subscribers (a `Subscription` ends).
-    pub(crate) fn unsubscribe(&self, handle: Handle, ring: &Arc<Ring>) {
+    /// Takes `ring` out of its feed's list (a `Subscription` ends).
+    pub(crate) fn unsubscribe(&self, handle: Handle, feed: &Feed, ring: &Arc<Ring>) {
         let inner = self;
         let Some(slot) = inner.table.slot(handle) else {
             return;
         };
         // Under the lock: plain data only. No pin, no retire, no drop of a
-        // reference that may be the last one (see `retire_lists`).
-        let (unlinked, leftover) = {
+        // reference that may be the last one (see `retire`).
+        let mut unlinked = Unlinked::new();
+        let leftover = {
             let _reg = inner.table.lock_registry();
-            let mut rings = current_rings(slot, handle.generation);
-            let before = rings.len();
-            // Our own entry: `ring` keeps that allocation alive, so
-            // dropping this clone under the lock frees nothing.
-            rings.retain(|r| !Arc::ptr_eq(r, ring));
-            if rings.len() == before {
-                (Unlinked(core::ptr::null()), rings)
-            } else {
-                let empty = rings.is_empty();
-                let unlinked = swap_list(slot, handle.generation, rings);
-                if empty {
-                    clear_subscribed(slot, handle.generation);
-                }
-                (unlinked, Vec::new())
-            }
+            remove_locked(slot, feed, ring, &mut unlinked, 0)
         };
         drop(leftover);
-        retire_lists(&[unlinked], &inner.collector);
+        retire(&unlinked, &inner.collector);
     }
 }
 
