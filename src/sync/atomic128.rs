@@ -235,17 +235,21 @@ fn cmpxchg16b(cell: &AtomicU128, current: u128, new: u128) -> Result<u128, u128>
     // SAFETY: the cell is 16-byte aligned and valid for reads and writes, and
     // the CPU has `cmpxchg16b` (the caller checked; so every access to the
     // cell is a hardware atomic). If the cell equals rdx:rax, rcx:rbx is
-    // stored there and ZF set; else the cell is loaded into rdx:rax. rbx is
-    // reserved by LLVM: the new low half is swapped into it from a scratch
-    // register and the original restored after. A locked instruction is a
+    // stored there and ZF set; else the cell is loaded into rdx:rax. rbx
+    // cannot be an operand (LLVM may use it): the new low half is swapped
+    // into it from a scratch register (never rsi, which holds the address)
+    // and the original restored after. A locked instruction is a
     // full barrier; the asm is a compiler barrier.
     unsafe {
         asm!(
             "xchg {lo}, rbx",
-            "lock cmpxchg16b xmmword ptr [{dst}]",
+            "lock cmpxchg16b xmmword ptr [rsi]",
             "sete cl",
             "mov rbx, {lo}",
-            dst = in(reg) cell.0.as_ptr(),
+            // The address in a fixed register: with `in(reg)` the register
+            // allocator may pick rbx for it (LLVM reserves rbx only from
+            // explicit operands), which the swap above would overwrite.
+            in("rsi") cell.0.as_ptr(),
             lo = inout(reg) new as u64 => _,
             inout("rcx") (new >> 64) as u64 => flag,
             inout("rax") current as u64 => prev_lo,
