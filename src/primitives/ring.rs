@@ -115,7 +115,9 @@
 //! `AtomicWaker`, stores `waiting = true` and adds itself to the queue's
 //! count of sleeping receivers (once per sleep, not per poll), issues a
 //! `SeqCst` fence and looks at the ring again. A notify writes all its
-//! rings, issues one `SeqCst` fence, and then, unless the count is zero,
+//! rings, issues one `SeqCst` fence (on x86-64 only if some write was a
+//! plain store: a `lock cmpxchg16b` orders the loads after it as the fence
+//! would), and then, unless the count is zero,
 //! wakes (takes and calls the waker of) each ring whose `waiting` it sees
 //! set. Of the two fences one is first in the single `SeqCst` order: if the
 //! notify's, the receiver's second look sees the write; if the receiver's,

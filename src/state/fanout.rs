@@ -204,6 +204,9 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
         let list = unsafe { &*claim.list };
         // Counted as exceptions: almost every push stores and drops nothing.
         let (mut refused, mut dropped) = (0usize, 0u64);
+        // Whether a value went into a cell by a plain store (keep oldest)
+        // rather than a hardware `lock cmpxchg16b` (see the fence below).
+        let mut stored_plain = fast.is_none();
         match claim.pos {
             Some(pos) => {
                 for ring in list.rings.iter() {
@@ -213,6 +216,7 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
                         let r = ring.push_oldest(arg);
                         refused += !r.stored as usize;
                         dropped += r.dropped;
+                        stored_plain |= r.stored;
                     }
                 }
             }
@@ -228,8 +232,18 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
         let stored = list.rings.len() - refused;
         // SeqCst fence: orders our cell writes before the loads of `waiting`
         // below, against the receiver's store of `waiting` and its fence
-        // before it looks at the ring again (see "Waking").
-        fence(Ordering::SeqCst);
+        // before it looks at the ring again (see "Waking"). Not needed when
+        // every cell write was a `lock cmpxchg16b` (the inlined x86-64 path,
+        // keep newest): a locked instruction is a full barrier (reads are
+        // not reordered with locked instructions: Intel SDM vol. 3, "Memory
+        // Ordering in P6 and More Recent Processor Families"; AMD APM vol. 2,
+        // "Memory Barrier Interaction with Memory Types"), and the asm is a
+        // compiler barrier, so the loads below are ordered after each write
+        // as the fence would order them. A lapped write that found a newer
+        // stamp wrote nothing, and the newer writer checks for itself.
+        if stored_plain {
+            fence(Ordering::SeqCst);
+        }
         let mut rest = None;
         // Relaxed: ordered by the fence above, like the loads of `waiting`:
         // a receiver counts itself before its fence, so a notify that could
