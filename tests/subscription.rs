@@ -633,3 +633,77 @@ fn blocking_recv_ping_pong_delivers_every_value() {
     echo.join().unwrap();
     assert_eq!(pong_sub.try_recv(), Err(TryRecvError::Empty));
 }
+
+/// Subscribers that join a handle while another thread notifies it: each
+/// one gets exactly the values notified after it joined (never one whose
+/// notify returned before its subscribe began, and every one from some
+/// point on, in order and without gaps, whatever its overflow policy), and
+/// the notifies' return values add up to the values received. This is
+/// what one shared position counter per handle must keep: a position and
+/// the list of rings it is for are claimed together.
+#[test]
+fn subscribers_joining_a_busy_handle_get_exactly_what_came_after_them() {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    const N: i64 = 20_000;
+    const JOINERS: usize = 24;
+    let q = queue();
+    let h = q.register("h").unwrap();
+    // Keeps the feed busy from the start.
+    let mut first = q.subscribe(h, N as usize, "first").unwrap();
+    let published = Arc::new(AtomicI64::new(-1));
+    let counted = Arc::new(AtomicU64::new(0));
+    let start = Arc::new(Barrier::new(2));
+    let notifier = {
+        let (q, published, counted, start) =
+            (q.clone(), published.clone(), counted.clone(), start.clone());
+        thread::spawn(move || {
+            start.wait();
+            for v in 0..N {
+                let n = q.notify(h, v).unwrap();
+                counted.fetch_add(n as u64, Ordering::Relaxed);
+                published.store(v, Ordering::Release);
+            }
+        })
+    };
+    start.wait();
+    let mut joined = Vec::new();
+    for i in 0..JOINERS {
+        let before = published.load(Ordering::Acquire);
+        let overflow = if i % 2 == 0 {
+            Overflow::KeepNewest
+        } else {
+            Overflow::KeepOldest
+        };
+        let opts = SubscribeOptions::new(N as usize).overflow(overflow);
+        joined.push((before, q.subscribe_with(h, opts).unwrap()));
+        // Spread the joins over the stream (no sleep: the notifier's
+        // progress is what we wait for).
+        let target = (i as i64 + 1) * N / (JOINERS as i64 + 1);
+        while published.load(Ordering::Acquire) < target {
+            std::hint::spin_loop();
+        }
+    }
+    notifier.join().unwrap();
+    let mut received = 0u64;
+    let (all, lag) = drain(&mut first);
+    assert_eq!((all, lag), ((0..N).collect::<Vec<_>>(), 0));
+    received += N as u64;
+    for (before, mut sub) in joined {
+        let (values, lag) = drain(&mut sub);
+        assert_eq!(lag, 0, "{:?}", sub.overflow());
+        let Some(&first_value) = values.first() else {
+            // Joined after the last notify claimed its position.
+            continue;
+        };
+        assert!(
+            first_value > before,
+            "got {first_value}, notified before joining"
+        );
+        let want: Vec<i64> = (first_value..N).collect();
+        assert_eq!(values, want, "{:?}", sub.overflow());
+        received += values.len() as u64;
+    }
+    assert_eq!(counted.load(Ordering::Relaxed), received);
+    assert_eq!(q.stats().delivered, received);
+    assert_eq!(q.stats().dropped, 0);
+}
