@@ -707,3 +707,38 @@ fn subscribers_joining_a_busy_handle_get_exactly_what_came_after_them() {
     assert_eq!(q.stats().delivered, received);
     assert_eq!(q.stats().dropped, 0);
 }
+
+/// A subscriber that joins after values were notified starts empty: its
+/// length, drop count and dump entry count only what came after it, while
+/// an earlier subscriber's show its own overflow.
+#[test]
+fn a_late_subscriber_starts_empty_in_len_dropped_and_dump() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let early = q.subscribe(h, 2, "early").unwrap();
+    for v in 0..5 {
+        q.notify(h, v).unwrap();
+    }
+    let mut late = q.subscribe(h, 2, "late").unwrap();
+    assert_eq!((late.len(), late.dropped()), (0, 0));
+    assert_eq!((early.len(), early.dropped()), (2, 3));
+    let info = |name: &str| {
+        let dump = q.dump();
+        let s = dump[0]
+            .subscribers
+            .iter()
+            .find(|s| &*s.hint == name)
+            .cloned();
+        s.map(|s| (s.len, s.dropped))
+    };
+    assert_eq!(info("late"), Some((0, 0)));
+    assert_eq!(info("early"), Some((2, 3)));
+    q.notify(h, 5).unwrap();
+    assert_eq!((late.len(), late.dropped()), (1, 0));
+    assert_eq!(info("late"), Some((1, 0)));
+    assert_eq!(late.try_recv(), Ok(5));
+    assert_eq!((late.len(), late.dropped()), (0, 0));
+    // The early one, never drained, lost 0, 1, 2 and now 3.
+    assert_eq!(early.dropped(), 4);
+    assert_eq!(q.stats().dropped, 4);
+}

@@ -551,10 +551,13 @@ impl Inner {
             };
             rings.push(ring.clone());
             // The ring starts at the tail its listing CAS leaves (see "One
-            // claim per notify"). Relaxed: published by that Release CAS.
+            // claim per notify"), and so does its receiver, whose position
+            // `head` mirrors for the ring's length and drop count. Relaxed:
+            // published by that Release CAS.
             unlinked.lists[0] = feed.replace_list(new_list(rings), |tail| {
                 if keep_newest {
                     ring.start.store(tail, Ordering::Relaxed);
+                    ring.head.store(tail, Ordering::Relaxed);
                 }
             });
             let feed = listed_in.insert(feed);
