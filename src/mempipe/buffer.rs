@@ -258,6 +258,12 @@ impl Segment {
 /// increment and its scan sees the armed flag. So no wakeup is lost, and
 /// every reader has a slot of its own: no other client, and no other
 /// reader, can stop it from waiting.
+///
+/// After a commit the writer's fence is the notify of its handle when that
+/// succeeds: its `lock cmpxchg` on x86-64 orders the store of `committed`
+/// before the load of `sleepers` as `mfence` would
+/// (`sync::fence_after_locked_rmw`); loom and Miri check the protocol with
+/// the real fence.
 #[derive(Debug)]
 pub(super) struct ReaderSlot {
     /// Bytes this reader has finished copying; `u64::MAX` once dropped.

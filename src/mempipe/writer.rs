@@ -279,22 +279,43 @@ impl<S: PipeStorage> Writer<S> {
         self.write_slow(buf)
     }
 
-    /// Commits `n` more bytes (placed already): publishes them, wakes the
-    /// sleeping readers, notifies the handle. Returns `n`.
+    /// Commits `n` more bytes (placed already): publishes them, notifies
+    /// the handle, wakes the sleeping readers. Returns `n`.
     #[inline]
     fn commit(&mut self, n: usize) -> usize {
         self.written += n as u64;
-        self.publish();
-        if let Some(d) = &mut self.deferred {
-            d.data = d.data.saturating_add(n as u64);
-            return n;
+        // Release: the bytes (and any new segment links) are in place;
+        // pairs with the readers' Acquire loads of `committed`.
+        self.shared
+            .published
+            .committed
+            .store(self.written, Ordering::Release);
+        let notified = match &mut self.deferred {
+            Some(d) => {
+                d.data = d.data.saturating_add(n as u64);
+                false
+            }
+            // A failure means someone else unregistered our handle: only
+            // its outside waiters and subscribers miss this; readers do not
+            // use it.
+            None => self
+                .shared
+                .queue
+                .notify(self.shared.handle, PipeEvent::Data(n as u64).to_arg())
+                .is_ok(),
+        };
+        if notified {
+            // The notify succeeded, so it ended with a successful `AcqRel`
+            // CAS on the handle's word, after our store of `committed`: on
+            // x86-64 that locked instruction is the `SeqCst` fence the
+            // check of `sleepers` needs, and a second one would only cost
+            // time (about a tenth of a 16-byte write with three readers).
+            crate::sync::fence_after_locked_rmw();
+        } else {
+            // SeqCst: as in `wake_readers`.
+            fence(Ordering::SeqCst);
         }
-        // A failure means someone else unregistered our handle: only its
-        // outside waiters and subscribers miss this; readers do not use it.
-        let _ = self
-            .shared
-            .queue
-            .notify(self.shared.handle, PipeEvent::Data(n as u64).to_arg());
+        self.wake_sleepers();
         n
     }
 
@@ -553,27 +574,21 @@ impl<S: PipeStorage> Writer<S> {
         self.shared.space.waker.take()
     }
 
-    /// Publishes `written` (after the bytes and links are in place) and
-    /// wakes the sleeping readers.
-    #[inline]
-    fn publish(&mut self) {
-        // Release: the bytes (and any new segment links) are in place;
-        // pairs with the readers' Acquire loads of `committed`.
-        self.shared
-            .published
-            .committed
-            .store(self.written, Ordering::Release);
-        self.wake_readers();
-    }
-
-    /// Wakes every sleeping reader, after a commit or the terminal state.
+    /// Wakes every sleeping reader, after the terminal state.
     #[inline]
     fn wake_readers(&mut self) {
         // SeqCst: orders our store of `committed` / the state before the
         // load of `sleepers`, against the reader's fence between arming its
         // slot and re-checking (see `buffer::ReaderSlot`).
         fence(Ordering::SeqCst);
-        // Relaxed: the fence above gives the ordering.
+        self.wake_sleepers();
+    }
+
+    /// Wakes every armed reader. The caller has fenced (`SeqCst`) since
+    /// its store of `committed` or the state.
+    #[inline]
+    fn wake_sleepers(&mut self) {
+        // Relaxed: the caller's fence gives the ordering.
         if self.shared.sleepers.load(Ordering::Relaxed) != 0 {
             self.wake_armed();
         }

@@ -361,6 +361,9 @@ impl Inner {
         Ok(())
     }
 
+    /// Bumps the handle's sequence. `Ok` only after a successful `AcqRel`
+    /// CAS on the slot's word (the pipe writer counts on it as its fence:
+    /// see `sync::fence_after_locked_rmw`).
     #[inline(always)]
     pub(crate) fn notify(&self, handle: Handle, arg: i64) -> Result<usize, QueueError> {
         let slot = self.table.slot(handle).ok_or(QueueError::StaleHandle)?;

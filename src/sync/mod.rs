@@ -105,6 +105,25 @@ pub(crate) fn spin_until<T>(
 mod atomic_waker;
 pub(crate) use atomic_waker::AtomicWaker;
 
+/// A `SeqCst` fence for a thread that has just executed a successful atomic
+/// RMW with Release and Acquire semantics (`AcqRel` or stronger). On x86-64
+/// that RMW is a `lock`-prefixed instruction, which the hardware does not
+/// reorder with any earlier store or later load (Intel SDM vol. 3, 9.2.2,
+/// "Memory Ordering in P6 and More Recent Processor Families"; AMD APM
+/// vol. 2, 7.4.2): it already is the full barrier the fence would be, so
+/// only the compiler is fenced (its `AcqRel` keeps the compiler from moving
+/// earlier accesses after it or later ones before it anyway). This is
+/// crossbeam-epoch's substitute for `fence(SeqCst)` when it pins on x86.
+/// Everywhere else, and under loom and Miri (which check the language's
+/// model, not the hardware's), it is a real `fence(SeqCst)`.
+#[inline(always)]
+pub(crate) fn fence_after_locked_rmw() {
+    #[cfg(all(target_arch = "x86_64", not(notification_queue_loom), not(miri)))]
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    #[cfg(not(all(target_arch = "x86_64", not(notification_queue_loom), not(miri))))]
+    fence(Ordering::SeqCst);
+}
+
 #[cfg(any(notification_queue_loom, not(feature = "std")))]
 mod epoch_pool;
 
