@@ -32,14 +32,20 @@ use alloc::vec::Vec;
 #[derive(Debug, Clone)]
 pub struct NotificationQueue {
     pub(crate) inner: Arc<Inner>,
+    /// The queue's id (`inner`'s slot table's, which never changes), kept
+    /// beside the pointer: `notify` checks a handle's queue with one load
+    /// instead of two dependent ones, and touches `inner` only off its fast
+    /// path. (A locked RMW waits for the loads and branches before it, so
+    /// every dependent load on the way to the CAS adds to each notify.)
+    id: u64,
 }
 
 impl NotificationQueue {
     /// A new queue with the given limits.
     pub fn new(config: Config) -> Self {
-        Self {
-            inner: Arc::new(Inner::new(config)),
-        }
+        let inner = Arc::new(Inner::new(config));
+        let id = inner.table.id;
+        Self { inner, id }
     }
 
     /// The limits this queue was built with.
@@ -95,7 +101,12 @@ impl NotificationQueue {
     /// waiting or subscribed it is one CAS and allocates nothing.
     #[inline]
     pub fn notify(&self, handle: Handle, arg: i64) -> Result<usize, QueueError> {
-        self.inner.notify(handle, arg)
+        if handle.queue != self.id {
+            return Err(QueueError::StaleHandle);
+        }
+        // SAFETY: `handle.queue` is this queue's id, which is its slot
+        // table's (`new`).
+        unsafe { self.inner.notify_own(handle, arg) }
     }
 
     /// Completes the longest-waiting pending wait of `handle` with `arg`,

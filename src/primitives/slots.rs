@@ -166,13 +166,6 @@ impl Slot {
         &self.args[eventcount::arg_cell(generation)][0]
     }
 
-    /// The argument cell of the generation in `word` (the same cell as
-    /// `arg(eventcount::generation(word))`, addressed from the word).
-    #[inline(always)]
-    pub(crate) fn arg_of_word(&self, word: u64) -> &AtomicI64 {
-        self.arg(eventcount::generation(word))
-    }
-
     /// The permit argument cell of `generation`.
     #[inline]
     pub(crate) fn permit_arg(&self, generation: u32) -> &AtomicI64 {
@@ -258,14 +251,27 @@ impl SlotTable {
         if handle.queue != self.id {
             return None;
         }
-        // SAFETY: queue ids are never reused in a process, so a handle with
+        // SAFETY: checked just above.
+        Some(unsafe { self.slot_unchecked(handle) })
+    }
+
+    /// The slot a handle points at, for a caller that has checked the
+    /// handle's queue already.
+    ///
+    /// # Safety
+    ///
+    /// `handle.queue` equals this table's `id`.
+    #[inline(always)]
+    pub(crate) unsafe fn slot_unchecked(&self, handle: Handle) -> &Slot {
+        // SAFETY: the caller checked that the handle carries this table's
+        // id. Queue ids are never reused in a process, so a handle with
         // this table's id was issued by this table (`Inner::register_quiet`,
         // `Inner::dump`), with `slot` from `slot_ptr_at(handle.index)`: a
         // slot of one of this table's buckets. Buckets are freed only in
         // `Drop`, which needs `&mut self`, and we hold `&self`, so the slot
         // is alive and initialised; `Slot` is all atomics, so a shared
         // reference is sound whatever other threads do with it.
-        Some(unsafe { handle.slot.0.as_ref() })
+        unsafe { handle.slot.0.as_ref() }
     }
 
     /// The address of slot `index`, if its bucket exists.

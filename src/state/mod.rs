@@ -361,12 +361,19 @@ impl Inner {
         Ok(())
     }
 
-    /// Bumps the handle's sequence. `Ok` only after a successful `AcqRel`
-    /// CAS on the slot's word (the pipe writer counts on it as its fence:
-    /// see `sync::fence_after_locked_rmw`).
+    /// Bumps the handle's sequence, for a handle whose queue the caller
+    /// has checked (`NotificationQueue::notify`, which keeps the id beside
+    /// its pointer). `Ok` only after a successful `AcqRel` CAS on the
+    /// slot's word (the pipe writer counts on it as its fence: see
+    /// `sync::fence_after_locked_rmw`).
+    ///
+    /// # Safety
+    ///
+    /// `handle.queue` equals `self.table.id`.
     #[inline(always)]
-    pub(crate) fn notify(&self, handle: Handle, arg: i64) -> Result<usize, QueueError> {
-        let slot = self.table.slot(handle).ok_or(QueueError::StaleHandle)?;
+    pub(crate) unsafe fn notify_own(&self, handle: Handle, arg: i64) -> Result<usize, QueueError> {
+        // SAFETY: per this function's contract.
+        let slot = unsafe { self.table.slot_unchecked(handle) };
         // Relaxed: the CAS below validates what we read.
         let cur = slot.state.load(Ordering::Relaxed);
         if !eventcount::is_idle_of(cur, handle.generation) {
@@ -374,14 +381,15 @@ impl Inner {
             return self.notify_contended(slot, handle, arg, cur);
         }
         // Relaxed: published by the Release half of the CAS below. The
-        // word's generation is the handle's, so this is its cell. The store
+        // word's generation is the handle's, so this is its cell; addressed
+        // from the handle, its load need not wait for the word's. The store
         // is skipped when the cell holds `arg` already (a handle notified
         // with the same argument again): a store just before a locked
         // instruction makes it wait for the store to drain, which costs
         // about a third of an idle notify. Either way a waiter that Acquires
         // our CAS reads `arg` or a later argument (our load happens-before
         // its load: read-read coherence), as with an unconditional store.
-        let cell = slot.arg_of_word(cur);
+        let cell = slot.arg(handle.generation);
         if cell.load(Ordering::Relaxed) != arg {
             cell.store(arg, Ordering::Relaxed);
         }
