@@ -311,11 +311,10 @@ impl<S: PipeStorage> Writer<S> {
             // check of `sleepers` needs, and a second one would only cost
             // time (about a tenth of a 16-byte write with three readers).
             crate::sync::fence_after_locked_rmw();
+            self.wake_sleepers();
         } else {
-            // SeqCst: as in `wake_readers`.
-            fence(Ordering::SeqCst);
+            self.wake_readers();
         }
-        self.wake_sleepers();
         n
     }
 
@@ -574,7 +573,7 @@ impl<S: PipeStorage> Writer<S> {
         self.shared.space.waker.take()
     }
 
-    /// Wakes every sleeping reader, after the terminal state.
+    /// Wakes every sleeping reader, after a commit or the terminal state.
     #[inline]
     fn wake_readers(&mut self) {
         // SeqCst: orders our store of `committed` / the state before the
