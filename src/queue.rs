@@ -198,6 +198,11 @@ impl NotificationQueue {
     /// [`QueueError::MemoryBudget`] when the ring (about 16 bytes a value
     /// plus a header) would pass `Config::memory_budget`.
     ///
+    /// Keep-newest subscriptions of one handle with the same capacity share
+    /// one buffer of values (each keeps its own position, lag and drop
+    /// count): the second and later cost only their header, and a notify
+    /// writes the shared buffer once for all of them.
+    ///
     /// ```
     /// use notification_queue::{Config, NotificationQueue, QueueError, TryRecvError};
     ///

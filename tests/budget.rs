@@ -582,3 +582,39 @@ fn absurd_reservations_are_clamped_not_a_panic() {
     );
     assert!(q.stats().budget.held <= 1 << 16);
 }
+
+/// Keep-newest subscribers of one handle and one capacity share one buffer:
+/// the second and later cost a small fixed amount, not another buffer,
+/// while a keep-oldest ring or another capacity pays for its own.
+#[test]
+fn keep_newest_subscribers_of_one_capacity_share_one_buffer() {
+    const CAP: usize = 4096;
+    let buffer = CAP * 16;
+    let q = NotificationQueue::new(Config::default());
+    let h = q.register("h").unwrap();
+    let first = q.subscribe(h, CAP, "first").unwrap();
+    let one = budget(&q).rings;
+    assert!(one > buffer, "{one}");
+    let more: Vec<Subscription> = (0..7)
+        .map(|_| q.subscribe(h, CAP, "more").unwrap())
+        .collect();
+    let eight = budget(&q).rings;
+    assert!(
+        eight - one < buffer / 8,
+        "7 more cost {} bytes",
+        eight - one
+    );
+    let oldest = q
+        .subscribe_with(
+            h,
+            notification_queue::SubscribeOptions::new(CAP)
+                .overflow(notification_queue::Overflow::KeepOldest),
+        )
+        .unwrap();
+    assert!(budget(&q).rings - eight > buffer);
+    let other = budget(&q).rings;
+    let _half = q.subscribe(h, CAP / 2, "half").unwrap();
+    assert!(budget(&q).rings - other > buffer / 2);
+    drop((first, more, oldest));
+    check(budget(&q), usize::MAX);
+}

@@ -742,3 +742,68 @@ fn a_late_subscriber_starts_empty_in_len_dropped_and_dump() {
     assert_eq!(early.dropped(), 4);
     assert_eq!(q.stats().dropped, 4);
 }
+
+/// Keep-newest subscribers of one handle with the same capacity share one
+/// buffer, yet each keeps its own position: a reader that drains often, one
+/// that never does until the end and one that joins late each get exactly
+/// their own values and lags, and dropping one leaves the others whole.
+#[test]
+fn subscribers_sharing_a_buffer_keep_their_own_positions() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut eager = q.subscribe(h, 4, "eager").unwrap();
+    let mut silent = q.subscribe(h, 4, "silent").unwrap();
+    let mut eager_got = Vec::new();
+    for v in 0..5 {
+        q.notify(h, v).unwrap();
+        assert_eq!(eager.try_recv(), Ok(v));
+        eager_got.push(v);
+    }
+    let mut late = q.subscribe(h, 4, "late").unwrap();
+    let gone = q.subscribe(h, 4, "dropped").unwrap();
+    for v in 5..12 {
+        assert_eq!(q.notify(h, v).unwrap(), 4);
+        if v % 2 == 0 {
+            let (values, lag) = drain(&mut eager);
+            assert_eq!(lag, 0);
+            eager_got.extend(values);
+        }
+    }
+    drop(gone);
+    for v in 12..14 {
+        assert_eq!(q.notify(h, v).unwrap(), 3);
+    }
+    let (values, lag) = drain(&mut eager);
+    eager_got.extend(values);
+    assert_eq!((eager_got, lag), ((0..14).collect::<Vec<_>>(), 0));
+    // 14 values into 4 cells: the newest 4, and an exact lag for the rest.
+    assert_eq!(silent.dropped(), 10);
+    assert_eq!(drain(&mut silent), ((10..14).collect::<Vec<_>>(), 10));
+    // Joined after 5 values: 9 since, of which the newest 4 stay.
+    assert_eq!(late.len(), 4);
+    assert_eq!(drain(&mut late), ((10..14).collect::<Vec<_>>(), 5));
+    // And the dropped one had 7 values in 4 cells when it went.
+    assert_eq!(q.stats().dropped, 10 + 5 + 3);
+}
+
+/// Sharing is only between keep-newest rings of one capacity: a ring of
+/// another capacity, or keeping oldest, has its own buffer and its own
+/// values.
+#[test]
+fn only_keep_newest_rings_of_one_capacity_share() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut two = q.subscribe(h, 2, "two").unwrap();
+    let mut three = q.subscribe(h, 3, "three").unwrap();
+    let mut oldest = q
+        .subscribe_with(h, SubscribeOptions::new(2).overflow(Overflow::KeepOldest))
+        .unwrap();
+    let mut two_again = q.subscribe(h, 2, "two again").unwrap();
+    for v in 0..5 {
+        assert_eq!(q.notify(h, v).unwrap(), 3 + (v < 2) as usize);
+    }
+    assert_eq!(drain(&mut two), (vec![3, 4], 3));
+    assert_eq!(drain(&mut three), (vec![2, 3, 4], 2));
+    assert_eq!(drain(&mut oldest), (vec![0, 1], 3));
+    assert_eq!(drain(&mut two_again), (vec![3, 4], 3));
+}

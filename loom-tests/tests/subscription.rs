@@ -510,3 +510,66 @@ fn late_notify_vs_new_generation_feed() {
         assert_eq!(new.try_recv(), Ok(8));
     });
 }
+
+/// A subscriber joining while the last subscriber of the same capacity
+/// leaves (which unlinks the feed): a new ring shares the cells of a ring
+/// of its own feed only. The old feed's cells hold stamps of positions the
+/// new feed has not reached, so a ring sharing them would never see its
+/// values.
+#[test]
+fn subscribe_vs_last_unsubscribe_of_the_same_capacity() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let old = q.subscribe(h, 1, "old").unwrap();
+        q.notify(h, 1).unwrap();
+        q.notify(h, 2).unwrap();
+        let t = thread::spawn(move || drop(old));
+        let mut new = q.subscribe(h, 1, "new").unwrap();
+        t.join().unwrap();
+        assert_eq!(q.notify(h, 3).unwrap(), 1);
+        assert_eq!(new.try_recv(), Ok(3));
+        assert_eq!(new.try_recv(), Err(TryRecvError::Empty));
+    });
+}
+
+/// Two notifiers into cells shared by two keep-newest subscribers of
+/// capacity 1, one of which receives while they run: the cells are written
+/// once per notify, and each subscriber's values plus lags add up to the
+/// three notifies; the silent one ends at the same newest value as the
+/// other.
+#[test]
+fn notifiers_into_cells_shared_by_two_receivers() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut busy = q.subscribe(h, 1, "busy").unwrap();
+        let mut silent = q.subscribe(h, 1, "silent").unwrap();
+        let q1 = q.clone();
+        let a = thread::spawn(move || assert_eq!(q1.notify(h, 1).unwrap(), 2));
+        let q2 = q.clone();
+        let b = thread::spawn(move || {
+            assert_eq!(q2.notify(h, 2).unwrap(), 2);
+            assert_eq!(q2.notify(h, 3).unwrap(), 2);
+        });
+        let mut got = Vec::new();
+        let mut lag = 0;
+        let mut step = |got: &mut Vec<i64>, lag: &mut u64| match busy.try_recv() {
+            Ok(v) => got.push(v),
+            Err(TryRecvError::Lagged(n)) => *lag += n,
+            Err(TryRecvError::Empty) => {}
+            Err(e) => panic!("{e:?}"),
+        };
+        step(&mut got, &mut lag);
+        a.join().unwrap();
+        b.join().unwrap();
+        for _ in 0..3 {
+            step(&mut got, &mut lag);
+        }
+        assert_eq!(got.len() as u64 + lag, 3, "{got:?} lag {lag}");
+        assert_eq!(silent.try_recv(), Err(TryRecvError::Lagged(2)));
+        let last = silent.try_recv().unwrap();
+        assert_eq!(got.last(), Some(&last));
+        assert_eq!(silent.try_recv(), Err(TryRecvError::Empty));
+    });
+}

@@ -5,7 +5,8 @@
 //!
 //! # The ring
 //!
-//! Every [`Subscription`](crate::Subscription) owns a [`Ring`] of `cap` cells. Each cell is one
+//! Every [`Subscription`](crate::Subscription) owns a [`Ring`] over `cap` cells (keep-newest
+//! rings of one handle and capacity share theirs: see "Shared cells"). Each cell is one
 //! 128-bit atomic (`cmpxchg16b` / `casp`, through `portable-atomic`; on
 //! x86-64 with SSE the hardware paths are inlined, `sync/atomic128.rs`)
 //! holding a *stamp* (the position written there, plus one, so that 0 means
@@ -91,9 +92,30 @@
 //! So every position at or after `start` is written into the ring by the
 //! notify that claimed it, and none before. This replaces one claim per
 //! subscriber (a `fetch_add` on each ring's tail, plus the cache line it
-//! dirties) with one per notify; the cell CAS per subscriber stays. A
-//! keep-oldest ring still claims in its own `tail` (its claim depends on
-//! how far its own receiver is), after the notify's feed claim.
+//! dirties) with one per notify. A keep-oldest ring still claims in its own
+//! `tail` (its claim depends on how far its own receiver is), after the
+//! notify's feed claim.
+//!
+//! # Shared cells
+//!
+//! Keep-newest rings of one feed with the same capacity share one
+//! [`Cells`]: position `p` goes into the same cell `p % cap` for all of
+//! them, written by the same notify, and nothing about a cell depends on
+//! who reads it (a stamp is a position of the feed, and receiving is a
+//! load). So a notify writes each distinct buffer once (the list keeps them
+//! apart, `SubscriberList::newest`): one cell CAS per notify however many
+//! subscribers share it, and one buffer in memory. Each ring keeps its own
+//! `head`, `start`, `skipped`, waker and counts, and every argument above
+//! holds per ring unchanged: it is about positions and the cell of a
+//! position, and a receiver starting at `start` never reads a position
+//! below it, whatever an earlier sharer left in the cells.
+//!
+//! Cells are shared within one feed only: a new feed starts its positions
+//! again at 0, and cells written from an old feed's positions would hold
+//! newer stamps than its positions for a long time. Subscribe looks for
+//! cells to share under a short hold of the registry lock (so that new
+//! cells are made outside it), and uses them only if the feed it lists the
+//! ring in is the one it found them in; otherwise it makes new ones.
 //!
 //! # Closing
 //!
@@ -137,6 +159,7 @@ use super::budget::Charge;
 use crate::error::TryRecvError;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU128, AtomicWaker, Fast128, Hint, Ordering};
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::ptr;
 use crossbeam_utils::CachePadded;
 
@@ -185,15 +208,102 @@ pub(crate) struct Pushed {
     pub(crate) dropped: u64,
 }
 
+/// A ring's cells: `cap` 128-bit words (see "The ring"), each written by
+/// the producer of the position it holds. Keep-newest rings of one feed
+/// with the same capacity share one `Cells` (see "Shared cells"); a
+/// keep-oldest ring has its own.
+#[derive(Debug)]
+pub(crate) struct Cells {
+    cells: Box<[AtomicU128]>,
+    cap: u64,
+    /// `cap - 1` when `cap` is a power of two (cells are then indexed with
+    /// a mask instead of a division), else `u64::MAX`.
+    mask: u64,
+    /// The cells' bytes, charged to the queue's budget before they were
+    /// made and released when they are freed (the last ring sharing them
+    /// goes).
+    _charge: Charge,
+}
+
+impl Cells {
+    /// Bytes charged for `cap` cells: their `Arc` allocation and the cells.
+    pub(crate) fn budget_bytes(cap: usize) -> usize {
+        2 * core::mem::size_of::<usize>()
+            + core::mem::size_of::<Self>()
+            + cap.saturating_mul(core::mem::size_of::<AtomicU128>())
+    }
+
+    /// `cap` cells, never written; `charge` pays for them
+    /// ([`Cells::budget_bytes`]).
+    pub(crate) fn new(cap: usize, charge: Charge) -> Self {
+        let cap64 = cap as u64;
+        Self {
+            cells: (0..cap64).map(|_| AtomicU128::new(0)).collect(),
+            cap: cap64,
+            mask: if cap64.is_power_of_two() {
+                cap64 - 1
+            } else {
+                u64::MAX
+            },
+            _charge: charge,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn cell(&self, pos: u64) -> &AtomicU128 {
+        let i = if self.mask != u64::MAX {
+            pos & self.mask
+        } else {
+            pos % self.cap
+        };
+        debug_assert!(i < self.cells.len() as u64);
+        // SAFETY: `cells.len() == cap > 0`, and `i < cap`: `pos % cap`, or
+        // `pos & (cap - 1)` when `cap` is a power of two.
+        unsafe { self.cells.get_unchecked(i as usize) }
+    }
+
+    /// Keep newest: stores `value` at the claimed position `pos`, unless the
+    /// cell already holds a newer position (then `pos` is out of the newest
+    /// `cap` and every receiver of these cells jumps over it).
+    #[inline]
+    pub(crate) fn write_newest(&self, pos: u64, value: i64, fast: Option<Fast128>) {
+        let cell = self.cell(pos);
+        let fresh = pack(pos, value);
+        if let Some(fast) = fast {
+            // The same loop with the inlined hardware atomics (`Acquire`
+            // load, `SeqCst` CAS: at least the orderings below).
+            let mut cur = fast.load(cell);
+            while stamp_of(cur) < stamp_of(fresh) {
+                match fast.compare_exchange(cell, cur, fresh) {
+                    Ok(_) => return,
+                    Err(actual) => cur = actual,
+                }
+            }
+            return;
+        }
+        // Relaxed: only the expected word for the CAS, which validates it;
+        // a newer stamp seen here is final (stamps only grow).
+        let mut cur = cell.load(Ordering::Relaxed);
+        while stamp_of(cur) < stamp_of(fresh) {
+            // Release: the receiver's Acquire load of the cell then also
+            // sees our claim on `tail` (it reads `tail` to place the cell).
+            // Relaxed on failure: as for the load above.
+            match cell.compare_exchange_weak(cur, fresh, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
 /// One subscriber's buffer. Shared by the [`Subscription`](crate::Subscription) (the only
 /// receiver) and the subscriber lists (the producers' view).
 #[derive(Debug)]
 pub(crate) struct Ring {
-    pub(crate) cells: Box<[AtomicU128]>,
+    /// The cells: the ring's own (keep oldest), or shared with the feed's
+    /// other keep-newest rings of the same capacity (see "Shared cells").
+    pub(crate) cells: Arc<Cells>,
     pub(crate) cap: u64,
-    /// `cap - 1` when `cap` is a power of two (cells are then indexed with
-    /// a mask instead of a division), else `u64::MAX`.
-    mask: u64,
     pub(crate) overflow: Overflow,
     /// Keep newest: the feed's tail when the ring was listed, where its
     /// receiver starts (stored before the list CAS that publishes the ring,
@@ -223,33 +333,27 @@ pub(crate) struct Ring {
     /// added to the queue's counters (`state::fanout::unlisted`).
     pub(crate) unlisted: AtomicBool,
     pub(crate) hint: Hint,
-    /// The ring's bytes, charged to the queue's budget before it was made
-    /// and released when it is freed (the last `Arc` goes: the
-    /// subscription's and every subscriber list's).
+    /// The ring's bytes (without its cells), charged to the queue's budget
+    /// before it was made and released when it is freed (the last `Arc`
+    /// goes: the subscription's and every subscriber list's).
     _charge: Charge,
 }
 
 impl Ring {
-    /// Bytes charged for a ring of `cap` cells: its `Arc` allocation, the
-    /// cells, and its entry in the handle's subscriber list.
-    pub(crate) fn budget_bytes(cap: usize) -> usize {
+    /// Bytes charged for a ring without its cells ([`Cells::budget_bytes`]):
+    /// its `Arc` allocation and its entries in the handle's subscriber list.
+    pub(crate) fn budget_bytes() -> usize {
         2 * core::mem::size_of::<usize>()
             + core::mem::size_of::<Self>()
-            + cap.saturating_mul(core::mem::size_of::<AtomicU128>())
-            + core::mem::size_of::<Arc<Self>>()
+            + 2 * core::mem::size_of::<Arc<Self>>()
     }
 
-    /// A ring of `cap` cells; `charge` pays for it ([`Ring::budget_bytes`]).
-    pub(crate) fn new(cap: usize, overflow: Overflow, hint: Hint, charge: Charge) -> Self {
-        let cap64 = cap as u64;
+    /// A ring over `cells`; `charge` pays for the ring
+    /// ([`Ring::budget_bytes`]), the cells for themselves.
+    pub(crate) fn new(cells: Arc<Cells>, overflow: Overflow, hint: Hint, charge: Charge) -> Self {
         Self {
-            cells: (0..cap64).map(|_| AtomicU128::new(0)).collect(),
-            cap: cap64,
-            mask: if cap64.is_power_of_two() {
-                cap64 - 1
-            } else {
-                u64::MAX
-            },
+            cap: cells.cap,
+            cells,
             overflow,
             start: AtomicU64::new(0),
             tail: CachePadded::new(AtomicU64::new(0)),
@@ -268,15 +372,7 @@ impl Ring {
 
     #[inline(always)]
     pub(crate) fn cell(&self, pos: u64) -> &AtomicU128 {
-        let i = if self.mask != u64::MAX {
-            pos & self.mask
-        } else {
-            pos % self.cap
-        };
-        debug_assert!(i < self.cells.len() as u64);
-        // SAFETY: `cells.len() == cap > 0`, and `i < cap`: `pos % cap`, or
-        // `pos & (cap - 1)` when `cap` is a power of two.
-        unsafe { self.cells.get_unchecked(i as usize) }
+        self.cells.cell(pos)
     }
 
     pub(crate) fn count_drop(&self, n: u64) {
@@ -291,39 +387,6 @@ impl Ring {
         Pushed {
             stored: false,
             dropped: 1,
-        }
-    }
-
-    /// Keep newest: stores `value` at the claimed position `pos`, unless the
-    /// cell already holds a newer position (then `pos` is out of the newest
-    /// `cap` and the receiver jumps over it).
-    #[inline]
-    pub(crate) fn write_newest(&self, pos: u64, value: i64, fast: Option<Fast128>) {
-        let cell = self.cell(pos);
-        let fresh = pack(pos, value);
-        if let Some(fast) = fast {
-            // The same loop with the inlined hardware atomics (`Acquire`
-            // load, `SeqCst` CAS: at least the orderings below).
-            let mut cur = fast.load(cell);
-            while stamp_of(cur) < stamp_of(fresh) {
-                match fast.compare_exchange(cell, cur, fresh) {
-                    Ok(_) => return,
-                    Err(actual) => cur = actual,
-                }
-            }
-            return;
-        }
-        // Relaxed: only the expected word for the CAS, which validates it;
-        // a newer stamp seen here is final (stamps only grow).
-        let mut cur = cell.load(Ordering::Relaxed);
-        while stamp_of(cur) < stamp_of(fresh) {
-            // Release: the receiver's Acquire load of the cell then also
-            // sees our claim on `tail` (it reads `tail` to place the cell).
-            // Relaxed on failure: as for the load above.
-            match cell.compare_exchange_weak(cur, fresh, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(actual) => cur = actual,
-            }
         }
     }
 
@@ -610,7 +673,41 @@ impl Ring {
 /// The subscribers of one feed at one time. Immutable once published.
 #[derive(Debug)]
 pub(crate) struct SubscriberList {
+    /// Every listed ring, in subscription order (waking, statistics, dump).
     pub(crate) rings: Box<[Arc<Ring>]>,
+    /// The distinct cells of the keep-newest rings: a notify writes each
+    /// once (see "Shared cells").
+    pub(crate) newest: Box<[Arc<Cells>]>,
+    /// The keep-oldest rings: a notify claims in each one's own `tail`.
+    pub(crate) oldest: Box<[Arc<Ring>]>,
+}
+
+impl SubscriberList {
+    /// The list of `rings`, with their keep-newest cells collected once
+    /// each and their keep-oldest rings apart. Plain data (allocations), so
+    /// it may be built under the registry lock.
+    pub(crate) fn new(rings: Vec<Arc<Ring>>) -> Self {
+        let mut newest: Vec<Arc<Cells>> = Vec::new();
+        let mut oldest = Vec::new();
+        for ring in &rings {
+            if ring.overflow != Overflow::KeepNewest {
+                oldest.push(ring.clone());
+            } else if !newest.iter().any(|c| Arc::ptr_eq(c, &ring.cells)) {
+                newest.push(ring.cells.clone());
+            }
+        }
+        Self {
+            rings: rings.into_boxed_slice(),
+            newest: newest.into_boxed_slice(),
+            oldest: oldest.into_boxed_slice(),
+        }
+    }
+
+    /// The cells a new keep-newest ring of capacity `cap` shares: those of
+    /// a listed keep-newest ring of that capacity, if there is one.
+    pub(crate) fn shared_cells(&self, cap: u64) -> Option<Arc<Cells>> {
+        self.newest.iter().find(|c| c.cap == cap).cloned()
+    }
 }
 
 /// The feed word: the keep-newest tail (plus `CLOSED`) in the high half,
@@ -816,7 +913,8 @@ impl Solo {
     pub(crate) fn starting_at(cap: usize, overflow: Overflow, start: u64) -> Self {
         let budget = Arc::new(super::budget::Budget::new(usize::MAX));
         let charge = || Charge::new(&budget, super::budget::Category::Rings, 0).unwrap();
-        let ring = Arc::new(Ring::new(cap, overflow, Hint::from(""), charge()));
+        let cells = Arc::new(Cells::new(cap, charge()));
+        let ring = Arc::new(Ring::new(cells, overflow, Hint::from(""), charge()));
         let feed = Feed::new(1, charge());
         let cap = cap as u64;
         for i in 0..cap {
@@ -824,12 +922,10 @@ impl Solo {
             // never written): written and received.
             if start > i {
                 let last = start - 1 - (start - 1 - i) % cap;
-                ring.cells[i as usize].store(pack(last, 0), Ordering::Relaxed);
+                ring.cell(i).store(pack(last, 0), Ordering::Relaxed);
             }
         }
-        let list = Arc::into_raw(Arc::new(SubscriberList {
-            rings: alloc::vec![ring.clone()].into_boxed_slice(),
-        }));
+        let list = Arc::into_raw(Arc::new(SubscriberList::new(alloc::vec![ring.clone()])));
         if overflow == Overflow::KeepNewest {
             feed.word.store(feed_word(start, list), Ordering::Relaxed);
             ring.start.store(start, Ordering::Relaxed);
@@ -850,7 +946,7 @@ impl Solo {
         match (claim.pos, self.ring.overflow) {
             (None, _) => self.ring.closed_drop(),
             (Some(pos), Overflow::KeepNewest) => {
-                self.ring.write_newest(pos, value, fast);
+                self.ring.cells.write_newest(pos, value, fast);
                 Pushed {
                     stored: true,
                     dropped: 0,

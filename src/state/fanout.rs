@@ -60,7 +60,9 @@ use super::Inner;
 use crate::error::QueueError;
 use crate::primitives::budget::{Category, Charge};
 use crate::primitives::eventcount::{self, SUBSCRIBED, WakeBatch};
-use crate::primitives::ring::{Feed, MAX_RING, Overflow, Ring, SubscriberInfo, SubscriberList};
+use crate::primitives::ring::{
+    Cells, Feed, MAX_RING, Overflow, Ring, SubscriberInfo, SubscriberList,
+};
 use crate::primitives::slots::{Handle, Slot};
 use crate::sync::{Arc, Collector, Fast128, Hint, Ordering, fence};
 use crate::trace;
@@ -106,9 +108,7 @@ fn new_list(rings: Vec<Arc<Ring>>) -> *const SubscriberList {
     if rings.is_empty() {
         ptr::null()
     } else {
-        Arc::into_raw(Arc::new(SubscriberList {
-            rings: rings.into_boxed_slice(),
-        }))
+        Arc::into_raw(Arc::new(SubscriberList::new(rings)))
     }
 }
 
@@ -209,15 +209,15 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
         let mut stored_plain = fast.is_none();
         match claim.pos {
             Some(pos) => {
-                for ring in list.rings.iter() {
-                    if ring.overflow == Overflow::KeepNewest {
-                        ring.write_newest(pos, arg, fast);
-                    } else {
-                        let r = ring.push_oldest(arg);
-                        refused += !r.stored as usize;
-                        dropped += r.dropped;
-                        stored_plain |= r.stored;
-                    }
+                // Each keep-newest buffer once, however many rings share it.
+                for cells in list.newest.iter() {
+                    cells.write_newest(pos, arg, fast);
+                }
+                for ring in list.oldest.iter() {
+                    let r = ring.push_oldest(arg);
+                    refused += !r.stored as usize;
+                    dropped += r.dropped;
+                    stored_plain |= r.stored;
                 }
             }
             None => {
@@ -491,26 +491,38 @@ impl Inner {
             return Err(err);
         }
         let slot = inner.table.slot(handle).ok_or(QueueError::StaleHandle)?;
-        // Charged before anything is allocated; a refusal changes nothing.
-        // Any other failure below drops the ring, which releases it.
-        let charge = Charge::new(
-            &inner.budget,
-            Category::Rings,
-            Ring::budget_bytes(options.capacity),
-        )?;
+        let cap = options.capacity;
         let keep_newest = options.overflow == Overflow::KeepNewest;
-        let ring = Arc::new(Ring::new(
-            options.capacity,
-            options.overflow,
-            options.hint,
-            charge,
-        ));
+        // Charged before anything is allocated; a refusal changes nothing.
+        // Any other failure below drops what was made, which releases it.
+        let ring_charge = Charge::new(&inner.budget, Category::Rings, Ring::budget_bytes())?;
+        // Keep newest: the cells of a listed keep-newest ring of the same
+        // capacity, to share (see "Shared cells" in `primitives::ring`),
+        // looked up under a short hold of the registry lock so that new
+        // cells are made (and charged) outside it.
+        let peeked = if keep_newest {
+            let _reg = inner.table.lock_registry();
+            feed_locked(slot, handle.generation).and_then(|feed| {
+                // SAFETY: lists are replaced only under the registry lock
+                // we hold, and the feed owns a strong count of its list.
+                let cells = unsafe { feed.list().as_ref() }?.shared_cells(cap as u64)?;
+                Some((arc_of_locked(feed), cells))
+            })
+        } else {
+            None
+        };
+        let mut fresh = match peeked {
+            Some(_) => None,
+            None => Some(new_cells(inner, cap)?),
+        };
+        let mut ring_parts = Some((ring_charge, options.hint));
         // Under the lock: plain data only (allocations, swaps and CASes).
         // Unlinked lists and feeds and leftover ring references are dealt
         // with after unlocking.
         let mut unlinked = Unlinked::new();
         let mut leftover = Vec::new();
         let mut listed_in: Option<Arc<Feed>> = None;
+        let mut made: Option<Arc<Ring>> = None;
         let outcome = (|| {
             let _reg = inner.table.lock_registry();
             // Relaxed: validated by the generation-checking CAS below.
@@ -525,14 +537,7 @@ impl Inner {
                 return Err(QueueError::SubscriberLimit { limit });
             }
             let feed = match current {
-                Some(feed) => {
-                    let p: *const Feed = feed;
-                    // SAFETY: the slot's strong count keeps the feed alive
-                    // (we hold the registry lock), so adding one is sound.
-                    unsafe { Arc::increment_strong_count(p) };
-                    // SAFETY: the count just added is owned by this `Arc`.
-                    unsafe { Arc::from_raw(p) }
-                }
+                Some(feed) => arc_of_locked(feed),
                 None => {
                     // The generation's first subscriber: a new feed replaces
                     // the slot's (none, or an older generation's).
@@ -549,6 +554,17 @@ impl Inner {
                     feed
                 }
             };
+            // Cells hold positions of one feed: shared only within it. The
+            // peeked feed is still alive (we hold it), so its address is
+            // not another feed's.
+            let cells = match (&peeked, fresh.take()) {
+                (Some((f, c)), _) if Arc::ptr_eq(f, &feed) => c.clone(),
+                (_, Some(c)) => c,
+                // The feed was replaced since the look (rare): new cells.
+                (_, None) => new_cells(inner, cap)?,
+            };
+            let (charge, hint) = ring_parts.take().ok_or(QueueError::StaleHandle)?;
+            let ring = made.insert(Arc::new(Ring::new(cells, options.overflow, hint, charge)));
             rings.push(ring.clone());
             // The ring starts at the tail its listing CAS leaves (see "One
             // claim per notify"), and so does its receiver, whose position
@@ -568,7 +584,7 @@ impl Inner {
                 if eventcount::generation(cur) != handle.generation {
                     // Unregistered since our check: take our ring out again
                     // (no receiver will ever read it).
-                    leftover = remove_locked(slot, feed, &ring, &mut unlinked, 1);
+                    leftover = remove_locked(slot, feed, ring, &mut unlinked, 1);
                     return Err(QueueError::StaleHandle);
                 }
                 // AcqRel: Release publishes our feed and list (stored
@@ -586,6 +602,8 @@ impl Inner {
             }
         })();
         drop(leftover);
+        drop(peeked);
+        drop(fresh);
         {
             // A feed of an older generation just replaced: its rings (closed,
             // so their positions no longer move) leave the statistics' view.
@@ -601,19 +619,38 @@ impl Inner {
                 }
             }
         }
-        if let (Err(_), Some(feed)) = (&outcome, &listed_in) {
+        if let (Err(_), Some(feed), Some(ring)) = (&outcome, &listed_in, &made) {
             // Our ring was listed for a moment (then taken out again): what
             // it got counts, once.
-            unlisted(inner, &ring, feed);
+            unlisted(inner, ring, feed);
         }
         retire(&unlinked, &inner.collector);
         if let Err(err @ QueueError::SubscriberLimit { .. }) = outcome {
             trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
         }
         outcome?;
-        let feed = listed_in.ok_or(QueueError::StaleHandle)?;
-        Ok((ring, feed))
+        match (made, listed_in) {
+            (Some(ring), Some(feed)) => Ok((ring, feed)),
+            _ => Err(QueueError::StaleHandle),
+        }
     }
+}
+
+/// A strong reference to `feed`, the slot's. Caller holds the registry
+/// lock, under which the slot's own count is released only after an
+/// unlink, so adding one is sound.
+fn arc_of_locked(feed: &Feed) -> Arc<Feed> {
+    let p: *const Feed = feed;
+    // SAFETY: see above.
+    unsafe { Arc::increment_strong_count(p) };
+    // SAFETY: the count just added is owned by this `Arc`.
+    unsafe { Arc::from_raw(p) }
+}
+
+/// New cells for a ring of `cap`, charged first.
+fn new_cells(inner: &Inner, cap: usize) -> Result<Arc<Cells>, QueueError> {
+    let charge = Charge::new(&inner.budget, Category::Rings, Cells::budget_bytes(cap))?;
+    Ok(Arc::new(Cells::new(cap, charge)))
 }
 
 impl Inner {
