@@ -536,6 +536,16 @@ impl Inner {
                 leftover = rings;
                 return Err(QueueError::SubscriberLimit { limit });
             }
+            // Cells hold positions of one feed: shared only within it. The
+            // peeked feed is still alive (we hold it), so its address is
+            // not another feed's. Decided before anything changes, so that
+            // a refusal leaves the handle as it was.
+            let cells = match (&peeked, current, fresh.take()) {
+                (Some((f, c)), Some(cur), _) if ptr::eq(Arc::as_ptr(f), cur) => c.clone(),
+                (_, _, Some(c)) => c,
+                // The feed was replaced since the look (rare): new cells.
+                (_, _, None) => new_cells(inner, cap)?,
+            };
             let feed = match current {
                 Some(feed) => arc_of_locked(feed),
                 None => {
@@ -553,15 +563,6 @@ impl Inner {
                         .cast_const();
                     feed
                 }
-            };
-            // Cells hold positions of one feed: shared only within it. The
-            // peeked feed is still alive (we hold it), so its address is
-            // not another feed's.
-            let cells = match (&peeked, fresh.take()) {
-                (Some((f, c)), _) if Arc::ptr_eq(f, &feed) => c.clone(),
-                (_, Some(c)) => c,
-                // The feed was replaced since the look (rare): new cells.
-                (_, None) => new_cells(inner, cap)?,
             };
             let (charge, hint) = ring_parts.take().ok_or(QueueError::StaleHandle)?;
             let ring = made.insert(Arc::new(Ring::new(cells, options.overflow, hint, charge)));
