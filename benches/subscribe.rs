@@ -5,13 +5,15 @@
 //! ever full and every send is a real delivery. Both halves are timed: a
 //! delivery is only done once the subscriber has the value, and the peers
 //! split that work differently (tokio's broadcast sends once and makes each
-//! receiver clone out of the shared slot; rings pay per subscriber at send).
-//! The time is per send; criterion's throughput line (elements = fan-out)
-//! gives the time per delivery.
+//! receiver clone out of the shared slot; this crate writes each distinct
+//! buffer once at send, and keep-newest subscribers of one capacity share
+//! one). The time is per send; criterion's throughput line (elements =
+//! fan-out) gives the time per delivery.
 //!
 //! Peers:
 //! - `notification-queue`: `notify` on a handle with N keep-newest
-//!   subscriptions of capacity `BATCH`.
+//!   subscriptions of capacity `BATCH` (one shared buffer); and, at 8 and
+//!   64, with capacities `BATCH`, `BATCH + 1`, ... (N buffers).
 //! - `crossbeam-channel`: N `bounded(BATCH)` channels, `try_send` to each.
 //! - `tokio-broadcast`: one `broadcast::channel(BATCH)` with N receivers,
 //!   `send` once.
@@ -70,6 +72,30 @@ fn fanout(c: &mut Criterion) {
         });
         assert_eq!(subs.iter().map(Subscription::dropped).sum::<u64>(), 0);
         drop(subs);
+
+        // The same with every capacity different, so no two subscribers
+        // share a buffer: the notify writes one cell per subscriber.
+        if n > 1 {
+            let mut subs: Vec<Subscription> = (0..n)
+                .map(|i| queue.subscribe(h, BATCH as usize + i, "bench").unwrap())
+                .collect();
+            group.bench_function(format!("{CRATE} (distinct capacities)"), |b| {
+                b.iter_custom(|iters| {
+                    batched(
+                        iters,
+                        |v| {
+                            black_box(queue.notify(h, v).unwrap());
+                        },
+                        || {
+                            for s in subs.iter_mut() {
+                                while s.try_recv().is_ok() {}
+                            }
+                        },
+                    )
+                })
+            });
+            assert_eq!(subs.iter().map(Subscription::dropped).sum::<u64>(), 0);
+        }
 
         let chans: Vec<_> = (0..n)
             .map(|_| crossbeam_channel::bounded::<i64>(BATCH as usize))
