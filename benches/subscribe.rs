@@ -12,8 +12,8 @@
 //!
 //! Peers:
 //! - `notification-queue`: `notify` on a handle with N keep-newest
-//!   subscriptions of capacity `BATCH` (one shared buffer); and, at 8 and
-//!   64, with capacities `BATCH`, `BATCH + 1`, ... (N buffers).
+//!   subscriptions of capacity `BATCH` (one shared buffer); and, at 8,
+//!   with capacities `BATCH`, `2 * BATCH`, ..., `128 * BATCH` (8 buffers).
 //! - `crossbeam-channel`: N `bounded(BATCH)` channels, `try_send` to each.
 //! - `tokio-broadcast`: one `broadcast::channel(BATCH)` with N receivers,
 //!   `send` once.
@@ -73,11 +73,12 @@ fn fanout(c: &mut Criterion) {
         assert_eq!(subs.iter().map(Subscription::dropped).sum::<u64>(), 0);
         drop(subs);
 
-        // The same with every capacity different, so no two subscribers
-        // share a buffer: the notify writes one cell per subscriber.
-        if n > 1 {
+        // The same with every capacity different (powers of two, so cells
+        // are still found with a mask), so no two subscribers share a
+        // buffer: the notify writes one cell per subscriber.
+        if n == 8 {
             let mut subs: Vec<Subscription> = (0..n)
-                .map(|i| queue.subscribe(h, BATCH as usize + i, "bench").unwrap())
+                .map(|i| queue.subscribe(h, (BATCH as usize) << i, "bench").unwrap())
                 .collect();
             group.bench_function(format!("{CRATE} (distinct capacities)"), |b| {
                 b.iter_custom(|iters| {
