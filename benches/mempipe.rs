@@ -16,6 +16,9 @@
 //! - `vec_floor`: single-threaded append of the same writes into a `Vec`,
 //!   then one copy-out per reader (the floor: no concurrency at all).
 //!
+//! Freed memory is kept mapped (`stable_allocator`), so no implementation's
+//! time depends on page faults that the process's earlier frees decide.
+//!
 //! Two more groups, one reader each, streaming mode, writes that wait for
 //! space (`write_wait`):
 //! - `mempipe_shared/<write>`: the plain `Writer` (`single`) against a
@@ -238,7 +241,24 @@ fn floor_once(src: &[u8], write: usize, readers: usize) -> Duration {
     t0.elapsed()
 }
 
+/// Keeps glibc's allocator from handing memory back to the kernel between
+/// iterations, so every implementation (the floor's `Vec`, the pipe's
+/// segments, tokio's `Bytes`) appends into memory that is already mapped.
+/// Without this, whether a 1 MiB buffer comes from `mmap` (and page-faults
+/// on every iteration) depends on what the process freed before, and the
+/// floor's time swung between 0.4 and 2 ms from one run to the next.
+fn stable_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only sets allocator parameters; called before the
+    // benchmark threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    stable_allocator();
     let src = data();
     for readers in [1usize, 3, 8] {
         let mut g = c.benchmark_group(format!("mempipe/{readers}r"));
