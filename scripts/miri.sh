@@ -55,7 +55,9 @@ miri --test subscription -- \
   async_recv_is_woken_and_cancel_safe \
   panicking_receiver_waker_does_not_stop_delivery \
   subscription_moves_to_another_thread \
-  dump_lists_subscribers_with_hints_and_depths
+  dump_lists_subscribers_with_hints_and_depths \
+  subscribers_sharing_a_buffer_keep_their_own_positions \
+  only_keep_newest_rings_of_one_capacity_share
 miri --test mempipe -- \
   hello_world_chunks_for_three_readers \
   late_reader_starts_at_zero_even_after_close \
