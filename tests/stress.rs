@@ -247,8 +247,9 @@ fn report(name: &str, rounds: usize, threads: usize, ns_per_op: f64, mem: &MemWi
 // The buggy clients.
 
 /// Futures polled once and leaked with `mem::forget`: the waiter limit caps
-/// what one generation can hold, notify still wakes the leaked wakers, and
-/// unregistering gives the next generation its full capacity back. What the
+/// what one generation can hold, notify still wakes the leaked wakers and
+/// frees their entries (their waits are complete), and unregistering gives
+/// the next generation its full capacity back. What the
 /// leaked futures keep alive (their generation's waiter list) is bounded per
 /// round by the limit.
 #[test]
@@ -280,12 +281,20 @@ fn leaked_wait_futures_are_capped_by_the_waiter_limit() {
         let before = count.count();
         assert_eq!(q.notify(h, round as i64), Ok(LIMIT));
         assert_eq!(count.count(), before + LIMIT);
-        // Still at the limit: the leaked futures keep their entries.
+        // The notify completed the leaked waits and freed their entries:
+        // the handle has its capacity back, and the limit holds again.
+        assert_eq!(q.waiters(h).unwrap().len(), 0);
+        let mut again: Vec<_> = (0..LIMIT).map(|_| q.wait(h)).collect();
+        for w in &mut again {
+            assert!(poll_once(w, &waker).is_pending());
+        }
         let mut w = q.wait(h);
         assert_eq!(
             poll_once(&mut w, &waker),
             Poll::Ready(Err(QueueError::WaiterLimit { limit: LIMIT }))
         );
+        // Leaked too, still pending: only the unregister frees these.
+        again.into_iter().for_each(mem::forget);
         q.unregister(h).unwrap();
         // The leaked entries no longer count (their list left the slot);
         // the probe thread may hold its one transient wait right now.

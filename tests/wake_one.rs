@@ -383,3 +383,35 @@ fn notify_one_after_notify_completes_the_wait_still_sleeping() {
     let mut c = q.wait(h);
     assert!(poll_once(&mut c, &wa).is_pending());
 }
+
+/// A plain notify frees the waiter entries of the waits it completes, at
+/// once: with room for one waiter, a completed wait that has not been
+/// polled again no longer holds the handle's only entry, and when it is
+/// finally polled and dropped it leaves alone the entry the next wait took
+/// (that wait still gets a `notify_one`, and hints stay with their waits).
+#[test]
+fn a_plain_notify_frees_the_entries_of_the_waits_it_completes() {
+    let q = NotificationQueue::new(Config::default().max_waiters_per_handle(1));
+    let h = q.register("one").unwrap();
+    let (count, waker) = CountingWaker::new();
+    let mut done = q.wait(h).with_hint("done");
+    assert!(poll_once(&mut done, &waker).is_pending());
+    let mut refused = q.wait(h);
+    assert!(matches!(
+        poll_once(&mut refused, &waker),
+        Poll::Ready(Err(QueueError::WaiterLimit { .. }))
+    ));
+    assert_eq!(q.notify(h, 1).unwrap(), 1);
+    assert_eq!(count.count(), 1);
+    let mut next = q.wait(h).with_hint("next");
+    assert!(poll_once(&mut next, &waker).is_pending());
+    assert_eq!(q.waiters(h).unwrap().len(), 1);
+    // The completed wait reports its notify and leaves `next` alone.
+    assert_eq!(arg_if_ready(&mut done, &waker), Some(1));
+    drop(done);
+    let listed = q.waiters(h).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].hint.as_deref(), Some("next"));
+    assert_eq!(q.notify_one(h, 7).unwrap(), 1);
+    assert_eq!(arg_if_ready(&mut next, &waker), Some(7));
+}

@@ -4,7 +4,7 @@
 
 use loom::future::block_on;
 use loom::thread;
-use notification_queue::{Config, NotificationQueue};
+use notification_queue::{Config, NotificationQueue, QueueError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
@@ -191,5 +191,98 @@ fn notify_one_vs_reregistration_with_another_waker() {
                 assert!(matches!(again, Poll::Ready(Ok(n)) if n.arg == 7));
             }
         }
+    });
+}
+
+/// A plain notify frees the entries of the waits it completes, while a new
+/// wait claims an entry and the completed wait is dropped: the drop must
+/// not touch the entry the new wait may have claimed in its place (its
+/// claim's ticket no longer matches), so the new wait is still there for a
+/// `notify_one`, which completes it rather than leaving a permit.
+#[test]
+fn plain_notify_frees_completed_entries_only() {
+    loom::model(|| {
+        // Room for one waiter: the new wait can only take the entry the
+        // notify freed.
+        let q = NotificationQueue::new(Config::default().max_waiters_per_handle(1));
+        let h = q.register("h").unwrap();
+        let mut done = q.wait(h);
+        assert!(poll_with(&mut done, Waker::noop()).is_pending());
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            q2.notify(h, 1).unwrap();
+        });
+        let mut next = q.wait(h);
+        let first = poll_with(&mut next, Waker::noop());
+        drop(done);
+        t.join().unwrap();
+        match first {
+            // Its snapshot was from before the notify.
+            Poll::Ready(Ok(got)) => return assert_eq!(got.arg, 1),
+            // The notify had not freed the only entry yet.
+            Poll::Ready(Err(e)) => return assert!(matches!(e, QueueError::WaiterLimit { .. })),
+            Poll::Pending => {}
+        }
+        if next.snapshot() == q.snapshot(h) {
+            // Waiting for the next notify, not polled again: only its
+            // entry can tell `notify_one` about it.
+            assert_eq!(q.notify_one(h, 7).unwrap(), 1);
+            let got = poll_with(&mut next, Waker::noop());
+            assert!(matches!(got, Poll::Ready(Ok(n)) if n.arg == 7), "{got:?}");
+        } else {
+            let got = poll_with(&mut next, Waker::noop());
+            assert!(matches!(got, Poll::Ready(Ok(n)) if n.arg == 1), "{got:?}");
+        }
+    });
+}
+
+/// A wait completed by a plain notify (which freed its entry) and polled
+/// again with another waker: the poll reports the notify, and nothing of
+/// the wait is left (the handle has no pending waiter).
+#[test]
+fn repoll_after_the_notify_freed_the_entry() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let counting = Arc::new(Counting::default());
+        let mut w = q.wait(h);
+        assert!(poll_with(&mut w, Waker::noop()).is_pending());
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            q2.notify(h, 3).unwrap();
+        });
+        let waker = Waker::from(counting.clone());
+        let got = loop {
+            match poll_with(&mut w, &waker) {
+                Poll::Ready(got) => break got,
+                Poll::Pending => loom::thread::yield_now(),
+            }
+        };
+        assert_eq!(got.unwrap().arg, 3);
+        t.join().unwrap();
+        drop(w);
+        assert_eq!(q.waiters(h).unwrap().len(), 0);
+    });
+}
+
+/// The wait a plain notify completed (and whose entry it freed) is dropped
+/// while a new wait claims an entry: the drop must not touch the entry the
+/// new wait may have taken in its place (the old claim's ticket no longer
+/// matches it), so the new wait is still there for a `notify_one`.
+#[test]
+fn drop_of_a_freed_wait_vs_a_new_claim() {
+    loom::model(|| {
+        let q = NotificationQueue::new(Config::default().max_waiters_per_handle(1));
+        let h = q.register("h").unwrap();
+        let mut done = q.wait_owned(h);
+        assert!(poll_with(&mut done, Waker::noop()).is_pending());
+        assert_eq!(q.notify(h, 1).unwrap(), 1);
+        let t = thread::spawn(move || drop(done));
+        let mut next = q.wait(h);
+        assert!(poll_with(&mut next, Waker::noop()).is_pending());
+        t.join().unwrap();
+        assert_eq!(q.notify_one(h, 7).unwrap(), 1);
+        let got = poll_with(&mut next, Waker::noop());
+        assert!(matches!(got, Poll::Ready(Ok(n)) if n.arg == 7), "{got:?}");
     });
 }

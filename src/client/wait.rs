@@ -4,8 +4,9 @@
 //! word; only if nothing happened does it claim an entry (once), register the
 //! waker in it and publish itself with a CAS that sets `WAITERS` on its own
 //! generation's word, whose value is checked again (see `eventcount` for why this loses no wakeup).
-//! The entry is released the moment the wait completes or is dropped, so a
-//! cancelled wait leaves nothing behind.
+//! The entry is released the moment the wait completes or is dropped (a
+//! plain notify frees the entries of the waits it completes itself, as it
+//! takes their wakers), so a cancelled wait leaves nothing behind.
 //!
 //! The blocking forms drive the same future with a waker that unparks the
 //! calling thread, so threads and tasks share one code path.
@@ -45,11 +46,13 @@ use core::task::{Context, Poll, Waker};
 ///
 /// A pending wait holds one entry of its handle's waiter list (and keeps
 /// that list alive). A wait that is leaked (`mem::forget`) keeps its entry
-/// until the handle is unregistered and pins at most that one list: at most
-/// `max_waiters_per_handle` entries of 32 bytes on 64-bit targets plus a
-/// few hundred bytes of list header. Leaking waits can use up the handle's
-/// waiter limit (later waits get [`QueueError::WaiterLimit`]) but never
-/// another handle's, and never blocks or slows a notify. A leaked wait
+/// until a notify completes it (a plain notify frees the entries of the
+/// waits it completes) or the handle is unregistered, and pins at most that
+/// one list: at most `max_waiters_per_handle` entries of 32 bytes on 64-bit
+/// targets plus a few hundred bytes of list header. Leaking pending waits
+/// can use up the handle's waiter limit (later waits get
+/// [`QueueError::WaiterLimit`]) but never another handle's, and never
+/// blocks or slows a notify. A leaked wait
 /// that [`notify_one`](crate::NotificationQueue::notify_one) had chosen
 /// keeps that one wake (it is handed on only when a wait completes or is
 /// dropped).
@@ -83,9 +86,10 @@ pub struct Wait<'a> {
     entry: Option<EntryRef>,
 }
 
-/// A claimed waiter entry, the list that owns it and the waker last
-/// registered in it.
-type EntryRef = (Arc<WaiterList>, usize, *const Entry, WakerId);
+/// A claimed waiter entry, the list that owns it, the claim's ticket and the
+/// waker last registered in it. A plain notify that completes the wait may
+/// free the entry (the ticket then no longer matches it).
+type EntryRef = (Arc<WaiterList>, usize, *const Entry, u64, WakerId);
 
 /// The queue a [`Wait`] belongs to: borrowed, or owned for `'static` waits.
 #[derive(Debug)]
@@ -129,8 +133,8 @@ impl<'a> Wait<'a> {
     /// while this wait is pending.
     pub fn with_hint(mut self, hint: impl Into<Hint>) -> Self {
         let hint = hint.into();
-        if let Some((list, index, _, _)) = &self.entry {
-            list.set_hint(*index, Some(hint.clone()));
+        if let Some((list, index, _, ticket, _)) = &self.entry {
+            list.set_hint(*index, *ticket, Some(hint.clone()));
         }
         self.hint = Some(hint);
         self
@@ -168,9 +172,9 @@ impl<'a> Wait<'a> {
     /// (An associated function on the fields, so a poll can call it while
     /// it borrows the queue.)
     fn take_entry(entry: &mut Option<EntryRef>, hinted: bool) -> Option<i64> {
-        let (list, index, entry, _) = entry.take()?;
-        // SAFETY: `entry` was claimed from `list`, which we still hold.
-        list.release(index, unsafe { &*entry }, hinted)
+        let (list, index, entry, ticket, _) = entry.take()?;
+        // SAFETY: `entry` lives in `list`, which we still hold.
+        list.release(index, unsafe { &*entry }, ticket, hinted)
     }
 
     /// Gives our entry back, passing on a `notify_one` that had chosen us
@@ -265,6 +269,21 @@ impl<'a> Wait<'a> {
             );
             return Poll::Ready(Self::one(start, arg));
         }
+        if let Some((_, _, entry, ticket, registered)) = &mut self.entry {
+            // SAFETY: the entry lives in the list whose `Arc` we hold.
+            if !unsafe { &**entry }.register(*ticket, waker, registered) {
+                // A notify completed us and freed the entry: its change of
+                // the word is visible to this look (see `take_done`).
+                self.entry = None;
+                // Acquire: as above.
+                word = slot.state.load(Ordering::Acquire);
+                if let Some(done) = self.check(slot, word, start) {
+                    return Poll::Ready(done);
+                }
+                // Only if the sequence wrapped around to our snapshot: wait
+                // again, with a new entry (below).
+            }
+        }
         if self.entry.is_none() {
             let list = match self.inner.waiter_list(slot, self.handle.generation) {
                 Ok(list) => list,
@@ -281,7 +300,7 @@ impl<'a> Wait<'a> {
             };
             // Cloned before the claim: no client code runs while the entry
             // is reserved.
-            let (index, entry) = match list.claim(start, waker.clone()) {
+            let (index, entry, ticket) = match list.claim(start, waker.clone()) {
                 Ok(claimed) => claimed,
                 Err(ClaimError::Full) => {
                     let limit = self.inner.config.max_waiters_per_handle;
@@ -293,14 +312,10 @@ impl<'a> Wait<'a> {
                 Err(ClaimError::Budget(e)) => return Poll::Ready(Err(e)),
             };
             if let Some(hint) = &self.hint {
-                list.set_hint(index, Some(hint.clone()));
+                list.set_hint(index, ticket, Some(hint.clone()));
             }
             let entry: *const Entry = entry;
-            self.entry = Some((list, index, entry, eventcount::waker_id(waker)));
-        } else if let Some((_, _, entry, registered)) = &mut self.entry {
-            // SAFETY: the entry lives in the list whose `Arc` we hold and we
-            // own it (claimed, not yet released).
-            unsafe { &**entry }.register(waker, registered);
+            self.entry = Some((list, index, entry, ticket, eventcount::waker_id(waker)));
         }
         // Publish the registration: an RMW that sets `WAITERS`, but only on
         // our own generation's word (a stale wait never touches a newer
@@ -372,10 +387,9 @@ impl<'a> Wait<'a> {
 
     /// Whether a `notify_one` completed our entry.
     fn notified_one(&self) -> bool {
-        self.entry.as_ref().is_some_and(|(_, _, entry, _)| {
-            // SAFETY: the entry lives in the list whose `Arc` we hold and we
-            // own it (claimed, not yet released).
-            unsafe { &**entry }.is_notified()
+        self.entry.as_ref().is_some_and(|(_, _, entry, ticket, _)| {
+            // SAFETY: the entry lives in the list whose `Arc` we hold.
+            unsafe { &**entry }.is_notified(*ticket)
         })
     }
 

@@ -119,6 +119,20 @@
 //! report hands the wake on (`notify_one` again); one leaving a `NOTIFYING`
 //! entry marks it `ABANDONED` and the notifier frees it and moves on.
 //!
+//! # Freeing completed waits
+//!
+//! A plain notify's scan (`take_wakers` with the handle's word) frees the
+//! entry of every wait it finds complete as it takes its waker
+//! (`Entry::take_done`): one RMW for both, where a take and the owner's later
+//! free would be three. The owner then finds its entry gone: every owner
+//! operation (`register`, `is_notified`, `release`, hints) first checks that
+//! the entry's state still carries its claim's ticket, and leaves an entry
+//! that does not alone (another wait may have claimed it since). Only
+//! complete waits are freed (the word has moved past the snapshot the
+//! entry holds), and only `CLAIMED` entries with their waker in place, so
+//! no wait that is still waiting loses its entry and no `notify_one` that
+//! chose an entry is lost.
+//!
 //! # Waiter storage
 //!
 //! A [`WaiterList`] belongs to one generation of one slot and is created on
@@ -295,6 +309,14 @@ const fn with_tag(state: u64, tag: u64) -> u64 {
     (state & !TAG_MASK) | tag
 }
 
+/// Whether `state` is that of the owner that claimed with `ticket` (not
+/// free, not another owner's: a notifier may have freed the entry of a
+/// completed wait, and another wait may have claimed it since).
+#[inline(always)]
+const fn owned_by(state: u64, ticket: u64) -> bool {
+    tag(state) != FREE && state >> TICKET_SHIFT == ticket
+}
+
 /// What identifies a registered waker (its data and vtable pointers, as
 /// `Waker::will_wake` compares them); the owner keeps it to skip
 /// registering the same waker again.
@@ -340,11 +362,13 @@ impl Entry {
         }
     }
 
-    /// Whether a `notify_one` completed this (owned) entry.
-    pub(crate) fn is_notified(&self) -> bool {
+    /// Whether a `notify_one` completed this entry, still owned by the
+    /// claim of `ticket`.
+    pub(crate) fn is_notified(&self, ticket: u64) -> bool {
         // Acquire: pairs with the notifier's Release CAS to `NOTIFIED`, so a
         // following `release` reads its argument.
-        tag(self.state.load(Ordering::Acquire)) == NOTIFIED
+        let state = self.state.load(Ordering::Acquire);
+        owned_by(state, ticket) && tag(state) == NOTIFIED
     }
 
     /// Moves the cell's waker out.
@@ -369,22 +393,33 @@ impl Entry {
         self.waker.with_mut(|w| unsafe { (*w).replace(waker) })
     }
 
-    /// Registers `waker` in this (owned, claimed) entry for the next
+    /// Registers `waker` in this entry, claimed with `ticket`, for the next
     /// notifier to take, unless the waker `registered` is still there and
     /// wakes the same task. Runs the waker's clone and drop (client code)
     /// while holding nothing; a notifier racing with us is never made to
     /// wait (it leaves `WAKE`, and we wake the new waker ourselves).
-    pub(crate) fn register(&self, waker: &Waker, registered: &mut WakerId) {
+    ///
+    /// Returns `false` if the entry is no longer ours: a notifier found our
+    /// wait completed and freed it (see `take_done`); the caller's next look
+    /// at the handle's word sees the completion.
+    pub(crate) fn register(&self, ticket: u64, waker: &Waker, registered: &mut WakerId) -> bool {
         // Acquire: a `BUSY` taker's release of the cell (its Release RMW)
-        // is seen before we take the cell below (the CAS re-checks).
+        // is seen before we take the cell below (the CAS re-checks); and a
+        // notifier's free, after its look at the word.
         let mut state = self.state.load(Ordering::Acquire);
+        if !owned_by(state, ticket) {
+            return false;
+        }
         let id = waker_id(waker);
         if state & WAKER != 0 && *registered == id {
             // Still there: a notifier that takes it wakes the same task.
-            return;
+            return true;
         }
         let fresh = waker.clone();
         loop {
+            if !owned_by(state, ticket) {
+                return false;
+            }
             if state & BUSY != 0 {
                 // A notifier is taking our previous waker out: it completed
                 // or closed us first (our Acquire load synchronised with its
@@ -392,7 +427,7 @@ impl Entry {
                 // wakes the old waker. Wake this one too, so the task is
                 // polled again even if the caller returned `Pending`.
                 fresh.wake();
-                return;
+                return true;
             }
             // Acquire: takes the cell over from a taker's Release.
             match self.state.compare_exchange_weak(
@@ -422,6 +457,7 @@ impl Entry {
             waker.wake_by_ref();
         }
         drop(old);
+        true
     }
 
     /// Takes the owner's waker out for a notifier (`None` if there is none
@@ -429,7 +465,11 @@ impl Entry {
     /// waits for anyone.
     pub(crate) fn take(&self) -> Option<Waker> {
         // Acquire: pairs with the owner's Release publication of `WAKER`.
-        let mut state = self.state.load(Ordering::Acquire);
+        self.take_from(self.state.load(Ordering::Acquire))
+    }
+
+    /// [`take`](Self::take) from the state `state` just read.
+    fn take_from(&self, mut state: u64) -> Option<Waker> {
         loop {
             let t = tag(state);
             if t == FREE || t == RESERVED {
@@ -467,6 +507,59 @@ impl Entry {
                 Err(actual) => state = actual,
             }
         }
+    }
+
+    /// A plain notify's take: if this entry's wait is complete (the
+    /// handle's `word` has moved past its snapshot, or to another
+    /// generation than `generation`, the list's) and its waker is there to
+    /// take, takes the waker *and* frees the entry, so the owner's release
+    /// finds it gone and costs no RMW, and the take costs one RMW instead of
+    /// two. Otherwise as [`take`](Self::take). Returns the waker and whether
+    /// the entry was freed. Never waits for anyone.
+    ///
+    /// Why the wait is complete: the owner claimed only after a look at the
+    /// word that saw its snapshot, and that look happens-before our load of
+    /// the word (its claim's Release store of `CLAIMED`, read by our Acquire
+    /// load of the state), so our load sees that value or a later one; a
+    /// different one is a notify or close after the snapshot. The owner's
+    /// next look sees it too: our free is a Release the owner's Acquire
+    /// loads of its entry read before it looks at the word again.
+    pub(crate) fn take_done(&self, word: &AtomicU64, generation: u32) -> (Option<Waker>, bool) {
+        // Acquire: as in `take`, and it orders the loads of the snapshot and
+        // of the word below after the claim.
+        let mut state = self.state.load(Ordering::Acquire);
+        while tag(state) == CLAIMED && state & (WAKER | BUSY) == WAKER {
+            // Relaxed: ordered by the Acquire load above. If a `notify_one`
+            // has taken the entry meanwhile (storing its argument here), the
+            // CAS below fails: the state has changed.
+            let start = self.arg.load(Ordering::Relaxed) as u64;
+            // Acquire: the notify (or close) we see here happened before us.
+            let w = word.load(Ordering::Acquire);
+            if self::generation(w) == generation && sequence(w) == start {
+                // Still waiting (for a later notify): wake it, keep it.
+                break;
+            }
+            // AcqRel: Acquire takes the cell over from the owner's Release
+            // publication of `WAKER`; Release orders our look at the word
+            // before the free the owner will see. `BUSY` with tag `FREE`:
+            // nobody else touches it (claimers expect `FREE` exactly).
+            match self
+                .state
+                .compare_exchange(state, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    // SAFETY: we set `BUSY`.
+                    let waker = unsafe { self.cell_take() };
+                    // Release: the next claimer sees the cell emptied (and
+                    // the owner our free). A store: nobody else changes a
+                    // `FREE`-tagged word.
+                    self.state.store(FREE, Ordering::Release);
+                    return (waker, true);
+                }
+                Err(actual) => state = actual,
+            }
+        }
+        (self.take_from(state), false)
     }
 
     /// Frees this entry, which the caller owns, from state `state` with
@@ -545,7 +638,7 @@ pub(crate) struct WaiterList {
     head: Chunk,
     /// Debug hints of hinted waiters, by entry index. Cold: only waits that
     /// carry a hint and the debug dump lock it; never held over client code.
-    hints: Mutex<Vec<(usize, Hint)>>,
+    hints: Mutex<Vec<(usize, u64, Hint)>>,
     /// The queue's budget: the list and each chunk are charged before they
     /// are allocated, and `Drop` releases what the list holds (the list may
     /// be freed by the epoch collector after its queue).
@@ -760,7 +853,8 @@ impl WaiterList {
                 .is_ok()
     }
 
-    /// Claims a free entry: its index and the entry. Fails when `limit`
+    /// Claims a free entry: its index, the entry and the claim's ticket
+    /// (which tells the owner the entry is still its own). Fails when `limit`
     /// entries are allocated and none was free during the scan, or when a
     /// new chunk was needed and the budget refused it.
     ///
@@ -768,7 +862,11 @@ impl WaiterList {
     /// of the wait's, made by the caller so that no client code runs while
     /// the entry is `RESERVED`) is registered with the claim.
     #[inline(always)]
-    pub(crate) fn claim(&self, start: u64, waker: Waker) -> Result<(usize, &Entry), ClaimError> {
+    pub(crate) fn claim(
+        &self,
+        start: u64,
+        waker: Waker,
+    ) -> Result<(usize, &Entry, u64), ClaimError> {
         // Relaxed: the ticket only orders claims among themselves (each
         // claim takes a distinct, increasing one); it is published with the
         // entry's state by the claim CAS.
@@ -800,7 +898,7 @@ impl WaiterList {
                 if index >= self.high.load(Ordering::Relaxed) {
                     self.high.fetch_max(index + 1, Ordering::Relaxed);
                 }
-                return Ok((index, entry));
+                return Ok((index, entry, ticket));
             }
             self.grow()?;
         }
@@ -862,21 +960,33 @@ impl WaiterList {
         }
     }
 
-    /// Gives entry `index` back. The caller must own it (from `claim`).
+    /// Gives entry `index` back, if the claim of `ticket` still owns it (a
+    /// plain notify frees the entries of the waits it completes).
     ///
     /// Returns the argument of a `notify_one` that completed the entry
     /// (`NOTIFIED`): the caller either completes with it or hands it on.
     /// An entry caught mid-notify (`NOTIFYING`) is left to its notifier,
     /// which frees it and passes the notification on itself. Drops the
     /// waker left in the entry (client code: the caller holds no lock).
-    pub(crate) fn release(&self, index: usize, entry: &Entry, hinted: bool) -> Option<i64> {
+    #[inline]
+    pub(crate) fn release(
+        &self,
+        index: usize,
+        entry: &Entry,
+        ticket: u64,
+        hinted: bool,
+    ) -> Option<i64> {
         if hinted {
-            self.set_hint(index, None);
+            self.set_hint(index, ticket, None);
         }
         // Acquire: a `NOTIFIED` state read here makes the notifier's arg
         // store visible.
         let mut state = entry.state.load(Ordering::Acquire);
         loop {
+            if !owned_by(state, ticket) {
+                // Freed by a notifier that found our wait complete.
+                return None;
+            }
             let arg = match tag(state) {
                 CLAIMED => None,
                 // Relaxed: ordered by the Acquire load of `NOTIFIED`; read
@@ -1040,20 +1150,37 @@ impl WaiterList {
         self.oldest_claimed(sequence).is_some()
     }
 
-    /// Sets or clears the debug hint of entry `index` (owned by the caller).
-    pub(crate) fn set_hint(&self, index: usize, hint: Option<Hint>) {
+    /// Sets or clears the debug hint of entry `index` as claimed with
+    /// `ticket`. Also drops the hints of entries their claims no longer own
+    /// (freed by a notify, whose owner may never come back: leaked), so the
+    /// table holds at most one hint per claimed entry, plus the new one.
+    pub(crate) fn set_hint(&self, index: usize, ticket: u64, hint: Option<Hint>) {
         let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
-        hints.retain(|(i, _)| *i != index);
+        hints.retain(|&(i, t, _)| {
+            (i, t) != (index, ticket)
+                && self
+                    .chunk_of(i)
+                    .and_then(|c| c.entries.get(i - c.base))
+                    // Acquire: a statistic's view of the claim.
+                    .is_some_and(|e| owned_by(e.state.load(Ordering::Acquire), t))
+        });
         if let Some(h) = hint {
-            hints.push((index, h));
+            hints.push((index, ticket, h));
         }
     }
 
     /// Moves the wakers of claimed entries with index `>= from` into
     /// `batch` until it is full. Returns the index to go on from, or `None`
-    /// once the scan reached the end. Runs no client code.
+    /// once the scan reached the end. Runs no client code. With `word` (the
+    /// handle's state word: a plain notify's scan), the entries of waits it
+    /// finds complete are freed as their wakers are taken (`take_done`).
     #[inline(always)]
-    pub(crate) fn take_wakers(&self, from: usize, batch: &mut WakeBatch) -> Option<usize> {
+    pub(crate) fn take_wakers(
+        &self,
+        from: usize,
+        batch: &mut WakeBatch,
+        word: Option<&AtomicU64>,
+    ) -> Option<usize> {
         // Relaxed: ordered by the Acquire on the state word (see `claim`).
         let high = self.high.load(Ordering::Relaxed);
         let mut chunk = self.chunk_of(from)?;
@@ -1064,8 +1191,17 @@ impl WaiterList {
                 if batch.is_full() {
                     return Some(index);
                 }
-                if let Some(waker) = chunk.entries.get(index - chunk.base).and_then(Entry::take) {
-                    batch.push(waker);
+                if let Some(entry) = chunk.entries.get(index - chunk.base) {
+                    let (waker, freed) = match word {
+                        Some(word) => entry.take_done(word, self.generation),
+                        None => (entry.take(), false),
+                    };
+                    if freed {
+                        self.note_free(index);
+                    }
+                    if let Some(waker) = waker {
+                        batch.push(waker);
+                    }
                 }
                 index += 1;
             }
@@ -1081,7 +1217,7 @@ impl WaiterList {
         let mut from = 0;
         loop {
             let mut batch = WakeBatch::new();
-            let next = self.take_wakers(from, &mut batch);
+            let next = self.take_wakers(from, &mut batch, None);
             count.add(batch.wake());
             match next {
                 Some(i) => from = i,
@@ -1097,8 +1233,15 @@ impl WaiterList {
         self.entries_from(0)
             .take_while(|&(i, _)| i < high)
             // Acquire: a statistic, but see a claim that finished.
-            .filter(|(_, e)| tag(e.state.load(Ordering::Acquire)) != FREE)
-            .map(|(i, _)| hints.iter().find(|(j, _)| *j == i).map(|(_, h)| h.clone()))
+            .map(|(i, e)| (i, e.state.load(Ordering::Acquire)))
+            .filter(|&(_, state)| tag(state) != FREE)
+            .map(|(i, state)| {
+                let ticket = state >> TICKET_SHIFT;
+                hints
+                    .iter()
+                    .find(|&&(j, t, _)| (j, t) == (i, ticket))
+                    .map(|(_, _, h)| h.clone())
+            })
             .collect()
     }
 
@@ -1321,7 +1464,7 @@ mod tests {
     fn claim_respects_limit_and_reuses() {
         let list = WaiterList::new(1, 20, &unlimited()).unwrap();
         let got: Vec<_> = (0..20).map(|_| list.claim(0, noop()).unwrap()).collect();
-        let mut indices: Vec<_> = got.iter().map(|(i, _)| *i).collect();
+        let mut indices: Vec<_> = got.iter().map(|(i, _, _)| *i).collect();
         indices.sort();
         assert_eq!(indices, (0..20).collect::<Vec<_>>());
         assert_eq!(list.claim(0, noop()).err(), Some(ClaimError::Full));
@@ -1331,20 +1474,20 @@ mod tests {
             list.chunks().map(|c| c.entries.len()).collect::<Vec<_>>(),
             [4, 8, 8]
         );
-        let (i, e) = got[3];
-        assert_eq!(list.release(i, e, false), None);
-        assert_eq!(list.claim(0, noop()).ok().map(|(j, _)| j), Some(i));
+        let (i, e, t) = got[3];
+        assert_eq!(list.release(i, e, t, false), None);
+        assert_eq!(list.claim(0, noop()).ok().map(|(j, _, _)| j), Some(i));
         assert_eq!(list.high.load(Ordering::Relaxed), 20);
     }
 
     #[test]
     fn hints_follow_their_entries() {
         let list = WaiterList::new(1, 8, &unlimited()).unwrap();
-        let (a, ea) = list.claim(0, noop()).unwrap();
-        let (b, _) = list.claim(0, noop()).unwrap();
-        list.set_hint(a, Some("a".into()));
+        let (a, ea, ta) = list.claim(0, noop()).unwrap();
+        let (b, _, _) = list.claim(0, noop()).unwrap();
+        list.set_hint(a, ta, Some("a".into()));
         assert_eq!(list.hints(), [Some("a".into()), None]);
-        assert_eq!(list.release(a, ea, true), None);
+        assert_eq!(list.release(a, ea, ta, true), None);
         assert_eq!(list.hints(), [None]);
         assert_eq!(b, 1);
     }
@@ -1391,17 +1534,17 @@ mod tests {
         let list = WaiterList::new(1, 8, &unlimited()).unwrap();
         let a = StdArc::new(Counting::default());
         let wa = Waker::from(a.clone());
-        let (i, e) = list.claim(0, wa.clone()).unwrap();
+        let (i, e, t) = list.claim(0, wa.clone()).unwrap();
         let mut id = waker_id(&wa);
         // Registered with the claim: one clone in the entry.
         assert_eq!(StdArc::strong_count(&a), 3);
         // The same waker again: nothing changes.
-        e.register(&wa, &mut id);
+        assert!(e.register(t, &wa, &mut id));
         assert_eq!(StdArc::strong_count(&a), 3);
         // Another waker replaces it; the old clone is dropped.
         let b = StdArc::new(Counting::default());
         let wb = Waker::from(b.clone());
-        e.register(&wb, &mut id);
+        assert!(e.register(t, &wb, &mut id));
         assert_eq!(StdArc::strong_count(&a), 2);
         assert_eq!(StdArc::strong_count(&b), 3);
         assert_eq!(id, waker_id(&wb));
@@ -1412,31 +1555,34 @@ mod tests {
         taken.unwrap().wake();
         assert_eq!((woken(&a), woken(&b)), (0, 1));
         // Registering after a take stores the waker again.
-        e.register(&wb, &mut id);
+        assert!(e.register(t, &wb, &mut id));
         assert_eq!(StdArc::strong_count(&b), 3);
         // Releasing drops the waker left in the entry and frees it.
-        assert_eq!(list.release(i, e, false), None);
+        assert_eq!(list.release(i, e, t, false), None);
         assert_eq!(StdArc::strong_count(&b), 2);
         assert_eq!(list.len(), 0);
         assert!(e.take().is_none());
-        assert_eq!(list.claim(0, noop()).ok().map(|(j, _)| j), Some(i));
+        // A second release (or a register) of the old claim finds it gone.
+        assert_eq!(list.release(i, e, t, false), None);
+        assert!(!e.register(t, &wb, &mut id));
+        assert_eq!(list.claim(0, noop()).ok().map(|(j, _, _)| j), Some(i));
     }
 
     #[test]
     fn entry_left_busy_by_a_taker_is_freed_by_the_taker() {
         let list = WaiterList::new(1, 8, &unlimited()).unwrap();
-        let (i, e) = list.claim(0, noop()).unwrap();
+        let (i, e, t) = list.claim(0, noop()).unwrap();
         let claimed = e.state.load(Ordering::Relaxed);
         // As if a notifier held the cell (it took `WAKER` and set `BUSY`).
         e.state.store((claimed & !WAKER) | BUSY, Ordering::Relaxed);
         // SAFETY: single-threaded test: we play the notifier holding it.
         let waker = unsafe { e.cell_take() };
         // The owner leaves meanwhile: the entry waits for the taker.
-        assert_eq!(list.release(i, e, false), None);
+        assert_eq!(list.release(i, e, t, false), None);
         assert_eq!(e.state.load(Ordering::Relaxed), BUSY);
         // A second notifier and a claimer both pass it by.
         assert!(e.take().is_none());
-        assert_ne!(list.claim(0, noop()).ok().map(|(j, _)| j), Some(i));
+        assert_ne!(list.claim(0, noop()).ok().map(|(j, _, _)| j), Some(i));
         // The taker hands the cell back: now it is free.
         e.state.fetch_and(!(BUSY | WAKE), Ordering::Release);
         assert_eq!(e.state.load(Ordering::Relaxed), FREE);

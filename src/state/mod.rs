@@ -576,7 +576,7 @@ impl Inner {
                     first = list;
                     // SAFETY: pinned; the slot's reference is only released
                     // through `retire`, after this pin ends.
-                    unsafe { &*list }.take_wakers(from, &mut batch)
+                    unsafe { &*list }.take_wakers(from, &mut batch, Some(&slot.state))
                 };
                 count.add(batch.wake());
                 match next {
