@@ -477,7 +477,7 @@ impl Model {
     /// subscribers, writes the close record, and frees or retires the slot.
     fn unregister(&mut self, ix: usize) {
         if let Some(list) = self.slots[ix].list.take() {
-            self.wake_list(list);
+            self.wake_list(list, None);
         }
         for sub in std::mem::take(&mut self.slots[ix].subs) {
             self.subs[sub].end = Some(self.subs[sub].tail);
@@ -503,7 +503,11 @@ impl Model {
     }
 
     /// Wakes the armed waits of `list`, in entry order (logged by wait).
-    fn wake_list(&mut self, list: usize) -> usize {
+    /// Wakes every armed wait of `list`. With `seq` (a plain notify, which
+    /// bumped the sequence to `seq`), the entries of the waits it finds
+    /// complete (snapshot not `seq`, not chosen by a `notify_one`, waker in
+    /// place) are freed as their wakers are taken.
+    fn wake_list(&mut self, list: usize, seq: Option<u64>) -> usize {
         let mut woken: Vec<(usize, usize)> = Vec::new();
         for (i, w) in self.waits.iter_mut().enumerate() {
             if w.entry == Some(list)
@@ -511,6 +515,13 @@ impl Model {
             {
                 self.wakes_per_waker[k] += 1;
                 woken.push((w.index, i));
+                if let Some(seq) = seq
+                    && w.chosen.is_none()
+                    && w.start != Ok(seq)
+                {
+                    self.lists[list].release(w.index);
+                    w.entry = None;
+                }
             }
         }
         woken.sort();
@@ -580,7 +591,8 @@ impl Model {
             self.slow += 1;
         }
         if flag && let Some(list) = list {
-            n += self.wake_list(list);
+            let seq = self.slots[ix].seq;
+            n += self.wake_list(list, Some(seq));
         }
         for sub in subscribed {
             n += self.deliver(sub, arg) as usize;
