@@ -21,8 +21,9 @@
 mod common;
 
 use common::CRATE;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use notification_queue::{Config, NotificationQueue, Subscription};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use notification_queue::{Config, Handle, NotificationQueue, Subscription};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,38 @@ fn batched(iters: u64, mut send: impl FnMut(i64), mut drain: impl FnMut()) -> Du
     start.elapsed()
 }
 
+/// This crate's entry: `notify` on `h` with one keep-newest subscription
+/// per capacity in `caps`, each drained after every batch; checks that no
+/// value was dropped.
+fn bench_crate(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    queue: &NotificationQueue,
+    h: Handle,
+    caps: Vec<usize>,
+) {
+    let mut subs: Vec<Subscription> = caps
+        .into_iter()
+        .map(|cap| queue.subscribe(h, cap, "bench").unwrap())
+        .collect();
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            batched(
+                iters,
+                |v| {
+                    black_box(queue.notify(h, v).unwrap());
+                },
+                || {
+                    for s in subs.iter_mut() {
+                        while s.try_recv().is_ok() {}
+                    }
+                },
+            )
+        })
+    });
+    assert_eq!(subs.iter().map(Subscription::dropped).sum::<u64>(), 0);
+}
+
 fn fanout(c: &mut Criterion) {
     for &n in &FANOUT {
         let mut group = c.benchmark_group(format!("subscribe_fanout_{n}"));
@@ -52,50 +85,14 @@ fn fanout(c: &mut Criterion) {
 
         let queue = NotificationQueue::new(Config::default());
         let h = queue.register("bench").unwrap();
-        let mut subs: Vec<Subscription> = (0..n)
-            .map(|_| queue.subscribe(h, BATCH as usize, "bench").unwrap())
-            .collect();
-        group.bench_function(CRATE, |b| {
-            b.iter_custom(|iters| {
-                batched(
-                    iters,
-                    |v| {
-                        black_box(queue.notify(h, v).unwrap());
-                    },
-                    || {
-                        for s in subs.iter_mut() {
-                            while s.try_recv().is_ok() {}
-                        }
-                    },
-                )
-            })
-        });
-        assert_eq!(subs.iter().map(Subscription::dropped).sum::<u64>(), 0);
-        drop(subs);
-
+        bench_crate(&mut group, CRATE, &queue, h, vec![BATCH as usize; n]);
         // The same with every capacity different (powers of two, so cells
         // are still found with a mask), so no two subscribers share a
         // buffer: the notify writes one cell per subscriber.
         if n == 8 {
-            let mut subs: Vec<Subscription> = (0..n)
-                .map(|i| queue.subscribe(h, (BATCH as usize) << i, "bench").unwrap())
-                .collect();
-            group.bench_function(format!("{CRATE} (distinct capacities)"), |b| {
-                b.iter_custom(|iters| {
-                    batched(
-                        iters,
-                        |v| {
-                            black_box(queue.notify(h, v).unwrap());
-                        },
-                        || {
-                            for s in subs.iter_mut() {
-                                while s.try_recv().is_ok() {}
-                            }
-                        },
-                    )
-                })
-            });
-            assert_eq!(subs.iter().map(Subscription::dropped).sum::<u64>(), 0);
+            let caps = (0..n).map(|i| (BATCH as usize) << i).collect();
+            let name = format!("{CRATE} (distinct capacities)");
+            bench_crate(&mut group, &name, &queue, h, caps);
         }
 
         let chans: Vec<_> = (0..n)
