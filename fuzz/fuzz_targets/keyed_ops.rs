@@ -102,7 +102,8 @@ struct MHandle {
 struct MWait {
     handle: Handle,
     start: Result<u64, QueueError>,
-    /// Holds a waiter entry (polled to `Pending`, not completed or dropped).
+    /// Holds a waiter entry (polled to `Pending`, not completed, dropped,
+    /// or freed by the notify that completed it).
     claimed: bool,
     /// Its waker is registered and not yet woken.
     armed: bool,
@@ -193,15 +194,22 @@ impl Model {
         }
     }
 
+    /// A plain notify: wakes every armed wait of `h` and frees the entries
+    /// of those it completes (every one whose snapshot is behind), as the
+    /// queue does when it takes their wakers.
     fn notify(&mut self, h: Handle, arg: i64) -> usize {
         let m = self.handles.get_mut(&h).expect("live handle");
         m.seq += 1;
         m.arg = arg;
+        let seq = m.seq;
         let mut n = 0;
         for w in self.waits.iter_mut().filter(|w| !w.gone && w.handle == h) {
             if std::mem::take(&mut w.armed) {
                 w.wakes += 1;
                 n += 1;
+                if w.start != Ok(seq) {
+                    w.claimed = false;
+                }
             }
         }
         for s in self.subs.iter_mut().filter(|s| !s.gone && s.handle == h) {

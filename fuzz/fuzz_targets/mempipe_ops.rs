@@ -824,9 +824,17 @@ fn run_with<S: PipeStorage + Send>(input: Input, storage: S, store: Option<FuzzS
                 if foreign.len() > WAITERS + 2 {
                     continue;
                 }
+                // The waits still holding entries: those from the current
+                // sequence. A notify that moved the sequence past a wait's
+                // snapshot completed it and freed its entry.
+                let now = queue.snapshot(writer.handle());
+                let held = foreign
+                    .iter()
+                    .filter(|w| now.is_ok() && w.snapshot() == now)
+                    .count();
                 let mut wait = queue.wait(writer.handle());
                 let got = Pin::new(&mut wait).poll(&mut Context::from_waker(&checking_waker()));
-                let full = foreign.len() >= WAITERS;
+                let full = held >= WAITERS;
                 match got {
                     Poll::Pending => {
                         assert!(!full, "a wait beyond the waiter limit");
