@@ -515,7 +515,6 @@ impl Inner {
             Some(_) => None,
             None => Some(new_cells(inner, cap)?),
         };
-        let mut ring_parts = Some((ring_charge, options.hint));
         // Under the lock: plain data only (allocations, swaps and CASes).
         // Unlinked lists and feeds and leftover ring references are dealt
         // with after unlocking.
@@ -564,8 +563,8 @@ impl Inner {
                     feed
                 }
             };
-            let (charge, hint) = ring_parts.take().ok_or(QueueError::StaleHandle)?;
-            let ring = made.insert(Arc::new(Ring::new(cells, options.overflow, hint, charge)));
+            let ring = Ring::new(cells, options.overflow, options.hint, ring_charge);
+            let ring = made.insert(Arc::new(ring));
             rings.push(ring.clone());
             // The ring starts at the tail its listing CAS leaves (see "One
             // claim per notify"), and so does its receiver, whose position
