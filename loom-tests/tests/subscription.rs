@@ -4,7 +4,8 @@
 use loom::future::block_on;
 use loom::thread;
 use notification_queue::{
-    Config, NotificationQueue, Overflow, QueueError, RecvError, SubscribeOptions, TryRecvError,
+    Config, NotificationQueue, Overflow, QueueError, RecvError, SubscribeOptions, Subscription,
+    TryRecvError,
 };
 
 fn queue() -> NotificationQueue {
@@ -115,6 +116,17 @@ fn notify_vs_unregister_vs_receive() {
     });
 }
 
+/// One receive: a value goes to `got`, a lag adds to `lag`, `Empty` does
+/// nothing; the subscription must not be closed.
+fn step(sub: &mut Subscription, got: &mut Vec<i64>, lag: &mut u64) {
+    match sub.try_recv() {
+        Ok(v) => got.push(v),
+        Err(TryRecvError::Lagged(n)) => *lag += n,
+        Err(TryRecvError::Empty) => {}
+        Err(TryRecvError::Closed) => panic!("closed"),
+    }
+}
+
 fn overflow_model(overflow: Overflow) {
     loom::model(move || {
         let q = queue();
@@ -127,17 +139,11 @@ fn overflow_model(overflow: Overflow) {
         let q2 = q.clone();
         let b = thread::spawn(move || q2.notify(h, 2).unwrap());
         let (mut got, mut lag) = (Vec::new(), 0);
-        let mut step = |got: &mut Vec<i64>, lag: &mut u64| match sub.try_recv() {
-            Ok(v) => got.push(v),
-            Err(TryRecvError::Lagged(n)) => *lag += n,
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Closed) => panic!("closed"),
-        };
-        step(&mut got, &mut lag);
+        step(&mut sub, &mut got, &mut lag);
         a.join().unwrap();
         b.join().unwrap();
         for _ in 0..3 {
-            step(&mut got, &mut lag);
+            step(&mut sub, &mut got, &mut lag);
         }
         assert_eq!(got.len() as u64 + lag, 2, "got {got:?}, lag {lag}");
         assert_eq!(sub.dropped(), lag);
@@ -239,17 +245,11 @@ fn lapped_producer_vs_receiver_accounting() {
             q2.notify(h, 3).unwrap();
         });
         let (mut got, mut lag) = (Vec::new(), 0);
-        let mut step = |got: &mut Vec<i64>, lag: &mut u64| match sub.try_recv() {
-            Ok(v) => got.push(v),
-            Err(TryRecvError::Lagged(n)) => *lag += n,
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Closed) => panic!("closed"),
-        };
-        step(&mut got, &mut lag);
+        step(&mut sub, &mut got, &mut lag);
         a.join().unwrap();
         b.join().unwrap();
         for _ in 0..3 {
-            step(&mut got, &mut lag);
+            step(&mut sub, &mut got, &mut lag);
         }
         assert_eq!(got.len() as u64 + lag, 3, "got {got:?}, lag {lag}");
         assert_eq!(sub.dropped(), lag);
@@ -552,19 +552,12 @@ fn notifiers_into_cells_shared_by_two_receivers() {
             assert_eq!(q2.notify(h, 2).unwrap(), 2);
             assert_eq!(q2.notify(h, 3).unwrap(), 2);
         });
-        let mut got = Vec::new();
-        let mut lag = 0;
-        let mut step = |got: &mut Vec<i64>, lag: &mut u64| match busy.try_recv() {
-            Ok(v) => got.push(v),
-            Err(TryRecvError::Lagged(n)) => *lag += n,
-            Err(TryRecvError::Empty) => {}
-            Err(e) => panic!("{e:?}"),
-        };
-        step(&mut got, &mut lag);
+        let (mut got, mut lag) = (Vec::new(), 0);
+        step(&mut busy, &mut got, &mut lag);
         a.join().unwrap();
         b.join().unwrap();
         for _ in 0..3 {
-            step(&mut got, &mut lag);
+            step(&mut busy, &mut got, &mut lag);
         }
         assert_eq!(got.len() as u64 + lag, 3, "{got:?} lag {lag}");
         assert_eq!(silent.try_recv(), Err(TryRecvError::Lagged(2)));
