@@ -243,10 +243,11 @@ fn floor_once(src: &[u8], write: usize, readers: usize) -> Duration {
 
 /// Keeps glibc's allocator from handing memory back to the kernel between
 /// iterations, so every implementation (the floor's `Vec`, the pipe's
-/// segments, tokio's `Bytes`) appends into memory that is already mapped.
-/// Without this, whether a 1 MiB buffer comes from `mmap` (and page-faults
-/// on every iteration) depends on what the process freed before, and the
-/// floor's time swung between 0.4 and 2 ms from one run to the next.
+/// segments, tokio's `Bytes`) appends into memory that is already mapped,
+/// whatever the process freed before. This rules out page faults as a
+/// difference between runs; it did not remove the swing of `vec_floor` at
+/// 16 B (0.4-0.5 ms when its group runs alone, 1.4-2 ms in full runs on a
+/// shared host), whose cause is still open.
 fn stable_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets allocator parameters; called before the
