@@ -565,9 +565,10 @@ impl<S: PipeStorage> Writer<S> {
         self.shared.sleepers.load(Ordering::Relaxed)
     }
 
-    /// Wakes every sleeping reader, after a commit or the terminal state.
     /// Takes the waker a waiting write left in the space wait (and
-    /// disarms it), for the caller to drop with no lock held.
+    /// disarms it), for the caller to drop with no lock held. Only
+    /// `SharedWriter` uses it, and that module is left out of loom builds.
+    #[cfg(not(notification_queue_loom))]
     pub(super) fn take_space_waker(&mut self) -> Option<core::task::Waker> {
         self.shared.space.disarm();
         self.shared.space.waker.take()

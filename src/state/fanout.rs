@@ -515,6 +515,10 @@ impl Inner {
             Some(_) => None,
             None => Some(new_cells(inner, cap)?),
         };
+        // Unit tests change the handle's subscribers here, between the look
+        // and the locked section, to reach the rare re-look.
+        #[cfg(test)]
+        tests::between_look_and_lock();
         // Under the lock: plain data only (allocations, swaps and CASes).
         // Unlinked lists and feeds and leftover ring references are dealt
         // with after unlocking.
@@ -690,5 +694,76 @@ fn clear_subscribed(slot: &Slot, generation: u32) {
             Ok(_) => break,
             Err(actual) => cur = actual,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::primitives::ring::{Cells, Feed, Ring};
+    use crate::{Config, NotificationQueue, QueueError};
+    use alloc::boxed::Box;
+    use core::cell::RefCell;
+    use core::sync::atomic::Ordering;
+
+    std::thread_local! {
+        /// What `subscribe` runs between its look for cells to share and
+        /// its locked section, once (this thread's next subscribe only).
+        static BETWEEN: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    pub(super) fn between_look_and_lock() {
+        if let Some(f) = BETWEEN.with(|b| b.borrow_mut().take()) {
+            f();
+        }
+    }
+
+    /// A subscriber finds cells to share in the handle's feed; before it
+    /// takes the lock, the last subscriber leaves and the feed goes. Its
+    /// re-look needs new cells, and the budget refuses them: the handle
+    /// must be left as it was (no feed of its own, nothing held for
+    /// subscribers), not with an empty feed holding its charge.
+    #[test]
+    fn a_refusal_in_the_re_look_leaves_no_feed_behind() {
+        const CAP: usize = 64;
+        let probe = NotificationQueue::new(Config::default());
+        probe.register("h").unwrap();
+        let slots = probe.stats().budget.held;
+        let (ring, cells, feed) = (
+            Ring::budget_bytes(),
+            Cells::budget_bytes(CAP),
+            Feed::budget_bytes(),
+        );
+        assert!(
+            cells > ring,
+            "the refusal must be the cells', whatever the old ring holds"
+        );
+        // Room for: the old subscriber (ring, cells, feed), the new ring,
+        // and one more feed, but not for new cells on top.
+        let limit = slots + 2 * ring + cells + 2 * feed;
+        let q = NotificationQueue::new(Config::default().memory_budget(limit));
+        let h = q.register("h").unwrap();
+        assert_eq!(q.stats().budget.held, slots);
+        let old = q.subscribe(h, CAP, "old").unwrap();
+        BETWEEN.with(|b| *b.borrow_mut() = Some(Box::new(move || drop(old))));
+        let err = q.subscribe(h, CAP, "new").unwrap_err();
+        assert!(matches!(err, QueueError::MemoryBudget { .. }), "{err:?}");
+        let slot = q.inner.table.slot(h).unwrap();
+        assert!(slot.subscribers.load(Ordering::Relaxed).is_null());
+        assert_eq!(
+            slot.state.load(Ordering::Relaxed) & crate::primitives::eventcount::SUBSCRIBED,
+            0
+        );
+        // Everything retired comes back (epoch reclamation is deferred).
+        for _ in 0..1_000_000 {
+            if q.stats().budget.rings == 0 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!(q.stats().budget.rings, 0);
+        // And the handle takes a subscriber again.
+        let mut s = q.subscribe(h, CAP, "again").unwrap();
+        assert_eq!(q.notify(h, 7).unwrap(), 1);
+        assert_eq!(s.try_recv(), Ok(7));
     }
 }
