@@ -48,7 +48,10 @@ const CATEGORIES: usize = 5;
 /// Not counted: hint strings (the caller's), the registry's per-slot
 /// bookkeeping (about 20 bytes a slot), hint lists of hinted waits, reader
 /// position slots of pipes, and lists being replaced or awaiting epoch
-/// reclamation. The sum of the categories is `held`, at most `limit`.
+/// reclamation. The sum of the categories is `held`, at most `limit`,
+/// except in a snapshot taken while another thread is halfway through a
+/// charge or release (the snapshot is read again a few times for one that
+/// adds up, but a thread preempted halfway can outlast that).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BudgetStats {
@@ -137,7 +140,29 @@ impl Budget {
         self.total.fetch_sub(bytes, Ordering::Relaxed);
     }
 
+    /// A snapshot whose categories add up to `held`, as far as it can
+    /// tell. A charge or release changes a category and the total one after
+    /// the other, and epoch reclamation releases on whichever thread
+    /// collects, so one read of each can catch one half done: the snapshot
+    /// is read again (up to [`SNAPSHOT_TRIES`] times) until the total is the
+    /// same before and after the categories and they add up to it. A thread
+    /// preempted halfway through a charge or release for longer than that
+    /// leaves a snapshot that does not add up until it runs again.
     pub(crate) fn stats(&self) -> BudgetStats {
+        let mut snapshot = self.read();
+        for _ in 1..SNAPSHOT_TRIES {
+            // Relaxed: a statistic, compared with the one read before.
+            let after = self.total.load(Ordering::Relaxed);
+            if after == snapshot.held && snapshot.categories() == snapshot.held {
+                break;
+            }
+            crate::sync::spin_loop();
+            snapshot = self.read();
+        }
+        snapshot
+    }
+
+    fn read(&self) -> BudgetStats {
         // Relaxed: statistics.
         let held = |c: Category| {
             self.held
@@ -154,6 +179,19 @@ impl Budget {
             pipes: held(Category::Pipes),
             keyed: held(Category::Keyed),
         }
+    }
+}
+
+/// How many reads [`Budget::stats`] makes at most for a snapshot that adds
+/// up.
+const SNAPSHOT_TRIES: usize = 64;
+
+impl BudgetStats {
+    /// The sum of the categories (wrapping: a torn read must not panic).
+    fn categories(&self) -> usize {
+        [self.slots, self.waiters, self.rings, self.pipes, self.keyed]
+            .iter()
+            .fold(0, |sum, &c| sum.wrapping_add(c))
     }
 }
 
