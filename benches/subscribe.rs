@@ -6,14 +6,16 @@
 //! delivery is only done once the subscriber has the value, and the peers
 //! split that work differently (tokio's broadcast sends once and makes each
 //! receiver clone out of the shared slot; this crate writes each distinct
-//! buffer once at send, and keep-newest subscribers of one capacity share
-//! one). The time is per send; criterion's throughput line (elements =
+//! buffer once at send, and keep-newest subscribers share one buffer that
+//! has room for their capacities). The time is per send; criterion's throughput line (elements =
 //! fan-out) gives the time per delivery.
 //!
 //! Peers:
 //! - `notification-queue`: `notify` on a handle with N keep-newest
 //!   subscriptions of capacity `BATCH` (one shared buffer); and, at 8,
-//!   with capacities `BATCH`, `2 * BATCH`, ..., `128 * BATCH` (8 buffers).
+//!   with capacities `BATCH`, `2 * BATCH`, ..., `128 * BATCH` (8 buffers),
+//!   and with 8 mixed capacities that are not powers of two, in no order
+//!   (2 buffers: of 1024 and 2048 cells).
 //! - `crossbeam-channel`: N `bounded(BATCH)` channels, `try_send` to each.
 //! - `tokio-broadcast`: one `broadcast::channel(BATCH)` with N receivers,
 //!   `send` once.
@@ -86,12 +88,18 @@ fn fanout(c: &mut Criterion) {
         let queue = NotificationQueue::new(Config::default());
         let h = queue.register("bench").unwrap();
         bench_crate(&mut group, CRATE, &queue, h, vec![BATCH as usize; n]);
-        // The same with every capacity different (powers of two, so cells
-        // are still found with a mask), so no two subscribers share a
-        // buffer: the notify writes one cell per subscriber.
+        // The same with every capacity different and each larger than the
+        // last (a subscriber shares only a buffer with room for its
+        // capacity), so no two subscribers share a buffer: the notify
+        // writes one cell per subscriber.
         if n == 8 {
             let caps = (0..n).map(|i| (BATCH as usize) << i).collect();
             let name = format!("{CRATE} (distinct capacities)");
+            bench_crate(&mut group, &name, &queue, h, caps);
+            // Capacities as an application might pick them: each shares
+            // the smallest buffer with room for it (1024 or 2048 cells).
+            let caps = vec![1000, 300, 256, 2000, 700, 500, 400, 1500];
+            let name = format!("{CRATE} (mixed capacities)");
             bench_crate(&mut group, &name, &queue, h, caps);
         }
 

@@ -195,13 +195,17 @@ impl NotificationQueue {
     /// `Config::max_subscriber_capacity`, [`QueueError::StaleHandle`] for an
     /// unregistered or foreign handle, [`QueueError::SubscriberLimit`] when
     /// the handle has `Config::max_subscribers_per_handle` subscriptions,
-    /// [`QueueError::MemoryBudget`] when the ring (about 16 bytes a value
-    /// plus a header) would pass `Config::memory_budget`.
+    /// [`QueueError::MemoryBudget`] when the ring (16 bytes a value, for
+    /// `capacity` rounded up to a power of two, plus a header) would pass
+    /// `Config::memory_budget`.
     ///
-    /// Keep-newest subscriptions of one handle with the same capacity share
-    /// one buffer of values (each keeps its own position, lag and drop
-    /// count): the second and later cost only their header, and a notify
-    /// writes the shared buffer once for all of them.
+    /// Keep-newest subscriptions of one handle share one buffer of values
+    /// when it has room for their capacities (each keeps its own capacity,
+    /// position, lag and drop count): a subscription whose capacity fits in
+    /// a buffer the handle's keep-newest subscriptions have already costs
+    /// only its header, and a notify writes each buffer once for all the
+    /// subscriptions that share it. So subscribing the largest capacity
+    /// first leaves one buffer for all of them.
     ///
     /// ```
     /// use notification_queue::{Config, NotificationQueue, QueueError, TryRecvError};

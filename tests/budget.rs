@@ -595,11 +595,13 @@ fn absurd_reservations_are_clamped_not_a_panic() {
     assert!(q.stats().budget.held <= 1 << 16);
 }
 
-/// Keep-newest subscribers of one handle and one capacity share one buffer:
-/// the second and later cost a small fixed amount, not another buffer,
-/// while a keep-oldest ring or another capacity pays for its own.
+/// Keep-newest subscribers of one handle share one buffer when it has room
+/// for them: the second and later of one capacity, or of any smaller one,
+/// cost a small fixed amount, not another buffer, while a keep-oldest ring
+/// or a larger capacity pays for its own (cells are a power of two: a
+/// capacity one past one gets twice the cells).
 #[test]
-fn keep_newest_subscribers_of_one_capacity_share_one_buffer() {
+fn keep_newest_subscribers_share_one_buffer_with_room_for_them() {
     const CAP: usize = 4096;
     let buffer = CAP * 16;
     let q = NotificationQueue::new(Config::default());
@@ -626,7 +628,12 @@ fn keep_newest_subscribers_of_one_capacity_share_one_buffer() {
     assert!(budget(&q).rings - eight > buffer);
     let other = budget(&q).rings;
     let _half = q.subscribe(h, CAP / 2, "half").unwrap();
-    assert!(budget(&q).rings - other > buffer / 2);
+    let _odd = q.subscribe(h, CAP - 1, "odd").unwrap();
+    let smaller = budget(&q).rings - other;
+    assert!(smaller < buffer / 8, "2 smaller cost {smaller} bytes");
+    let other = budget(&q).rings;
+    let _larger = q.subscribe(h, CAP + 1, "larger").unwrap();
+    assert!(budget(&q).rings - other > 2 * buffer);
     drop((first, more, oldest));
-    check(budget(&q), usize::MAX);
+    check(settled(&q), usize::MAX);
 }

@@ -786,11 +786,12 @@ fn subscribers_sharing_a_buffer_keep_their_own_positions() {
     assert_eq!(q.stats().dropped, 10 + 5 + 3);
 }
 
-/// Sharing is only between keep-newest rings of one capacity: a ring of
-/// another capacity, or keeping oldest, has its own buffer and its own
-/// values.
+/// Rings of different capacities and policies on one handle each keep
+/// their own capacity: a keep-newest ring keeps exactly its newest `cap`
+/// values whether it has cells of its own or shares larger ones, and a
+/// keep-oldest ring has its own buffer.
 #[test]
-fn only_keep_newest_rings_of_one_capacity_share() {
+fn rings_of_mixed_capacities_and_policies_keep_their_own_limits() {
     let q = queue();
     let h = q.register("h").unwrap();
     let mut two = q.subscribe(h, 2, "two").unwrap();
@@ -806,4 +807,39 @@ fn only_keep_newest_rings_of_one_capacity_share() {
     assert_eq!(drain(&mut three), (vec![2, 3, 4], 2));
     assert_eq!(drain(&mut oldest), (vec![0, 1], 3));
     assert_eq!(drain(&mut two_again), (vec![3, 4], 3));
+}
+
+/// A keep-newest ring shares the smallest listed cells with room for its
+/// capacity, even a larger one, and still keeps exactly its own newest
+/// `cap` values, with exact lags and lengths, at capacities that are not
+/// powers of two; a ring too large for every listed buffer makes its own,
+/// and the smaller ones keep theirs when it comes and goes.
+#[test]
+fn smaller_rings_share_larger_cells_and_keep_their_own_capacity() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let mut eight = q.subscribe(h, 8, "eight").unwrap();
+    let mut three = q.subscribe(h, 3, "three").unwrap();
+    let mut five = q.subscribe(h, 5, "five").unwrap();
+    for v in 0..10 {
+        assert_eq!(q.notify(h, v).unwrap(), 3);
+    }
+    assert_eq!((eight.len(), three.len(), five.len()), (8, 3, 5));
+    assert_eq!(
+        (eight.dropped(), three.dropped(), five.dropped()),
+        (2, 7, 5)
+    );
+    assert_eq!(drain(&mut three), (vec![7, 8, 9], 7));
+    assert_eq!(drain(&mut five), ((5..10).collect(), 5));
+    let mut large = q.subscribe(h, 9, "nine").unwrap();
+    for v in 10..30 {
+        assert_eq!(q.notify(h, v).unwrap(), 4);
+    }
+    assert_eq!(drain(&mut eight), ((22..30).collect(), 22));
+    assert_eq!(drain(&mut three), (vec![27, 28, 29], 17));
+    assert_eq!(drain(&mut large), ((21..30).collect(), 11));
+    drop(large);
+    assert_eq!(q.notify(h, 30).unwrap(), 3);
+    assert_eq!(drain(&mut five), ((26..31).collect(), 16));
+    assert_eq!(drain(&mut three), (vec![30], 0));
 }

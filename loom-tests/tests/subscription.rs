@@ -533,6 +533,45 @@ fn subscribe_vs_last_unsubscribe_of_the_same_capacity() {
     });
 }
 
+/// A keep-newest subscriber of capacity 1 shares the two cells of one of
+/// capacity 2 and receives while two notifiers write them: it keeps its
+/// own capacity (values plus lags add up to the three notifies, and a
+/// value it gets was the newest claimed when it looked, never an older one
+/// the larger cells still hold), and the silent one keeps its newest two.
+#[test]
+fn notifiers_into_larger_cells_shared_by_a_smaller_ring() {
+    loom::model(|| {
+        let q = queue();
+        let h = q.register("h").unwrap();
+        let mut wide = q.subscribe(h, 2, "wide").unwrap();
+        let mut narrow = q.subscribe(h, 1, "narrow").unwrap();
+        let q1 = q.clone();
+        let a = thread::spawn(move || assert_eq!(q1.notify(h, 1).unwrap(), 2));
+        let q2 = q.clone();
+        let b = thread::spawn(move || {
+            assert_eq!(q2.notify(h, 2).unwrap(), 2);
+            assert_eq!(q2.notify(h, 3).unwrap(), 2);
+        });
+        let (mut got, mut lag) = (Vec::new(), 0);
+        step(&mut narrow, &mut got, &mut lag);
+        a.join().unwrap();
+        b.join().unwrap();
+        // All three are claimed and written: one value is left at most.
+        let before = got.len();
+        for _ in 0..3 {
+            step(&mut narrow, &mut got, &mut lag);
+        }
+        assert!(got.len() - before <= 1, "{got:?} lag {lag}");
+        assert_eq!(got.len() as u64 + lag, 3, "{got:?} lag {lag}");
+        assert_eq!(wide.try_recv(), Err(TryRecvError::Lagged(1)));
+        let older = wide.try_recv().unwrap();
+        let newest = wide.try_recv().unwrap();
+        assert_ne!(older, newest);
+        assert_eq!(got.last(), Some(&newest), "{got:?} lag {lag}");
+        assert_eq!(wide.try_recv(), Err(TryRecvError::Empty));
+    });
+}
+
 /// Two notifiers into cells shared by two keep-newest subscribers of
 /// capacity 1, one of which receives while they run: the cells are written
 /// once per notify, and each subscriber's values plus lags add up to the

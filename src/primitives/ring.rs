@@ -19,7 +19,10 @@
 //! +---+---------------------+-----------------------+
 //! ```
 //!
-//! Position `p` lives in cell `p % cap`. A cell's stamp only grows.
+//! A ring of capacity `cap` has `n` cells, `cap` rounded up to a power of
+//! two, and position `p` lives in cell `p % n` (found with a mask). A cell's
+//! stamp only grows. The arguments below need only `n >= cap`: two positions
+//! of one cell are at least `n`, so at least `cap`, apart.
 //!
 //! - **Producers** (notifiers, any number at once). Keep newest: every
 //!   keep-newest ring of a handle generation takes its positions from one
@@ -38,7 +41,7 @@
 //!   Producers never wait for anybody and take no lock.
 //! - **The receiver** (the `Subscription`, `&mut self`) sits at `head` (a
 //!   `u64`; a keep-newest receiver starts at its ring's `start`, the feed's
-//!   tail when it subscribed). It loads cell `head % cap`, then the tail
+//!   tail when it subscribed). It loads `head`'s cell, then the tail
 //!   (and `end`, once closed): when the stamp says `head` and `head + cap` is not claimed,
 //!   the value is ours, and receiving it is a load plus a store of `head`
 //!   (no read-modify-write). Otherwise it decides from the 64-bit positions:
@@ -98,17 +101,20 @@
 //!
 //! # Shared cells
 //!
-//! Keep-newest rings of one feed with the same capacity share one
-//! [`Cells`]: position `p` goes into the same cell `p % cap` for all of
-//! them, written by the same notify, and nothing about a cell depends on
-//! who reads it (a stamp is a position of the feed, and receiving is a
-//! load). So a notify writes each distinct buffer once (the list keeps them
-//! apart, `SubscriberList::newest`): one cell CAS per notify however many
+//! Keep-newest rings of one feed share one [`Cells`] when it has room for
+//! each of their capacities (a new ring takes the smallest listed cells
+//! with at least `cap` of them, and makes its own only if there are none):
+//! position `p` goes into the same cell `p % n` for all of them, written by
+//! the same notify, and nothing about a cell depends on who reads it (a
+//! stamp is a position of the feed, and receiving is a load). So a notify
+//! writes each distinct buffer once (the list keeps them apart,
+//! `SubscriberList::newest`): one cell CAS per notify however many
 //! subscribers share it, and one buffer in memory. Each ring keeps its own
-//! `head`, `start`, `skipped`, waker and counts, and every argument above
-//! holds per ring unchanged: it is about positions and the cell of a
-//! position, and a receiver starting at `start` never reads a position
-//! below it, whatever an earlier sharer left in the cells.
+//! `cap`, `head`, `start`, `skipped`, waker and counts, and every argument
+//! above holds per ring unchanged: it is about positions and the cell of a
+//! position, needs only `n >= cap` of the ring's own capacity, and a
+//! receiver starting at `start` never reads a position below it, whatever
+//! an earlier sharer left in the cells.
 //!
 //! Cells are shared within one feed only: a new feed starts its positions
 //! again at 0, and cells written from an old feed's positions would hold
@@ -208,16 +214,15 @@ pub(crate) struct Pushed {
     pub(crate) dropped: u64,
 }
 
-/// A ring's cells: `cap` 128-bit words (see "The ring"), each written by
-/// the producer of the position it holds. Keep-newest rings of one feed
-/// with the same capacity share one `Cells` (see "Shared cells"); a
-/// keep-oldest ring has its own.
+/// A ring's cells: a power of two of 128-bit words, at least the ring's
+/// capacity (see "The ring"), each written by the producer of the position
+/// it holds. Keep-newest rings of one feed share one `Cells` when it has
+/// room for their capacities (see "Shared cells"); a keep-oldest ring has
+/// its own.
 #[derive(Debug)]
 pub(crate) struct Cells {
     cells: Box<[AtomicU128]>,
-    cap: u64,
-    /// `cap - 1` when `cap` is a power of two (cells are then indexed with
-    /// a mask instead of a division), else `u64::MAX`.
+    /// `cells.len() - 1`: position `p` lives in cell `p & mask`.
     mask: u64,
     /// The cells' bytes, charged to the queue's budget before they were
     /// made and released when they are freed (the last ring sharing them
@@ -226,39 +231,45 @@ pub(crate) struct Cells {
 }
 
 impl Cells {
-    /// Bytes charged for `cap` cells: their `Arc` allocation and the cells.
+    /// How many cells a ring of capacity `cap` (`1 ..= MAX_RING`) gets:
+    /// `cap` rounded up to a power of two, so that a position's cell is
+    /// found with a mask rather than a 64-bit division (which cost a
+    /// notify about as much as the rest of its delivery did).
+    pub(crate) fn len_for(cap: usize) -> usize {
+        cap.max(1).next_power_of_two()
+    }
+
+    /// Bytes charged for the cells of a ring of capacity `cap`: their `Arc`
+    /// allocation and the cells ([`Cells::len_for`] of them).
     pub(crate) fn budget_bytes(cap: usize) -> usize {
         2 * core::mem::size_of::<usize>()
             + core::mem::size_of::<Self>()
-            + cap.saturating_mul(core::mem::size_of::<AtomicU128>())
+            + Self::len_for(cap).saturating_mul(core::mem::size_of::<AtomicU128>())
     }
 
-    /// `cap` cells, never written; `charge` pays for them
-    /// ([`Cells::budget_bytes`]).
+    /// The cells of a ring of capacity `cap`, never written; `charge` pays
+    /// for them ([`Cells::budget_bytes`]).
     pub(crate) fn new(cap: usize, charge: Charge) -> Self {
-        let cap64 = cap as u64;
+        let len = Self::len_for(cap);
         Self {
-            cells: (0..cap64).map(|_| AtomicU128::new(0)).collect(),
-            cap: cap64,
-            mask: if cap64.is_power_of_two() {
-                cap64 - 1
-            } else {
-                u64::MAX
-            },
+            cells: (0..len).map(|_| AtomicU128::new(0)).collect(),
+            mask: len as u64 - 1,
             _charge: charge,
         }
     }
 
+    /// How many cells there are (a power of two): rings of capacities up
+    /// to this can share them.
+    pub(crate) fn len(&self) -> u64 {
+        self.mask + 1
+    }
+
     #[inline(always)]
     pub(crate) fn cell(&self, pos: u64) -> &AtomicU128 {
-        let i = if self.mask != u64::MAX {
-            pos & self.mask
-        } else {
-            pos % self.cap
-        };
+        let i = pos & self.mask;
         debug_assert!(i < self.cells.len() as u64);
-        // SAFETY: `cells.len() == cap > 0`, and `i < cap`: `pos % cap`, or
-        // `pos & (cap - 1)` when `cap` is a power of two.
+        // SAFETY: `cells.len()` is a power of two and `mask` is one less,
+        // so `pos & mask < cells.len()`.
         unsafe { self.cells.get_unchecked(i as usize) }
     }
 
@@ -348,11 +359,19 @@ impl Ring {
             + 2 * core::mem::size_of::<Arc<Self>>()
     }
 
-    /// A ring over `cells`; `charge` pays for the ring
-    /// ([`Ring::budget_bytes`]), the cells for themselves.
-    pub(crate) fn new(cells: Arc<Cells>, overflow: Overflow, hint: Hint, charge: Charge) -> Self {
+    /// A ring of capacity `cap` over `cells` (at least `cap` of them);
+    /// `charge` pays for the ring ([`Ring::budget_bytes`]), the cells for
+    /// themselves.
+    pub(crate) fn new(
+        cells: Arc<Cells>,
+        cap: usize,
+        overflow: Overflow,
+        hint: Hint,
+        charge: Charge,
+    ) -> Self {
+        debug_assert!(cells.len() >= cap as u64);
         Self {
-            cap: cells.cap,
+            cap: cap as u64,
             cells,
             overflow,
             start: AtomicU64::new(0),
@@ -401,8 +420,8 @@ impl Ring {
                 return self.closed_drop();
             }
             // Acquire pairs with the receiver's Release store of `head`: its
-            // load of position `t - cap` is then ordered before our store
-            // into that cell.
+            // load of position `t - n` (the cell's previous one; `n >= cap`
+            // cells) is then ordered before our store into that cell.
             let h = self.head.load(Ordering::Acquire);
             if t.wrapping_sub(h) >= self.cap {
                 // Relaxed: counters; the receiver swaps `rejected` out, and
@@ -424,9 +443,10 @@ impl Ring {
                 Err(actual) => t = actual,
             }
         }
-        // Nobody else writes this cell until we have: position `t - cap` was
-        // received (`t - head < cap`), and `t + cap` can only be claimed once
-        // the receiver has moved past `t`, which it does after reading it.
+        // Nobody else writes this cell until we have: position `t - n` was
+        // received (`t - head < cap <= n`), and `t + n` can only be claimed
+        // once the receiver has moved past `t`, which it does after reading
+        // it.
         // Release: as for the CAS in `write_newest`.
         self.cell(t).store(pack(t, value), Ordering::Release);
         Pushed {
@@ -703,10 +723,14 @@ impl SubscriberList {
         }
     }
 
-    /// The cells a new keep-newest ring of capacity `cap` shares: those of
-    /// a listed keep-newest ring of that capacity, if there is one.
+    /// The cells a new keep-newest ring of capacity `cap` shares: the
+    /// smallest listed keep-newest cells with room for `cap`, if any.
     pub(crate) fn shared_cells(&self, cap: u64) -> Option<Arc<Cells>> {
-        self.newest.iter().find(|c| c.cap == cap).cloned()
+        self.newest
+            .iter()
+            .filter(|c| c.len() >= cap)
+            .min_by_key(|c| c.len())
+            .cloned()
     }
 }
 
@@ -914,14 +938,14 @@ impl Solo {
         let budget = Arc::new(super::budget::Budget::new(usize::MAX));
         let charge = || Charge::new(&budget, super::budget::Category::Rings, 0).unwrap();
         let cells = Arc::new(Cells::new(cap, charge()));
-        let ring = Arc::new(Ring::new(cells, overflow, Hint::from(""), charge()));
+        let len = cells.len();
+        let ring = Arc::new(Ring::new(cells, cap, overflow, Hint::from(""), charge()));
         let feed = Feed::new(1, charge());
-        let cap = cap as u64;
-        for i in 0..cap {
+        for i in 0..len {
             // The last position below `start` that lives in cell `i` (none:
             // never written): written and received.
             if start > i {
-                let last = start - 1 - (start - 1 - i) % cap;
+                let last = start - 1 - (start - 1 - i) % len;
                 ring.cell(i).store(pack(last, 0), Ordering::Relaxed);
             }
         }

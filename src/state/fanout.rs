@@ -567,7 +567,7 @@ impl Inner {
                     feed
                 }
             };
-            let ring = Ring::new(cells, options.overflow, options.hint, ring_charge);
+            let ring = Ring::new(cells, cap, options.overflow, options.hint, ring_charge);
             let ring = made.insert(Arc::new(ring));
             rings.push(ring.clone());
             // The ring starts at the tail its listing CAS leaves (see "One
