@@ -618,6 +618,34 @@ def plots(by_group, docs, out_md):
 # ---------------------------------------------------------------- report
 
 
+def interleaved_section(path, since):
+    """The `benches/ratios.rs` table: per-round ratios of this crate over a
+    peer, measured in alternating rounds, as a cross-check of the targets
+    above that a noisy host cannot tilt towards either side. Left out if
+    the file predates this run."""
+    ratios = load_json(path)
+    if ratios and since and path.stat().st_mtime < since:
+        ratios = None
+    if not ratios or not ratios.get("rows"):
+        return ["", "## Interleaved ratios", "",
+                "Not measured in this run (`cargo bench --bench ratios`)."]
+    L = ["", "## Interleaved ratios", "",
+         f"`benches/ratios.rs`: the single-threaded scenarios above, measured in "
+         f"{ratios['rounds']} rounds; each round runs this crate and each peer once, for the "
+         f"same number of operations (a batch of about {ratios['batch_ms']} ms), in an order "
+         "that alternates between rounds, and the ratio is taken per round. Host load that "
+         "criterion's one-after-another groups attribute to whichever entry it hit moves both "
+         "sides of a round alike. The ratio is the median of the per-round ratios (time of "
+         "this crate over time of the peer: below 1 = this crate is faster), with their "
+         "interquartile range; the times are each side's median per operation.", "",
+         "| scenario | per | peer | this crate | peer | ratio | IQR of the ratios |",
+         "|---|---|---|---|---|---|---|"]
+    for r in ratios["rows"]:
+        L.append(f"| {r['scenario']} | {r['unit']} | {r['peer']} | {fmt_time(r['crate_ns'])} | "
+                 f"{fmt_time(r['peer_ns'])} | {r['ratio']:.2f}× | {r['p25']:.2f}× – {r['p75']:.2f}× |")
+    return L
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--criterion-dir")
@@ -692,6 +720,7 @@ def main():
     for scenario, shown, target, ok, how in issue_targets(benches, cg, demo, probes):
         mark = how if ok is None else ("✅ " if ok else "❌ ") + how
         L.append(f"| {scenario} | {shown} | {target} | {mark} |")
+    L += interleaved_section(cdir / "ratios.json", since)
     L += ["", "## Other goals", "",
           "| goal | comparison | this crate | peer | result |", "|---|---|---|---|---|"]
     for text, results in targets(benches):

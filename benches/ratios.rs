@@ -1,0 +1,492 @@
+//! Interleaved ratios: this crate against a peer, measured in alternating
+//! rounds, so a noisy or time-shared host moves both sides of a ratio
+//! together instead of whichever criterion group it happened to hit.
+//!
+//! Criterion measures one implementation after another; on a shared host a
+//! burst of load during one of them moves their ratio by 10-30%. Here every
+//! round runs each implementation of a scenario once, for the same number
+//! of operations (a batch of about [`BATCH_MS`] ms, sized once), in an
+//! order that alternates between rounds, and the ratio is taken per round:
+//! the table gives the median of [`ROUNDS`] per-round ratios with its
+//! interquartile range, beside each side's median time per operation.
+//!
+//! Scenarios, single-threaded, the same work as the criterion groups and
+//! `examples/notify_fastpath.rs`:
+//! - `idle`: one notify with nobody waiting, against a bare
+//!   `AtomicU64::fetch_add` (the floor), tokio `Notify::notify_waiters` and
+//!   event-listener `Event::notify(usize::MAX)`;
+//! - `wake/K`: per waiter, `K` waits created, polled to `Pending`, woken by
+//!   one notify, polled to `Ready` and dropped, on a hand-rolled executor
+//!   with a counting waker, against tokio `Notify` (`notified` +
+//!   `notify_waiters`) and event-listener;
+//! - `fanout/K`: per delivery, sends in batches of 256 to `K` keep-newest
+//!   subscribers of capacity 256, each batch followed by draining every
+//!   subscriber, against tokio `broadcast::channel(256)` with `K` receivers.
+//!
+//! Every batch checks its work (every waiter woken, every value delivered)
+//! and panics if it was not all done. With `--test` (as `cargo bench --
+//! --test` passes) each scenario runs one small batch and nothing is
+//! written. A positional argument keeps only scenarios whose name contains
+//! it. Other arguments (criterion's) are ignored. The results also go to
+//! `<criterion dir>/ratios.json` for `scripts/bench_report.py`.
+
+mod common;
+
+use common::CountingWaker;
+use notification_queue::{Config, Handle, NotificationQueue, Subscription};
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Context;
+use std::time::{Duration, Instant};
+
+/// Rounds per scenario.
+const ROUNDS: usize = 41;
+/// Target time of one batch of one implementation.
+const BATCH_MS: u64 = 4;
+/// Sends between drains in the fan-out scenario (and every buffer's
+/// capacity, so nothing is overwritten).
+const FANOUT_BATCH: u64 = 256;
+
+/// One implementation of a scenario: runs `n` operations and returns how
+/// many completed as they should (checked against `n`).
+type Run<'a> = Box<dyn FnMut(u64) -> u64 + 'a>;
+
+struct Scenario<'a> {
+    name: String,
+    /// What one operation is, for the table.
+    unit: &'static str,
+    /// This crate first, then its peers.
+    impls: Vec<(&'static str, Run<'a>)>,
+}
+
+/// Polls every future of `futs` once; returns how many were ready.
+///
+/// # Safety
+///
+/// The futures must not move until dropped in place: the caller reserves
+/// the `Vec`'s capacity before filling it and only `clear`s it.
+unsafe fn poll_all<F: Future>(futs: &mut [F], cx: &mut Context<'_>) -> usize {
+    let mut ready = 0;
+    for f in futs.iter_mut() {
+        // SAFETY: per this function's contract the future stays where it is
+        // until it is dropped in place.
+        let f = unsafe { Pin::new_unchecked(f) };
+        ready += f.poll(cx).is_ready() as usize;
+    }
+    ready
+}
+
+/// Wake cycles of `k` waiters made by `make`, woken by `notify`, until
+/// `n` waiters went through one; returns how many completed (woken once
+/// and ready).
+fn wake_cycles<F: Future>(
+    n: u64,
+    k: usize,
+    mut make: impl FnMut() -> F,
+    mut notify: impl FnMut(),
+) -> u64 {
+    let (counter, waker) = CountingWaker::new();
+    let mut cx = Context::from_waker(&waker);
+    let mut futs = Vec::with_capacity(k);
+    let mut done = 0u64;
+    for _ in 0..n.div_ceil(k as u64) {
+        let before = counter.wakes();
+        futs.extend((0..k).map(|_| make()));
+        // SAFETY: `futs` reserved `k` slots above and is only cleared
+        // (drop in place) below, so no future moves after being polled.
+        let early = unsafe { poll_all(&mut futs, &mut cx) };
+        notify();
+        // SAFETY: as above.
+        let ready = unsafe { poll_all(&mut futs, &mut cx) };
+        futs.clear();
+        let woken = counter.wakes() - before;
+        if early == 0 && ready == k && woken == k {
+            done += k as u64;
+        }
+    }
+    done.min(n)
+}
+
+/// Deliveries to `k` receivers until `n` were made: sends in batches of
+/// [`FANOUT_BATCH`], each followed by `drain`; returns the deliveries
+/// `drain` reported.
+fn fanout(n: u64, k: usize, mut send: impl FnMut(i64), mut drain: impl FnMut() -> u64) -> u64 {
+    let mut left = n.div_ceil(k as u64);
+    let mut delivered = 0;
+    while left > 0 {
+        let b = left.min(FANOUT_BATCH);
+        for i in 0..b {
+            send(black_box(i as i64));
+        }
+        delivered += drain();
+        left -= b;
+    }
+    delivered.min(n)
+}
+
+fn idle<'a>(q: &'a NotificationQueue, h: Handle) -> Scenario<'a> {
+    let counter = AtomicU64::new(0);
+    let tokio = tokio::sync::Notify::new();
+    let event = event_listener::Event::new();
+    Scenario {
+        name: "idle".into(),
+        unit: "notify",
+        impls: vec![
+            (
+                common::CRATE,
+                Box::new(move |n| {
+                    let mut ok = 0;
+                    for _ in 0..n {
+                        ok += q.notify(black_box(h), black_box(1)).is_ok() as u64;
+                    }
+                    ok
+                }),
+            ),
+            (
+                "atomic_fetch_add",
+                Box::new(move |n| {
+                    for _ in 0..n {
+                        // Relaxed: the floor being measured.
+                        black_box(counter.fetch_add(black_box(1), Ordering::Relaxed));
+                    }
+                    n
+                }),
+            ),
+            (
+                "tokio_notify_waiters",
+                Box::new(move |n| {
+                    for _ in 0..n {
+                        black_box(&tokio).notify_waiters();
+                    }
+                    n
+                }),
+            ),
+            (
+                "event_listener_notify",
+                Box::new(move |n| {
+                    for _ in 0..n {
+                        black_box(black_box(&event).notify(black_box(usize::MAX)));
+                    }
+                    n
+                }),
+            ),
+        ],
+    }
+}
+
+fn wake<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
+    let tokio = tokio::sync::Notify::new();
+    let event = event_listener::Event::new();
+    Scenario {
+        name: format!("wake/{k}"),
+        unit: "waiter",
+        impls: vec![
+            (
+                common::CRATE,
+                Box::new(move |n| {
+                    wake_cycles(
+                        n,
+                        k,
+                        || q.wait(h),
+                        || {
+                            black_box(q.notify(h, 1).ok());
+                        },
+                    )
+                }),
+            ),
+            (
+                "tokio_notify",
+                Box::new(move |n| {
+                    wake_cycles(n, k, || tokio.notified(), || tokio.notify_waiters())
+                }),
+            ),
+            (
+                "event_listener",
+                Box::new(move |n| {
+                    wake_cycles(
+                        n,
+                        k,
+                        || event.listen(),
+                        || {
+                            black_box(event.notify(usize::MAX));
+                        },
+                    )
+                }),
+            ),
+        ],
+    }
+}
+
+fn fan<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
+    let mut subs: Vec<Subscription> = (0..k)
+        .map(|_| q.subscribe(h, FANOUT_BATCH as usize, "ratios"))
+        .collect::<Result<_, _>>()
+        .expect("subscribe");
+    let (tx, rx0) = tokio::sync::broadcast::channel::<i64>(FANOUT_BATCH as usize);
+    let mut rxs: Vec<_> = (1..k).map(|_| tx.subscribe()).collect();
+    rxs.push(rx0);
+    Scenario {
+        name: format!("fanout/{k}"),
+        unit: "delivery",
+        impls: vec![
+            (
+                common::CRATE,
+                Box::new(move |n| {
+                    fanout(
+                        n,
+                        k,
+                        |v| {
+                            black_box(q.notify(h, v).ok());
+                        },
+                        || {
+                            let mut got = 0;
+                            for s in subs.iter_mut() {
+                                while let Ok(v) = s.try_recv() {
+                                    black_box(v);
+                                    got += 1;
+                                }
+                            }
+                            got
+                        },
+                    )
+                }),
+            ),
+            (
+                "tokio_broadcast",
+                Box::new(move |n| {
+                    fanout(
+                        n,
+                        k,
+                        |v| {
+                            black_box(tx.send(v).is_ok());
+                        },
+                        || {
+                            let mut got = 0;
+                            for rx in rxs.iter_mut() {
+                                while let Ok(v) = rx.try_recv() {
+                                    black_box(v);
+                                    got += 1;
+                                }
+                            }
+                            got
+                        },
+                    )
+                }),
+            ),
+        ],
+    }
+}
+
+/// Runs `n` operations of `run`, checks they all completed, returns the
+/// time.
+fn timed(name: &str, imp: &str, run: &mut Run<'_>, n: u64) -> Duration {
+    let t0 = Instant::now();
+    let ok = run(n);
+    let d = t0.elapsed();
+    assert_eq!(
+        ok, n,
+        "{name} / {imp}: only {ok} of {n} operations completed"
+    );
+    d
+}
+
+/// Operations per batch: doubled until one batch of the slowest
+/// implementation takes [`BATCH_MS`].
+fn batch_size(s: &mut Scenario<'_>) -> u64 {
+    let mut n = 64;
+    loop {
+        let slowest = s
+            .impls
+            .iter_mut()
+            .map(|(imp, run)| timed(&s.name, imp, run, n))
+            .max()
+            .unwrap_or_default();
+        if slowest >= Duration::from_millis(BATCH_MS) || n >= 1 << 32 {
+            return n;
+        }
+        n *= 2;
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct Row {
+    scenario: String,
+    unit: &'static str,
+    peer: &'static str,
+    crate_ns: f64,
+    peer_ns: f64,
+    median: f64,
+    p25: f64,
+    p75: f64,
+}
+
+/// Measures `s` in [`ROUNDS`] interleaved rounds; one row per peer.
+fn measure(mut s: Scenario<'_>) -> Vec<Row> {
+    let n = batch_size(&mut s);
+    // Warm-up: one more batch each.
+    for (imp, run) in s.impls.iter_mut() {
+        timed(&s.name, imp, run, n);
+    }
+    let m = s.impls.len();
+    let mut times = vec![Vec::with_capacity(ROUNDS); m];
+    for round in 0..ROUNDS {
+        // Alternate the order (forwards, backwards), so a drift within a
+        // round weighs on every implementation alike.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..m).collect()
+        } else {
+            (0..m).rev().collect()
+        };
+        for i in order {
+            let (imp, run) = &mut s.impls[i];
+            let d = timed(&s.name, imp, run, n);
+            times[i].push(d.as_secs_f64() * 1e9 / n as f64);
+        }
+    }
+    let median_of = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        quantile(&v, 0.5)
+    };
+    (1..m)
+        .map(|p| {
+            let mut ratios: Vec<f64> = times[0].iter().zip(&times[p]).map(|(a, b)| a / b).collect();
+            ratios.sort_by(f64::total_cmp);
+            Row {
+                scenario: s.name.clone(),
+                unit: s.unit,
+                peer: s.impls[p].0,
+                crate_ns: median_of(&times[0]),
+                peer_ns: median_of(&times[p]),
+                median: quantile(&ratios, 0.5),
+                p25: quantile(&ratios, 0.25),
+                p75: quantile(&ratios, 0.75),
+            }
+        })
+        .collect()
+}
+
+fn out_dir() -> std::path::PathBuf {
+    std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(|d| std::path::PathBuf::from(d).join("criterion"))
+        })
+        .unwrap_or_else(|| "target/criterion".into())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let test = args.iter().any(|a| a == "--test");
+    // Criterion's flags that take a value, whose value is not a filter.
+    const WITH_VALUE: &[&str] = &[
+        "--warm-up-time",
+        "--measurement-time",
+        "--sample-size",
+        "--save-baseline",
+        "--baseline",
+        "--output-format",
+        "--color",
+        "--profile-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--plotting-backend",
+    ];
+    let mut filter = None;
+    let mut i = 0;
+    while i < args.len() {
+        if WITH_VALUE.contains(&args[i].as_str()) {
+            i += 2;
+            continue;
+        }
+        if !args[i].starts_with('-') {
+            filter = Some(args[i].clone());
+        }
+        i += 1;
+    }
+    let q = NotificationQueue::new(Config::default());
+    let h = q.register("ratios").expect("register");
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let mut scenarios = vec![idle(&q, h)];
+    for k in [1, 16, 256] {
+        scenarios.push(wake(&q, h, k));
+    }
+    scenarios.retain(|s| wanted(&s.name));
+    let mut rows = Vec::new();
+    let run_fan = |k: usize, rows: &mut Vec<Row>| {
+        // A handle per fan-out, so its subscribers leave with it.
+        let h = q.register("fanout").expect("register");
+        let s = fan(&q, h, k);
+        if !wanted(&s.name) {
+            return;
+        }
+        if test {
+            smoke(s);
+        } else {
+            rows.extend(measure(s));
+        }
+    };
+    for s in scenarios {
+        if test {
+            smoke(s);
+        } else {
+            rows.extend(measure(s));
+        }
+    }
+    for k in [1, 8, 64] {
+        run_fan(k, &mut rows);
+    }
+    if test {
+        println!("ratios: every scenario ran and checked its work");
+        return;
+    }
+    println!(
+        "\n{:<12} {:<22} {:>13} {:>13} {:>9} {:>17}",
+        "scenario", "peer", "crate ns/op", "peer ns/op", "ratio", "IQR of ratios"
+    );
+    for r in &rows {
+        println!(
+            "{:<12} {:<22} {:>13.2} {:>13.2} {:>8.2}x {:>8.2} - {:.2}",
+            r.scenario, r.peer, r.crate_ns, r.peer_ns, r.median, r.p25, r.p75
+        );
+    }
+    let json_rows: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "    {{\"scenario\": \"{}\", \"unit\": \"{}\", \"peer\": \"{}\", \"crate_ns\": {:.3}, \
+                 \"peer_ns\": {:.3}, \"ratio\": {:.4}, \"p25\": {:.4}, \"p75\": {:.4}}}",
+                r.scenario, r.unit, r.peer, r.crate_ns, r.peer_ns, r.median, r.p25, r.p75
+            )
+        })
+        .collect();
+    let json = format!(
+        "{{\n  \"rounds\": {ROUNDS},\n  \"batch_ms\": {BATCH_MS},\n  \"rows\": [\n{}\n  ]\n}}\n",
+        json_rows.join(",\n")
+    );
+    let dir = out_dir();
+    let path = dir.join("ratios.json");
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, json)) {
+        Ok(()) => println!("ratios: written to {}", path.display()),
+        Err(e) => eprintln!("ratios: could not write {}: {e}", path.display()),
+    }
+}
+
+/// `--test`: one small batch of every implementation, checked.
+fn smoke(mut s: Scenario<'_>) {
+    for (imp, run) in s.impls.iter_mut() {
+        timed(&s.name, imp, run, 256);
+    }
+}
