@@ -10,8 +10,8 @@
 //! the table gives the median of [`ROUNDS`] per-round ratios with its
 //! interquartile range, beside each side's median time per operation.
 //!
-//! Scenarios, single-threaded, the same work as the criterion groups and
-//! `examples/notify_fastpath.rs`:
+//! Scenarios, the same work as the criterion groups (and, for the
+//! single-threaded ones, `examples/notify_fastpath.rs`):
 //! - `idle`: one notify with nobody waiting, against a bare
 //!   `AtomicU64::fetch_add` (the floor), tokio `Notify::notify_waiters` and
 //!   event-listener `Event::notify(usize::MAX)`;
@@ -21,7 +21,16 @@
 //!   `notify_waiters`) and event-listener;
 //! - `fanout/K`: per delivery, sends in batches of 256 to `K` keep-newest
 //!   subscribers of capacity 256, each batch followed by draining every
-//!   subscriber, against tokio `broadcast::channel(256)` with `K` receivers.
+//!   subscriber, against tokio `broadcast::channel(256)` with `K` receivers;
+//! - `pipe_stream/16`: MemPipe with 3 reader threads and 16-byte writes,
+//!   1 MiB per transfer, streaming, against tokio `broadcast` of `Bytes`
+//!   (the groups of `benches/mempipe.rs`, whose code this shares; each
+//!   transfer times itself from a barrier after its threads exist).
+//!
+//! Keeping every byte against the single-threaded `Vec` floor is not
+//! here: interleaved with the other transfers, the floor itself took
+//! 0.5 ms to 2 ms in one process (the allocator state they leave behind
+//! moves it), so it would not be a floor. `benches/mempipe.rs` has it.
 //!
 //! Every batch checks its work (every waiter woken, every value delivered)
 //! and panics if it was not all done. With `--test` (as `cargo bench --
@@ -31,9 +40,12 @@
 //! `<criterion dir>/ratios.json` for `scripts/bench_report.py`.
 
 mod common;
+#[path = "common/pipes.rs"]
+mod pipes;
 
 use common::CountingWaker;
 use notification_queue::{Config, Handle, NotificationQueue, Subscription};
+use pipes::Mode;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
@@ -50,8 +62,20 @@ const BATCH_MS: u64 = 4;
 const FANOUT_BATCH: u64 = 256;
 
 /// One implementation of a scenario: runs `n` operations and returns how
-/// many completed as they should (checked against `n`).
-type Run<'a> = Box<dyn FnMut(u64) -> u64 + 'a>;
+/// many completed as they should (checked against `n`), and their time if
+/// it measures that itself (the pipe scenarios, which leave out spawning
+/// their threads); else the caller times the call.
+type Run<'a> = Box<dyn FnMut(u64) -> (u64, Option<Duration>) + 'a>;
+
+/// A [`Run`] the caller times.
+fn count<'a>(mut f: impl FnMut(u64) -> u64 + 'a) -> Run<'a> {
+    Box::new(move |n| (f(n), None))
+}
+
+/// A [`Run`] of `n` one-shot pipe transfers, each timing itself.
+fn transfers<'a>(mut once: impl FnMut() -> Duration + 'a) -> Run<'a> {
+    Box::new(move |n| (n, Some((0..n).map(|_| once()).sum())))
+}
 
 struct Scenario<'a> {
     name: String,
@@ -136,7 +160,7 @@ fn idle<'a>(q: &'a NotificationQueue, h: Handle) -> Scenario<'a> {
         impls: vec![
             (
                 common::CRATE,
-                Box::new(move |n| {
+                count(move |n| {
                     let mut ok = 0;
                     for _ in 0..n {
                         ok += q.notify(black_box(h), black_box(1)).is_ok() as u64;
@@ -146,7 +170,7 @@ fn idle<'a>(q: &'a NotificationQueue, h: Handle) -> Scenario<'a> {
             ),
             (
                 "atomic_fetch_add",
-                Box::new(move |n| {
+                count(move |n| {
                     for _ in 0..n {
                         // Relaxed: the floor being measured.
                         black_box(counter.fetch_add(black_box(1), Ordering::Relaxed));
@@ -156,7 +180,7 @@ fn idle<'a>(q: &'a NotificationQueue, h: Handle) -> Scenario<'a> {
             ),
             (
                 "tokio_notify_waiters",
-                Box::new(move |n| {
+                count(move |n| {
                     for _ in 0..n {
                         black_box(&tokio).notify_waiters();
                     }
@@ -165,7 +189,7 @@ fn idle<'a>(q: &'a NotificationQueue, h: Handle) -> Scenario<'a> {
             ),
             (
                 "event_listener_notify",
-                Box::new(move |n| {
+                count(move |n| {
                     for _ in 0..n {
                         black_box(black_box(&event).notify(black_box(usize::MAX)));
                     }
@@ -185,7 +209,7 @@ fn wake<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
         impls: vec![
             (
                 common::CRATE,
-                Box::new(move |n| {
+                count(move |n| {
                     wake_cycles(
                         n,
                         k,
@@ -198,13 +222,11 @@ fn wake<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
             ),
             (
                 "tokio_notify",
-                Box::new(move |n| {
-                    wake_cycles(n, k, || tokio.notified(), || tokio.notify_waiters())
-                }),
+                count(move |n| wake_cycles(n, k, || tokio.notified(), || tokio.notify_waiters())),
             ),
             (
                 "event_listener",
-                Box::new(move |n| {
+                count(move |n| {
                     wake_cycles(
                         n,
                         k,
@@ -233,7 +255,7 @@ fn fan<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
         impls: vec![
             (
                 common::CRATE,
-                Box::new(move |n| {
+                count(move |n| {
                     fanout(
                         n,
                         k,
@@ -255,7 +277,7 @@ fn fan<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
             ),
             (
                 "tokio_broadcast",
-                Box::new(move |n| {
+                count(move |n| {
                     fanout(
                         n,
                         k,
@@ -279,12 +301,33 @@ fn fan<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
     }
 }
 
+/// MemPipe, 3 readers, 16-byte writes (1 MiB per transfer), streaming,
+/// against tokio `broadcast` of `Bytes`.
+fn pipes<'a>(src: &'a [u8]) -> Vec<Scenario<'a>> {
+    const READERS: usize = 3;
+    const WRITE: usize = 16;
+    vec![Scenario {
+        name: "pipe_stream/16".into(),
+        unit: "MiB to 3 readers",
+        impls: vec![
+            (
+                common::CRATE,
+                transfers(move || pipes::mempipe_once(src, WRITE, READERS, Mode::Stream)),
+            ),
+            (
+                "tokio_broadcast",
+                transfers(move || pipes::broadcast_once(src, WRITE, READERS)),
+            ),
+        ],
+    }]
+}
+
 /// Runs `n` operations of `run`, checks they all completed, returns the
 /// time.
 fn timed(name: &str, imp: &str, run: &mut Run<'_>, n: u64) -> Duration {
     let t0 = Instant::now();
-    let ok = run(n);
-    let d = t0.elapsed();
+    let (ok, own) = run(n);
+    let d = own.unwrap_or_else(|| t0.elapsed());
     assert_eq!(
         ok, n,
         "{name} / {imp}: only {ok} of {n} operations completed"
@@ -295,7 +338,7 @@ fn timed(name: &str, imp: &str, run: &mut Run<'_>, n: u64) -> Duration {
 /// Operations per batch: doubled until one batch of the slowest
 /// implementation takes [`BATCH_MS`].
 fn batch_size(s: &mut Scenario<'_>) -> u64 {
-    let mut n = 64;
+    let mut n = 1;
     loop {
         let slowest = s
             .impls
@@ -448,6 +491,18 @@ fn main() {
     for k in [1, 8, 64] {
         run_fan(k, &mut rows);
     }
+    pipes::stable_allocator();
+    let src = pipes::data();
+    for s in pipes(&src) {
+        if !wanted(&s.name) {
+            continue;
+        }
+        if test {
+            smoke(s);
+        } else {
+            rows.extend(measure(s));
+        }
+    }
     if test {
         println!("ratios: every scenario ran and checked its work");
         return;
@@ -484,9 +539,11 @@ fn main() {
     }
 }
 
-/// `--test`: one small batch of every implementation, checked.
+/// `--test`: one small batch of every implementation, checked (one
+/// transfer for the pipe scenarios).
 fn smoke(mut s: Scenario<'_>) {
+    let n = if s.name.starts_with("pipe") { 1 } else { 256 };
     for (imp, run) in s.impls.iter_mut() {
-        timed(&s.name, imp, run, 256);
+        timed(&s.name, imp, run, n);
     }
 }
