@@ -19,14 +19,20 @@
 //! - `crossbeam-channel`: N `bounded(BATCH)` channels, `try_send` to each.
 //! - `tokio-broadcast`: one `broadcast::channel(BATCH)` with N receivers,
 //!   `send` once.
+//!
+//! `subscribe_fanout_1_2threads`: two threads, pinned to two CPUs, each
+//! sending to its own handle with one subscriber (tokio: its own channel
+//! with one receiver), each batch followed by a drain; time per send per
+//! thread.
 
 mod common;
 
-use common::CRATE;
+use common::{CRATE, run_threads};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use notification_queue::{Config, Handle, NotificationQueue, Subscription};
 use std::hint::black_box;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const BATCH: u64 = 256;
@@ -147,9 +153,65 @@ fn fanout(c: &mut Criterion) {
     }
 }
 
+/// Two threads on two CPUs, each notifying its own handle with one
+/// keep-newest subscriber (and draining it after every batch), against
+/// two tokio `broadcast` channels with one receiver each: handles that
+/// share nothing must not slow each other down (no queue-wide counter or
+/// line on the path of a notify with subscribers). Time per send per
+/// thread.
+fn fanout_two_threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group("subscribe_fanout_1_2threads");
+    let queue = NotificationQueue::new(Config::default());
+    let handles: Vec<Handle> = (0..2).map(|_| queue.register("bench").unwrap()).collect();
+    let subs: Vec<Mutex<Subscription>> = handles
+        .iter()
+        .map(|&h| Mutex::new(queue.subscribe(h, BATCH as usize, "bench").unwrap()))
+        .collect();
+    group.bench_function(CRATE, |b| {
+        b.iter_custom(|iters| {
+            run_threads(2, iters, |t, n| {
+                let h = handles[t];
+                let mut sub = subs[t].lock().unwrap();
+                batched(
+                    n,
+                    |v| {
+                        black_box(queue.notify(h, v).unwrap());
+                    },
+                    || while sub.try_recv().is_ok() {},
+                );
+            })
+        })
+    });
+    let chans: Vec<_> = (0..2)
+        .map(|_| {
+            let (tx, rx) = tokio::sync::broadcast::channel::<i64>(BATCH as usize);
+            (tx, Mutex::new(rx))
+        })
+        .collect();
+    group.bench_function("tokio-broadcast", |b| {
+        b.iter_custom(|iters| {
+            run_threads(2, iters, |t, n| {
+                let (tx, rx) = &chans[t];
+                let mut rx = rx.lock().unwrap();
+                batched(
+                    n,
+                    |v| {
+                        black_box(tx.send(v).is_ok());
+                    },
+                    || while rx.try_recv().is_ok() {},
+                );
+            })
+        })
+    });
+    group.finish();
+    for s in subs {
+        assert_eq!(s.into_inner().unwrap().dropped(), 0);
+    }
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = fanout
+    targets = fanout, fanout_two_threads
 }
 criterion_main!(benches);

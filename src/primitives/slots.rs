@@ -154,6 +154,13 @@ pub(crate) struct Slot {
     /// `Arc::into_raw` of this generation's subscriber feed (see
     /// `state::fanout`), or null.
     pub(crate) subscribers: AtomicPtr<Feed>,
+    /// Statistics of every generation of this slot: notifies that found
+    /// waiters or subscribers (took the slow path), and wakers they and
+    /// unregister woke. Kept per slot, beside the state word the notify
+    /// has just written, rather than queue-wide, so notifiers of different
+    /// handles never contend for one counter's cache line.
+    pub(crate) slow: AtomicU64,
+    pub(crate) wakes: AtomicU64,
 }
 
 impl Slot {
@@ -179,6 +186,8 @@ impl Slot {
             closed: AtomicU64::new(0),
             waiters: AtomicPtr::new(core::ptr::null_mut()),
             subscribers: AtomicPtr::new(core::ptr::null_mut()),
+            slow: AtomicU64::new(0),
+            wakes: AtomicU64::new(0),
         }
     }
 }
@@ -446,5 +455,16 @@ mod tests {
         let (b, o) = locate(u32::MAX);
         assert!(b < BUCKETS);
         assert!(o < bucket_len(b));
+    }
+
+    /// A slot stays on its two cache lines (128 bytes with its padding):
+    /// the statistics counters fit beside the state word.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn a_slot_is_128_bytes() {
+        assert_eq!(
+            core::mem::size_of::<crossbeam_utils::CachePadded<Slot>>(),
+            128
+        );
     }
 }

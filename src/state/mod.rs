@@ -29,11 +29,11 @@ use crossbeam_utils::CachePadded;
 /// allocates nothing, at a few hundred bytes each.
 const KEPT_WAITER_LISTS: usize = 64;
 
-/// Slow-path counters. Each is touched only off the notify fast path.
+/// Slow-path counters. Each is touched only off the notify fast path, and
+/// none on every slow notify (those are per slot: `Slot::slow`,
+/// `Slot::wakes`).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) slow_notifies: CachePadded<AtomicU64>,
-    pub(crate) wakes: CachePadded<AtomicU64>,
     pub(crate) waker_panics: CachePadded<AtomicU64>,
     pub(crate) closes: CachePadded<AtomicU64>,
     /// Subscription counters (owned by `subscription`).
@@ -331,7 +331,7 @@ impl Inner {
             // SAFETY: the swap moved the slot's strong count to us, so the
             // list is alive until we retire it below.
             let count = unsafe { &*list }.wake_all();
-            inner.note_wakes(handle, count);
+            inner.note_wakes(slot, handle, count);
         }
         if !list.is_null() {
             let guard = crate::sync::pin(&inner.collector);
@@ -510,11 +510,14 @@ impl Inner {
             (reg.live, reg.retired_notifications, reg.exhausted)
         };
         let mut notifications = retired;
+        let (mut slow, mut wakes) = (0u64, 0u64);
         let mut waiters = 0;
         let mut memory = inner.table.slot_bytes();
         let guard = crate::sync::pin(&inner.collector);
         inner.table.for_each_slot(|_, slot| {
             // Relaxed: statistics.
+            slow = slow.wrapping_add(slot.slow.load(Ordering::Relaxed));
+            wakes = wakes.wrapping_add(slot.wakes.load(Ordering::Relaxed));
             let word = slot.state.load(Ordering::Relaxed);
             if eventcount::generation(word) % 2 == 1 {
                 notifications = notifications.wrapping_add(eventcount::sequence(word));
@@ -535,8 +538,8 @@ impl Inner {
         Stats {
             handles,
             notifications,
-            slow_notifications: c.slow_notifies.load(Ordering::Relaxed),
-            wakes: c.wakes.load(Ordering::Relaxed),
+            slow_notifications: slow,
+            wakes,
             waker_panics: c.waker_panics.load(Ordering::Relaxed),
             waiters,
             delivered: c.delivered.load(Ordering::Relaxed) + delivered,
@@ -552,8 +555,9 @@ impl Inner {
     #[cold]
     #[inline(never)]
     fn notify_slow(&self, slot: &Slot, handle: Handle, prev: u64, arg: i64) -> usize {
-        // Relaxed: statistic.
-        self.counters.slow_notifies.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: a statistic. The slot's own counter: its line is the
+        // one the notify's CAS just wrote, and no other handle touches it.
+        slot.slow.fetch_add(1, Ordering::Relaxed);
         let mut n = 0;
         if prev & eventcount::WAITERS != 0 {
             // Wakers are taken out under a short epoch pin and woken after
@@ -584,7 +588,7 @@ impl Inner {
                     None => break,
                 }
             }
-            self.note_wakes(handle, count);
+            self.note_wakes(slot, handle, count);
             n += count.woken;
         }
         if prev & eventcount::SUBSCRIBED != 0 {
@@ -643,7 +647,7 @@ impl Inner {
                     // waking it.
                     let more = batch.is_full();
                     let count = batch.wake();
-                    self.note_wakes(handle, count);
+                    self.note_wakes(slot, handle, count);
                     done += got;
                     if done >= n || !more {
                         break;
@@ -720,12 +724,10 @@ impl Inner {
         }
     }
 
-    pub(crate) fn note_wakes(&self, handle: Handle, count: eventcount::WakeCount) {
-        // Relaxed: statistics.
+    pub(crate) fn note_wakes(&self, slot: &Slot, handle: Handle, count: eventcount::WakeCount) {
+        // Relaxed: statistics (the slot's own, as in `notify_slow`).
         if count.woken > 0 {
-            self.counters
-                .wakes
-                .fetch_add(count.woken as u64, Ordering::Relaxed);
+            slot.wakes.fetch_add(count.woken as u64, Ordering::Relaxed);
         }
         self.note_panics(handle, count.panicked as u64);
     }
