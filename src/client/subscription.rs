@@ -174,7 +174,7 @@ impl Subscription {
             if !self.ring.waiting.load(Ordering::Relaxed) {
                 // Relaxed: both ordered by the fence below.
                 self.ring.waiting.store(true, Ordering::Relaxed);
-                self.inner.counters.sleeping.fetch_add(1, Ordering::Relaxed);
+                self.feed.sleeping.fetch_add(1, Ordering::Relaxed);
             }
             // SeqCst fence: pairs with the fence in `deliver` (see "Waking").
             fence(Ordering::SeqCst);
@@ -209,13 +209,13 @@ impl Subscription {
         }
     }
 
-    /// Clears `waiting` (set) and takes this receiver out of the queue's
+    /// Clears `waiting` (set) and takes this receiver out of its feed's
     /// count of sleeping receivers.
     fn stop_waiting(&self) {
         // Relaxed: only the receiver writes `waiting`; a notify that still
         // sees it (or the count) only makes a spurious wake (or scan).
         self.ring.waiting.store(false, Ordering::Relaxed);
-        self.inner.counters.sleeping.fetch_sub(1, Ordering::Relaxed);
+        self.feed.sleeping.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(super) fn block(&mut self, deadline: park::Deadline) -> Result<i64, RecvTimeoutError> {

@@ -140,19 +140,19 @@
 //! # Waking
 //!
 //! A receiver about to sleep registers its waker in the ring's
-//! `AtomicWaker`, stores `waiting = true` and adds itself to the queue's
+//! `AtomicWaker`, stores `waiting = true` and adds itself to its feed's
 //! count of sleeping receivers (once per sleep, not per poll), issues a
 //! `SeqCst` fence and looks at the ring again. A notify writes all its
 //! rings, issues one `SeqCst` fence (on x86-64 only if some write was a
 //! plain store: a `lock cmpxchg16b` orders the loads after it as the fence
-//! would), and then, unless the count is zero,
+//! would), and then, unless the feed's count is zero,
 //! wakes (takes and calls the waker of) each ring whose `waiting` it sees
 //! set. Of the two fences one is first in the single `SeqCst` order: if the
 //! notify's, the receiver's second look sees the write; if the receiver's,
 //! the notify reads a count that includes the receiver (its own decrement
 //! comes only after it stops waiting) and sees `waiting` set and the waker
 //! registered before it. So no wakeup is lost; a notify when nobody in the
-//! queue sleeps costs one load, and a notify to a receiver that is not
+//! handle's feed sleeps costs one load, and a notify to a receiver that is not
 //! sleeping a plain load instead of an RMW on the waker.
 //! Only the receiver writes `waiting` (it clears it once it has a result);
 //! a stale `true` costs a spurious wake. Wakers run outside any lock; a
@@ -772,6 +772,11 @@ pub(crate) struct Feed {
     pub(crate) generation: u32,
     /// See [`feed_word`]. The feed owns one strong count of the list.
     word: CachePadded<AtomicU128>,
+    /// Receivers of this feed with `waiting` set (see "Waking"): a notify
+    /// finding none skips its rings' wakers. Per feed, so receivers of one
+    /// handle sleeping and waking never touch a line that notifies of
+    /// other handles read.
+    pub(crate) sleeping: CachePadded<AtomicU64>,
     /// The feed's bytes, charged to the queue's budget.
     _charge: Charge,
 }
@@ -787,6 +792,7 @@ impl Feed {
         Self {
             generation,
             word: CachePadded::new(AtomicU128::new(0)),
+            sleeping: CachePadded::new(AtomicU64::new(0)),
             _charge: charge,
         }
     }

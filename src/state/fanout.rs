@@ -248,8 +248,8 @@ pub(crate) fn deliver(slot: &Slot, handle: Handle, prev: u64, arg: i64, inner: &
         // Relaxed: ordered by the fence above, like the loads of `waiting`:
         // a receiver counts itself before its fence, so a notify that could
         // miss its `waiting` cannot read a count without it (see "Waking").
-        // Nobody asleep anywhere in the queue: skip the scan.
-        let rings = if inner.counters.sleeping.load(Ordering::Relaxed) == 0 {
+        // Nobody of this feed asleep: skip the scan.
+        let rings = if feed.sleeping.load(Ordering::Relaxed) == 0 {
             &[][..]
         } else {
             &list.rings[..]

@@ -39,8 +39,6 @@ pub(crate) struct Counters {
     /// Subscription counters (owned by `subscription`).
     pub(crate) delivered: CachePadded<AtomicU64>,
     pub(crate) dropped: CachePadded<AtomicU64>,
-    /// Receivers with `waiting` set (owned by `fanout`).
-    pub(crate) sleeping: CachePadded<AtomicU64>,
 }
 
 #[derive(Debug)]
