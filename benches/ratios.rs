@@ -42,24 +42,21 @@
 mod common;
 #[path = "common/pipes.rs"]
 mod pipes;
+#[path = "common/scenarios.rs"]
+mod scenarios;
 
-use common::CountingWaker;
 use notification_queue::{Config, Handle, NotificationQueue, Subscription};
 use pipes::Mode;
+use scenarios::{BATCH as FANOUT_BATCH, fanout, wake_cycles};
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Context;
 use std::time::{Duration, Instant};
 
 /// Rounds per scenario.
 const ROUNDS: usize = 41;
 /// Target time of one batch of one implementation.
 const BATCH_MS: u64 = 4;
-/// Sends between drains in the fan-out scenario (and every buffer's
-/// capacity, so nothing is overwritten).
-const FANOUT_BATCH: u64 = 256;
 
 /// One implementation of a scenario: runs `n` operations and returns how
 /// many completed as they should (checked against `n`), and their time if
@@ -85,69 +82,14 @@ struct Scenario<'a> {
     impls: Vec<(&'static str, Run<'a>)>,
 }
 
-/// Polls every future of `futs` once; returns how many were ready.
-///
-/// # Safety
-///
-/// The futures must not move until dropped in place: the caller reserves
-/// the `Vec`'s capacity before filling it and only `clear`s it.
-unsafe fn poll_all<F: Future>(futs: &mut [F], cx: &mut Context<'_>) -> usize {
-    let mut ready = 0;
-    for f in futs.iter_mut() {
-        // SAFETY: per this function's contract the future stays where it is
-        // until it is dropped in place.
-        let f = unsafe { Pin::new_unchecked(f) };
-        ready += f.poll(cx).is_ready() as usize;
-    }
-    ready
+/// `n` waiters through `scenarios::wake_cycles` in cycles of `k`.
+fn wake_waiters<F: Future>(n: u64, k: usize, make: impl FnMut() -> F, notify: impl FnMut()) -> u64 {
+    wake_cycles(n.div_ceil(k as u64), k, make, notify).min(n)
 }
 
-/// Wake cycles of `k` waiters made by `make`, woken by `notify`, until
-/// `n` waiters went through one; returns how many completed (woken once
-/// and ready).
-fn wake_cycles<F: Future>(
-    n: u64,
-    k: usize,
-    mut make: impl FnMut() -> F,
-    mut notify: impl FnMut(),
-) -> u64 {
-    let (counter, waker) = CountingWaker::new();
-    let mut cx = Context::from_waker(&waker);
-    let mut futs = Vec::with_capacity(k);
-    let mut done = 0u64;
-    for _ in 0..n.div_ceil(k as u64) {
-        let before = counter.wakes();
-        futs.extend((0..k).map(|_| make()));
-        // SAFETY: `futs` reserved `k` slots above and is only cleared
-        // (drop in place) below, so no future moves after being polled.
-        let early = unsafe { poll_all(&mut futs, &mut cx) };
-        notify();
-        // SAFETY: as above.
-        let ready = unsafe { poll_all(&mut futs, &mut cx) };
-        futs.clear();
-        let woken = counter.wakes() - before;
-        if early == 0 && ready == k && woken == k {
-            done += k as u64;
-        }
-    }
-    done.min(n)
-}
-
-/// Deliveries to `k` receivers until `n` were made: sends in batches of
-/// [`FANOUT_BATCH`], each followed by `drain`; returns the deliveries
-/// `drain` reported.
-fn fanout(n: u64, k: usize, mut send: impl FnMut(i64), mut drain: impl FnMut() -> u64) -> u64 {
-    let mut left = n.div_ceil(k as u64);
-    let mut delivered = 0;
-    while left > 0 {
-        let b = left.min(FANOUT_BATCH);
-        for i in 0..b {
-            send(black_box(i as i64));
-        }
-        delivered += drain();
-        left -= b;
-    }
-    delivered.min(n)
+/// `n` deliveries to `k` receivers through `scenarios::fanout`.
+fn deliveries(n: u64, k: usize, send: impl FnMut(i64), drain: impl FnMut() -> u64) -> u64 {
+    fanout(n.div_ceil(k as u64), send, drain).min(n)
 }
 
 fn idle<'a>(q: &'a NotificationQueue, h: Handle) -> Scenario<'a> {
@@ -210,7 +152,7 @@ fn wake<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
             (
                 common::CRATE,
                 count(move |n| {
-                    wake_cycles(
+                    wake_waiters(
                         n,
                         k,
                         || q.wait(h),
@@ -222,12 +164,12 @@ fn wake<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
             ),
             (
                 "tokio_notify",
-                count(move |n| wake_cycles(n, k, || tokio.notified(), || tokio.notify_waiters())),
+                count(move |n| wake_waiters(n, k, || tokio.notified(), || tokio.notify_waiters())),
             ),
             (
                 "event_listener",
                 count(move |n| {
-                    wake_cycles(
+                    wake_waiters(
                         n,
                         k,
                         || event.listen(),
@@ -256,7 +198,7 @@ fn fan<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
             (
                 common::CRATE,
                 count(move |n| {
-                    fanout(
+                    deliveries(
                         n,
                         k,
                         |v| {
@@ -278,7 +220,7 @@ fn fan<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
             (
                 "tokio_broadcast",
                 count(move |n| {
-                    fanout(
+                    deliveries(
                         n,
                         k,
                         |v| {

@@ -31,97 +31,15 @@
 //! a per-waiter or per-delivery figure), so set-up and tear-down cancel out.
 
 use notification_queue::{Config, NotificationQueue, Subscription};
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Wake, Waker};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const MODES: &str = "notify | fetch_add | event_listener | tokio_notify | \
                      wake_crate | wake_tokio | wake_event_listener | fanout_crate | fanout_tokio";
 
-/// Sends per batch in the fan-out scenario (and every ring's capacity, so
-/// nothing is ever overwritten).
-const BATCH: u64 = 256;
-
-/// Counts wakes.
-#[derive(Default)]
-struct CountingWaker(AtomicUsize);
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        // Relaxed: a statistic read by the same thread after the wake.
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Polls every future of `futs` once; returns how many were ready.
-///
-/// # Safety
-///
-/// The futures must not move until dropped in place: the caller reserves
-/// the `Vec`'s capacity before filling it and only `clear`s it.
-unsafe fn poll_all<F: Future>(futs: &mut [F], cx: &mut Context<'_>) -> usize {
-    let mut ready = 0;
-    for f in futs.iter_mut() {
-        // SAFETY: per this function's contract the future stays where it is
-        // until it is dropped in place.
-        let f = unsafe { Pin::new_unchecked(f) };
-        ready += f.poll(cx).is_ready() as usize;
-    }
-    ready
-}
-
-/// `n` wake cycles of `k` waiters made by `make`, woken by `notify`;
-/// returns how many waiters completed (woken once and ready).
-fn wake_cycles<F: Future>(
-    n: u64,
-    k: usize,
-    mut make: impl FnMut() -> F,
-    mut notify: impl FnMut(),
-) -> u64 {
-    let counter = Arc::new(CountingWaker::default());
-    let waker = Waker::from(counter.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut futs = Vec::with_capacity(k);
-    let mut done = 0u64;
-    for _ in 0..n {
-        let before = counter.0.load(Ordering::Relaxed);
-        futs.extend((0..k).map(|_| make()));
-        // SAFETY: `futs` reserved `k` slots above and is only cleared
-        // (drop in place) below, so no future moves after being polled.
-        let early = unsafe { poll_all(&mut futs, &mut cx) };
-        notify();
-        // SAFETY: as above.
-        let ready = unsafe { poll_all(&mut futs, &mut cx) };
-        futs.clear();
-        let woken = counter.0.load(Ordering::Relaxed) - before;
-        if early == 0 && ready == k && woken == k {
-            done += k as u64;
-        }
-    }
-    done
-}
-
-/// `n` sends in batches of [`BATCH`], each batch followed by `drain`;
-/// returns the deliveries `drain` reported.
-fn fanout(n: u64, mut send: impl FnMut(i64), mut drain: impl FnMut() -> u64) -> u64 {
-    let mut left = n;
-    let mut delivered = 0;
-    while left > 0 {
-        let b = left.min(BATCH);
-        for i in 0..b {
-            send(black_box(i as i64));
-        }
-        delivered += drain();
-        left -= b;
-    }
-    delivered
-}
+#[path = "../benches/common/scenarios.rs"]
+mod scenarios;
+use scenarios::{BATCH, fanout, wake_cycles};
 
 fn usage(msg: &str) -> ! {
     eprintln!("usage: notify_fastpath [{MODES}] [N] [K]: {msg}");

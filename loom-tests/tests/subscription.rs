@@ -533,57 +533,20 @@ fn subscribe_vs_last_unsubscribe_of_the_same_capacity() {
     });
 }
 
-/// A keep-newest subscriber of capacity 1 shares the two cells of one of
-/// capacity 2 and receives while two notifiers write them: it keeps its
-/// own capacity (values plus lags add up to the three notifies, and a
-/// value it gets was the newest claimed when it looked, never an older one
-/// the larger cells still hold), and the silent one keeps its newest two.
-#[test]
-fn notifiers_into_larger_cells_shared_by_a_smaller_ring() {
-    loom::model(|| {
+/// Two notifiers (one notify, then two) into the cells a silent keep-newest
+/// subscriber of capacity `silent_cap` made and a busy one of capacity
+/// `busy_cap` (at most `silent_cap`) shares, receiving while they run: the
+/// cells are written once per notify; the busy one keeps its own capacity
+/// (values plus lags add up to the three notifies, and once all three are
+/// written it gets at most `busy_cap` more, never an older one the larger
+/// cells still hold); the silent one keeps its newest `silent_cap`, the
+/// newest of which is the busy one's last.
+fn notifiers_into_shared_cells(silent_cap: usize, busy_cap: usize) {
+    loom::model(move || {
         let q = queue();
         let h = q.register("h").unwrap();
-        let mut wide = q.subscribe(h, 2, "wide").unwrap();
-        let mut narrow = q.subscribe(h, 1, "narrow").unwrap();
-        let q1 = q.clone();
-        let a = thread::spawn(move || assert_eq!(q1.notify(h, 1).unwrap(), 2));
-        let q2 = q.clone();
-        let b = thread::spawn(move || {
-            assert_eq!(q2.notify(h, 2).unwrap(), 2);
-            assert_eq!(q2.notify(h, 3).unwrap(), 2);
-        });
-        let (mut got, mut lag) = (Vec::new(), 0);
-        step(&mut narrow, &mut got, &mut lag);
-        a.join().unwrap();
-        b.join().unwrap();
-        // All three are claimed and written: one value is left at most.
-        let before = got.len();
-        for _ in 0..3 {
-            step(&mut narrow, &mut got, &mut lag);
-        }
-        assert!(got.len() - before <= 1, "{got:?} lag {lag}");
-        assert_eq!(got.len() as u64 + lag, 3, "{got:?} lag {lag}");
-        assert_eq!(wide.try_recv(), Err(TryRecvError::Lagged(1)));
-        let older = wide.try_recv().unwrap();
-        let newest = wide.try_recv().unwrap();
-        assert_ne!(older, newest);
-        assert_eq!(got.last(), Some(&newest), "{got:?} lag {lag}");
-        assert_eq!(wide.try_recv(), Err(TryRecvError::Empty));
-    });
-}
-
-/// Two notifiers into cells shared by two keep-newest subscribers of
-/// capacity 1, one of which receives while they run: the cells are written
-/// once per notify, and each subscriber's values plus lags add up to the
-/// three notifies; the silent one ends at the same newest value as the
-/// other.
-#[test]
-fn notifiers_into_cells_shared_by_two_receivers() {
-    loom::model(|| {
-        let q = queue();
-        let h = q.register("h").unwrap();
-        let mut busy = q.subscribe(h, 1, "busy").unwrap();
-        let mut silent = q.subscribe(h, 1, "silent").unwrap();
+        let mut silent = q.subscribe(h, silent_cap, "silent").unwrap();
+        let mut busy = q.subscribe(h, busy_cap, "busy").unwrap();
         let q1 = q.clone();
         let a = thread::spawn(move || assert_eq!(q1.notify(h, 1).unwrap(), 2));
         let q2 = q.clone();
@@ -595,13 +558,33 @@ fn notifiers_into_cells_shared_by_two_receivers() {
         step(&mut busy, &mut got, &mut lag);
         a.join().unwrap();
         b.join().unwrap();
+        let before = got.len();
         for _ in 0..3 {
             step(&mut busy, &mut got, &mut lag);
         }
+        assert!(got.len() - before <= busy_cap, "{got:?} lag {lag}");
         assert_eq!(got.len() as u64 + lag, 3, "{got:?} lag {lag}");
-        assert_eq!(silent.try_recv(), Err(TryRecvError::Lagged(2)));
-        let last = silent.try_recv().unwrap();
-        assert_eq!(got.last(), Some(&last));
+        assert_eq!(
+            silent.try_recv(),
+            Err(TryRecvError::Lagged(3 - silent_cap as u64))
+        );
+        let kept: Vec<i64> = (0..silent_cap)
+            .map(|_| silent.try_recv().unwrap())
+            .collect();
+        assert!(kept.windows(2).all(|w| w[0] != w[1]), "{kept:?}");
+        assert_eq!(got.last(), kept.last(), "{got:?} lag {lag}");
         assert_eq!(silent.try_recv(), Err(TryRecvError::Empty));
     });
+}
+
+/// Two subscribers of capacity 1 share one cell.
+#[test]
+fn notifiers_into_cells_shared_by_two_receivers() {
+    notifiers_into_shared_cells(1, 1);
+}
+
+/// A subscriber of capacity 1 shares the two cells of one of capacity 2.
+#[test]
+fn notifiers_into_larger_cells_shared_by_a_smaller_ring() {
+    notifiers_into_shared_cells(2, 1);
 }
