@@ -31,9 +31,6 @@ fn stale_notify_arg_vs_new_owner() {
         let got = block_on(q.wait_after(snap)).unwrap();
         let r = stale.join().unwrap();
         assert!(matches!(r, Ok(0) | Err(QueueError::StaleHandle)));
-        assert_eq!(
-            got.arg, 5,
-            "the stale notify's argument reached the new owner"
-        );
+        assert_eq!(got.arg, 5, "the stale notify's argument reached the new owner");
     });
 }

@@ -89,20 +89,13 @@ fn notify_one_vs_cancel_of_the_chosen_wait() {
         let canceller = thread::spawn(move || drop(first));
         assert!(q.notify_one(h, 7).unwrap() <= 1);
         canceller.join().unwrap();
-        assert_eq!(
-            count.0.load(Ordering::SeqCst),
-            1,
-            "the second wait was woken"
-        );
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the second wait was woken");
         match poll_with(&mut second, &waker) {
             Poll::Ready(r) => assert_eq!(r.unwrap().arg, 7),
             Poll::Pending => panic!("the wake was lost"),
         }
         let mut next = q.wait(h);
-        assert!(
-            poll_with(&mut next, Waker::noop()).is_pending(),
-            "no permit"
-        );
+        assert!(poll_with(&mut next, Waker::noop()).is_pending(), "no permit");
     });
 }
 
