@@ -57,7 +57,8 @@ miri --test subscription -- \
   subscription_moves_to_another_thread \
   dump_lists_subscribers_with_hints_and_depths \
   subscribers_sharing_a_buffer_keep_their_own_positions \
-  only_keep_newest_rings_of_one_capacity_share
+  rings_of_mixed_capacities_and_policies_keep_their_own_limits \
+  smaller_rings_share_larger_cells_and_keep_their_own_capacity
 miri --test mempipe -- \
   hello_world_chunks_for_three_readers \
   late_reader_starts_at_zero_even_after_close \
