@@ -158,7 +158,8 @@ pub(crate) struct Slot {
     /// waiters or subscribers (took the slow path), and wakers they and
     /// unregister woke. Kept per slot, beside the state word the notify
     /// has just written, rather than queue-wide, so notifiers of different
-    /// handles never contend for one counter's cache line.
+    /// handles never contend for one counter's cache line; and added to
+    /// without a read-modify-write (`state::count_without_rmw`).
     pub(crate) slow: AtomicU64,
     pub(crate) wakes: AtomicU64,
 }
