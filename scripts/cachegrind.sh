@@ -21,7 +21,9 @@
 # Usage: scripts/cachegrind.sh [N]          (default N = 1000000 idle notifies;
 #                                            wake and fan-out use N/10 waiters
 #                                            or deliveries per run)
-#        scripts/cachegrind.sh --idle-only [N]   (idle notify and fetch_add only)
+#        scripts/cachegrind.sh --idle-only [N]   (idle notify and fetch_add, and
+#                                                this crate's fan-out to one
+#                                                subscriber, only)
 # Writes <criterion dir>/cachegrind.json for scripts/bench_report.py, where
 # the criterion dir is $CRITERION_HOME or ${CARGO_TARGET_DIR:-target}/criterion.
 set -euo pipefail
@@ -114,6 +116,10 @@ if [[ $IDLE_ONLY == 0 ]]; then
         row fanout notification-queue "$k" delivery fanout_crate "$sends"
         row fanout tokio-broadcast "$k" delivery fanout_tokio "$sends"
     done
+else
+    # The one fan-out figure check_instructions.sh checks: this crate, one
+    # subscriber (25,600 and 51,200 deliveries).
+    row fanout notification-queue 1 delivery fanout_crate 25600
 fi
 echo "(N = $N, $VERSION, difference of runs with N and 2N operations; loop overhead included)"
 
