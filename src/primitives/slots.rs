@@ -467,5 +467,11 @@ mod tests {
             core::mem::size_of::<crossbeam_utils::CachePadded<Slot>>(),
             128
         );
+        // The slow-path counters share the state word's cache line, which
+        // the notify that adds to them has just written.
+        let line = |offset: usize| offset / 64;
+        let state = line(core::mem::offset_of!(Slot, state));
+        assert_eq!(line(core::mem::offset_of!(Slot, slow)), state);
+        assert_eq!(line(core::mem::offset_of!(Slot, wakes)), state);
     }
 }
