@@ -19,7 +19,19 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
   rustup component add --toolchain nightly miri rust-src
 fi
 cargo +nightly miri setup
-miri() { echo "=== miri $*"; cargo +nightly miri test "$@"; }
+# `miri --test FILE -- NAME...`: every NAME must be a test in tests/FILE.rs
+# (a filter that matches nothing runs nothing, without an error, so a
+# renamed test would silently leave the subset).
+miri() {
+  echo "=== miri $*"
+  if [ "${1:-}" = "--test" ]; then
+    local file="tests/$2.rs" name
+    for name in "${@:4}"; do
+      grep -q "fn $name(" "$file" || { echo "miri.sh: no test $name in $file" >&2; exit 1; }
+    done
+  fi
+  cargo +nightly miri test "$@"
+}
 
 if [ "${1:-}" = "--all" ]; then
   miri --lib --tests
