@@ -47,7 +47,7 @@ mod scenarios;
 
 use notification_queue::{Config, Handle, NotificationQueue, Subscription};
 use pipes::Mode;
-use scenarios::{BATCH as FANOUT_BATCH, fanout, wake_cycles};
+use scenarios::{BATCH as FANOUT_BATCH, drain_broadcast, drain_subscriptions, fanout, wake_cycles};
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,16 +204,7 @@ fn fan<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
                         |v| {
                             black_box(q.notify(h, v).ok());
                         },
-                        || {
-                            let mut got = 0;
-                            for s in subs.iter_mut() {
-                                while let Ok(v) = s.try_recv() {
-                                    black_box(v);
-                                    got += 1;
-                                }
-                            }
-                            got
-                        },
+                        || drain_subscriptions(&mut subs),
                     )
                 }),
             ),
@@ -226,16 +217,7 @@ fn fan<'a>(q: &'a NotificationQueue, h: Handle, k: usize) -> Scenario<'a> {
                         |v| {
                             black_box(tx.send(v).is_ok());
                         },
-                        || {
-                            let mut got = 0;
-                            for rx in rxs.iter_mut() {
-                                while let Ok(v) = rx.try_recv() {
-                                    black_box(v);
-                                    got += 1;
-                                }
-                            }
-                            got
-                        },
+                        || drain_broadcast(&mut rxs),
                     )
                 }),
             ),

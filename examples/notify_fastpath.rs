@@ -39,7 +39,7 @@ const MODES: &str = "notify | fetch_add | event_listener | tokio_notify | \
 
 #[path = "../benches/common/scenarios.rs"]
 mod scenarios;
-use scenarios::{BATCH, fanout, wake_cycles};
+use scenarios::{BATCH, drain_broadcast, drain_subscriptions, fanout, wake_cycles};
 
 fn usage(msg: &str) -> ! {
     eprintln!("usage: notify_fastpath [{MODES}] [N] [K]: {msg}");
@@ -148,16 +148,7 @@ fn main() {
                 |v| {
                     black_box(queue.notify(handle, v).ok());
                 },
-                || {
-                    let mut got = 0;
-                    for s in subs.iter_mut() {
-                        while let Ok(v) = s.try_recv() {
-                            black_box(v);
-                            got += 1;
-                        }
-                    }
-                    got
-                },
+                || drain_subscriptions(&mut subs),
             );
             (delivered, n * k as u64)
         }
@@ -170,16 +161,7 @@ fn main() {
                 |v| {
                     black_box(tx.send(v).is_ok());
                 },
-                || {
-                    let mut got = 0;
-                    for rx in rxs.iter_mut() {
-                        while let Ok(v) = rx.try_recv() {
-                            black_box(v);
-                            got += 1;
-                        }
-                    }
-                    got
-                },
+                || drain_broadcast(&mut rxs),
             );
             (delivered, n * k as u64)
         }

@@ -4,6 +4,7 @@
 //! work.
 #![allow(dead_code)] // each user takes a different subset
 
+use notification_queue::Subscription;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
@@ -93,4 +94,29 @@ pub fn fanout(sends: u64, mut send: impl FnMut(i64), mut drain: impl FnMut() -> 
         left -= b;
     }
     delivered
+}
+
+/// Receives everything `subs` hold; returns how many values (a fan-out
+/// `drain` for this crate's subscriptions).
+pub fn drain_subscriptions(subs: &mut [Subscription]) -> u64 {
+    let mut got = 0;
+    for s in subs.iter_mut() {
+        while let Ok(v) = s.try_recv() {
+            black_box(v);
+            got += 1;
+        }
+    }
+    got
+}
+
+/// The same for tokio `broadcast` receivers.
+pub fn drain_broadcast(rxs: &mut [tokio::sync::broadcast::Receiver<i64>]) -> u64 {
+    let mut got = 0;
+    for rx in rxs.iter_mut() {
+        while let Ok(v) = rx.try_recv() {
+            black_box(v);
+            got += 1;
+        }
+    }
+    got
 }
