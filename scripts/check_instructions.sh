@@ -59,12 +59,14 @@ if [[ -z "$got" || -z "$locked" ]]; then
     echo "check_instructions: no count in the cachegrind output" >&2
     exit 1
 fi
+# Whether the figure $1 is at most $2 (awk: the figures are decimals).
+at_most() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 # Exactly one locked RMW per idle notify: the CAS of the state word.
-if ! awk -v l="$locked" 'BEGIN { exit !(l <= 1.0) }'; then
+if ! at_most "$locked" 1.0; then
     echo "check_instructions: idle notify = $locked locked instructions > 1: REGRESSION" >&2
     exit 1
 fi
-if awk -v g="$got" -v m="$MAX" 'BEGIN { exit !(g <= m) }'; then
+if at_most "$got" "$MAX"; then
     echo "check_instructions: idle notify = $got instructions <= ceiling $MAX, $locked locked <= 1: ok"
 else
     echo "check_instructions: idle notify = $got instructions > ceiling $MAX: REGRESSION" >&2
@@ -82,7 +84,7 @@ if [[ -z "$fan" ]]; then
     echo "check_instructions: no fan-out count in the cachegrind output" >&2
     exit 1
 fi
-if awk -v l="$fan" -v m="$MAX_FANOUT_LOCKED" 'BEGIN { exit !(l <= m) }'; then
+if at_most "$fan" "$MAX_FANOUT_LOCKED"; then
     echo "check_instructions: fan-out to one subscriber = $fan locked per delivery <= $MAX_FANOUT_LOCKED: ok"
 else
     echo "check_instructions: fan-out to one subscriber = $fan locked per delivery > $MAX_FANOUT_LOCKED: REGRESSION" >&2
