@@ -386,16 +386,8 @@ fn main() {
     let q = NotificationQueue::new(Config::default());
     let h = q.register("ratios").expect("register");
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
-    let mut scenarios = vec![idle(&q, h)];
-    for k in [1, 16, 256] {
-        scenarios.push(wake(&q, h, k));
-    }
-    scenarios.retain(|s| wanted(&s.name));
     let mut rows = Vec::new();
-    let run_fan = |k: usize, rows: &mut Vec<Row>| {
-        // A handle per fan-out, so its subscribers leave with it.
-        let h = q.register("fanout").expect("register");
-        let s = fan(&q, h, k);
+    let mut run = |s: Scenario<'_>| {
         if !wanted(&s.name) {
             return;
         }
@@ -405,27 +397,19 @@ fn main() {
             rows.extend(measure(s));
         }
     };
-    for s in scenarios {
-        if test {
-            smoke(s);
-        } else {
-            rows.extend(measure(s));
-        }
+    run(idle(&q, h));
+    for k in [1, 16, 256] {
+        run(wake(&q, h, k));
     }
     for k in [1, 8, 64] {
-        run_fan(k, &mut rows);
+        // A handle per fan-out, so that its subscribers are its own.
+        let h = q.register("fanout").expect("register");
+        run(fan(&q, h, k));
     }
     pipes::stable_allocator();
     let src = pipes::data();
     for s in pipes(&src) {
-        if !wanted(&s.name) {
-            continue;
-        }
-        if test {
-            smoke(s);
-        } else {
-            rows.extend(measure(s));
-        }
+        run(s);
     }
     if test {
         println!("ratios: every scenario ran and checked its work");
