@@ -158,32 +158,32 @@ impl NotificationQueue {
     /// [`Wait::wait`], [`Wait::wait_timeout`] and [`Wait::wait_deadline`].
     pub fn wait_after(&self, snapshot: Snapshot) -> Wait<'_> {
         Wait::new(
-            QueueRef::Borrowed(&self.inner),
+            QueueRef::borrowed(&self.inner),
             snapshot.handle,
-            Ok(snapshot.sequence),
+            Some(snapshot.sequence),
         )
     }
 
     /// A wait for the next notify of `handle` (snapshot now, then wait).
     pub fn wait(&self, handle: Handle) -> Wait<'_> {
-        let seq = self.snapshot(handle).map(|s| s.sequence);
-        Wait::new(QueueRef::Borrowed(&self.inner), handle, seq)
+        let seq = self.snapshot(handle).ok().map(|s| s.sequence);
+        Wait::new(QueueRef::borrowed(&self.inner), handle, seq)
     }
 
     /// [`wait`](Self::wait) as a future that owns a clone of the queue
     /// (`Send + 'static`), for a spawned task or another thread.
     pub fn wait_owned(&self, handle: Handle) -> Wait<'static> {
-        let seq = self.snapshot(handle).map(|s| s.sequence);
-        Wait::new(QueueRef::Owned(self.inner.clone()), handle, seq)
+        let seq = self.snapshot(handle).ok().map(|s| s.sequence);
+        Wait::new(QueueRef::owned(self.inner.clone()), handle, seq)
     }
 
     /// [`wait_after`](Self::wait_after) as a future that owns a clone of
     /// the queue (`Send + 'static`).
     pub fn wait_after_owned(&self, snapshot: Snapshot) -> Wait<'static> {
         Wait::new(
-            QueueRef::Owned(self.inner.clone()),
+            QueueRef::owned(self.inner.clone()),
             snapshot.handle,
-            Ok(snapshot.sequence),
+            Some(snapshot.sequence),
         )
     }
 

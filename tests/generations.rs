@@ -281,6 +281,20 @@ fn handles_of_other_queues_are_stale_everywhere_even_after_their_queue_is_droppe
         ));
         assert_eq!(q.unregister(h), Err(QueueError::StaleHandle));
     }
+    // A snapshot of the other queue's handle makes a stale wait here too,
+    // borrowed or owned, polled or blocking.
+    let snap = other.snapshot(twin).unwrap();
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    let mut wait = q.wait_after(snap);
+    assert_eq!(wait.snapshot().err(), Some(QueueError::StaleHandle));
+    assert!(matches!(
+        poll_once(&mut wait, &waker),
+        Poll::Ready(Err(QueueError::StaleHandle))
+    ));
+    assert_eq!(
+        q.wait_after_owned(snap).wait().err(),
+        Some(QueueError::StaleHandle)
+    );
     // Nothing reached `own`'s slot.
     assert_eq!(q.snapshot(own).unwrap().sequence(), 0);
     assert_eq!(q.notify(own, 5), Ok(0));

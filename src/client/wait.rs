@@ -13,13 +13,15 @@
 
 use crate::error::QueueError;
 use crate::primitives::eventcount::{self, ClaimError, Entry, WaiterList, WakerId};
-use crate::primitives::slots::{Handle, Slot};
+use crate::primitives::slots::{Handle, Slot, SlotPtr};
 use crate::state::{Inner, Notified, Snapshot};
 use crate::sync::park;
 use crate::sync::{Arc, Hint, Ordering};
 use crate::trace;
 use core::future::Future;
+use core::marker::PhantomData;
 use core::pin::Pin;
+use core::ptr::NonNull;
 use core::task::{Context, Poll, Waker};
 
 /// A pending wait for a notify after a snapshot.
@@ -66,6 +68,12 @@ use core::task::{Context, Poll, Waker};
 /// wait that reports it; one that chose a wait dropped before it could
 /// report it passes on to the next waiting wait, or becomes the permit.
 ///
+/// # Size
+///
+/// A `Wait` is 80 bytes on 64-bit targets, owned or borrowed: its waiter
+/// entry lives in the handle's list, not in the future, so moving a `Wait`
+/// (into a task, a `select!`, a `Vec`) is always safe and costs no more.
+///
 /// # Owned waits
 ///
 /// [`NotificationQueue::wait_owned`](crate::NotificationQueue::wait_owned) and
@@ -75,57 +83,202 @@ use core::task::{Context, Poll, Waker};
 /// [`NotificationQueue::wait`]: crate::NotificationQueue::wait
 /// [`NotificationQueue::wait_after`]: crate::NotificationQueue::wait_after
 #[must_use = "a Wait does nothing unless polled or waited on"]
-#[derive(Debug)]
 pub struct Wait<'a> {
     inner: QueueRef<'a>,
-    handle: Handle,
-    /// The snapshot sequence, or the error found while taking it.
-    start: Result<u64, QueueError>,
-    hint: Option<Hint>,
-    /// Our claimed entry and the list that owns it.
-    entry: Option<EntryRef>,
+    /// The handle's slot, index and generation (its queue is `inner`'s;
+    /// see `new`). The slot is dereferenced only while `start` is not
+    /// `STALE`.
+    slot: SlotPtr,
+    index: u32,
+    generation: u32,
+    /// The snapshot sequence, or `STALE`.
+    start: u64,
+    /// Our waiter entry, or the hint to list it under once we claim one.
+    phase: Phase,
 }
 
-/// A claimed waiter entry, the list that owns it, the claim's ticket and the
-/// waker last registered in it. A plain notify that completes the wait may
-/// free the entry (the ticket then no longer matches it).
-type EntryRef = (Arc<WaiterList>, usize, *const Entry, u64, WakerId);
+impl core::fmt::Debug for Wait<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Wait")
+            .field("inner", &self.inner)
+            .field("handle", &self.handle())
+            .field("start", &self.start())
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
 
-/// The queue a [`Wait`] belongs to: borrowed, or owned for `'static` waits.
+/// `Wait::start` of a wait whose handle was stale or of another queue when
+/// the wait was made: never a sequence (those fit in 37 bits).
+const STALE: u64 = u64::MAX;
+const _: () = assert!(STALE > eventcount::SEQ_VALUE_MASK);
+
+/// What a [`Wait`] holds of its handle's waiter list. Two variants with
+/// the `Arc` as the niche keep a `Wait` at 80 bytes (a claim and a hint are
+/// never needed at once: a claimed wait's hint is in the list's table).
 #[derive(Debug)]
-pub(crate) enum QueueRef<'a> {
-    Borrowed(&'a Inner),
-    Owned(Arc<Inner>),
+enum Phase {
+    /// No entry (not registered yet, or given back); the debug hint to
+    /// list the wait under once it claims one.
+    Unclaimed(Option<Hint>),
+    Claimed(Claim),
+}
+
+/// A claimed waiter entry and the list that owns it. A plain notify that
+/// completes the wait may free the entry (the ticket then no longer
+/// matches it).
+#[derive(Debug)]
+struct Claim {
+    list: Arc<WaiterList>,
+    /// Points into `list`, which the `Arc` beside keeps alive.
+    entry: *const Entry,
+    /// The claim's ticket: the entry is ours while its state carries it.
+    ticket: u64,
+    /// The waker last registered in the entry.
+    registered: WakerId,
+    /// The entry's index in `list` (lists hold at most `u32::MAX` entries).
+    index: u32,
+    /// Whether the list's hint table holds a hint for this claim.
+    hinted: bool,
+}
+
+/// The queue a [`Wait`] belongs to: borrowed, or one strong count of an
+/// `Arc<Inner>` for `'static` waits. One word: the `Inner`'s address, with
+/// bit 0 set when the count is ours (`Inner` is 8-aligned, so the bit is
+/// otherwise clear).
+pub(crate) struct QueueRef<'a> {
+    ptr: NonNull<Inner>,
+    _inner: PhantomData<&'a Inner>,
+}
+
+const OWNED: usize = 1;
+const _: () = assert!(core::mem::align_of::<Inner>() > OWNED);
+
+impl<'a> QueueRef<'a> {
+    /// Borrows `inner` for `'a`.
+    #[inline]
+    pub(crate) fn borrowed(inner: &'a Inner) -> Self {
+        Self {
+            ptr: NonNull::from(inner),
+            _inner: PhantomData,
+        }
+    }
+
+    /// Holds `inner`'s strong count until dropped.
+    #[inline]
+    pub(crate) fn owned(inner: Arc<Inner>) -> QueueRef<'static> {
+        let raw = Arc::into_raw(inner).cast_mut();
+        QueueRef {
+            // SAFETY: `Arc::into_raw` never returns null, and setting bit 0
+            // of a non-null address keeps it non-null.
+            ptr: unsafe { NonNull::new_unchecked(raw.map_addr(|a| a | OWNED)) },
+            _inner: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn is_owned(&self) -> bool {
+        self.ptr.as_ptr().addr() & OWNED != 0
+    }
+
+    #[inline]
+    fn untagged(&self) -> *const Inner {
+        self.ptr.as_ptr().map_addr(|a| a & !OWNED).cast_const()
+    }
 }
 
 impl core::ops::Deref for QueueRef<'_> {
     type Target = Inner;
     #[inline]
     fn deref(&self) -> &Inner {
-        match self {
-            QueueRef::Borrowed(inner) => inner,
-            QueueRef::Owned(inner) => inner,
+        // SAFETY: the untagged pointer is the `&'a Inner` we were built
+        // from (alive for `'a`, which outlives `self`), or an `Arc<Inner>`
+        // whose strong count we hold until `drop`.
+        unsafe { &*self.untagged() }
+    }
+}
+
+impl Drop for QueueRef<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.is_owned() {
+            // SAFETY: an owned `QueueRef` holds the strong count that
+            // `owned` took from `Arc::into_raw`; it is given back once, here.
+            drop(unsafe { Arc::from_raw(self.untagged()) });
         }
     }
 }
 
-// SAFETY: the raw entry pointer points into the `Arc<WaiterList>` held beside
-// it, and `Entry` is `Sync` (atomics, an `AtomicWaker` and a mutex).
+impl core::fmt::Debug for QueueRef<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("QueueRef")
+            .field("owned", &self.is_owned())
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: a `Wait` shares the queue (`&Inner` or `Arc<Inner>`; `Inner` is
+// `Send + Sync`) and its entry, which lives in the `Arc<WaiterList>` held
+// beside the raw pointer (`Entry` is `Sync`: atomics and a waker cell
+// guarded by its state word); the slot pointer is an address into the
+// queue's slot table, which the queue keeps alive.
 unsafe impl Send for Wait<'_> {}
-// SAFETY: `&Wait` exposes nothing that touches the entry.
+// SAFETY: `&Wait` exposes nothing that touches the entry or the slot.
 unsafe impl Sync for Wait<'_> {}
 
 impl Unpin for Wait<'_> {}
 
 impl<'a> Wait<'a> {
-    pub(crate) fn new(inner: QueueRef<'a>, handle: Handle, start: Result<u64, QueueError>) -> Self {
+    /// A wait on `handle` from snapshot `start` (`None`: the handle is
+    /// stale, the only error a snapshot reports). A handle of another queue
+    /// makes a stale wait too, so the slot pointer kept is always one of
+    /// `inner`'s.
+    #[inline]
+    pub(crate) fn new(inner: QueueRef<'a>, handle: Handle, start: Option<u64>) -> Self {
+        let start = match start {
+            Some(s) if handle.queue == inner.table.id => s,
+            _ => STALE,
+        };
         Self {
             inner,
-            handle,
+            slot: handle.slot,
+            index: handle.index,
+            generation: handle.generation,
             start,
-            hint: None,
-            entry: None,
+            phase: Phase::Unclaimed(None),
         }
+    }
+
+    /// The handle this wait is on.
+    #[inline]
+    fn handle(&self) -> Handle {
+        Handle {
+            queue: self.inner.table.id,
+            index: self.index,
+            generation: self.generation,
+            slot: self.slot,
+        }
+    }
+
+    /// The snapshot sequence, or the error of a stale handle.
+    #[inline]
+    fn start(&self) -> Result<u64, QueueError> {
+        match self.start {
+            STALE => Err(QueueError::StaleHandle),
+            s => Ok(s),
+        }
+    }
+
+    /// The handle's slot.
+    ///
+    /// # Safety
+    ///
+    /// `self.start` is not `STALE`.
+    #[inline]
+    unsafe fn slot(&self) -> &Slot {
+        // SAFETY: `start` is not `STALE`, so `new` found the handle's queue
+        // id to be `inner`'s table's, as `slot_unchecked` requires.
+        unsafe { self.inner.table.slot_unchecked(self.handle()) }
     }
 
     /// Attaches a debug hint, listed by
@@ -133,23 +286,26 @@ impl<'a> Wait<'a> {
     /// while this wait is pending.
     pub fn with_hint(mut self, hint: impl Into<Hint>) -> Self {
         let hint = hint.into();
-        if let Some((list, index, _, ticket, _)) = &self.entry {
-            list.set_hint(*index, *ticket, Some(hint.clone()));
+        match &mut self.phase {
+            Phase::Claimed(c) => {
+                c.list.set_hint(c.index as usize, c.ticket, Some(hint));
+                c.hinted = true;
+            }
+            Phase::Unclaimed(h) => *h = Some(hint),
         }
-        self.hint = Some(hint);
         self
     }
 
     /// The snapshot this wait completes after.
     pub fn snapshot(&self) -> Result<Snapshot, QueueError> {
-        self.start.map(|sequence| Snapshot {
-            handle: self.handle,
+        self.start().map(|sequence| Snapshot {
+            handle: self.handle(),
             sequence,
         })
     }
 
     fn check(&self, slot: &Slot, word: u64, start: u64) -> Option<Result<Notified, QueueError>> {
-        let generation = self.handle.generation;
+        let generation = self.generation;
         if eventcount::generation(word) != generation {
             // Closed: report the notifies it has not seen yet first.
             return Some(self.inner.closed_outcome(slot, generation, start, word));
@@ -167,33 +323,35 @@ impl<'a> Wait<'a> {
         }))
     }
 
-    /// Gives our entry back; returns the argument of a `notify_one` that
-    /// had chosen us, which the caller must report or hand on.
-    /// (An associated function on the fields, so a poll can call it while
-    /// it borrows the queue.)
-    fn take_entry(entry: &mut Option<EntryRef>, hinted: bool) -> Option<i64> {
-        let (list, index, entry, ticket, _) = entry.take()?;
-        // SAFETY: `entry` lives in `list`, which we still hold.
-        list.release(index, unsafe { &*entry }, ticket, hinted)
+    /// Gives our entry back (keeping its hint for a later claim); returns
+    /// the argument of a `notify_one` that had chosen us, which the caller
+    /// must report or hand on. (An associated function on the field, so a
+    /// poll can call it while it borrows the queue.)
+    fn take_entry(phase: &mut Phase) -> Option<i64> {
+        let Phase::Claimed(c) = phase else {
+            return None;
+        };
+        let index = c.index as usize;
+        let hint = if c.hinted {
+            c.list.set_hint(index, c.ticket, None)
+        } else {
+            None
+        };
+        let Phase::Claimed(c) = core::mem::replace(phase, Phase::Unclaimed(hint)) else {
+            return None;
+        };
+        // SAFETY: `c.entry` lives in `c.list`, which we still hold.
+        c.list.release(index, unsafe { &*c.entry }, c.ticket)
     }
 
     /// Gives our entry back, passing on a `notify_one` that had chosen us
     /// (to the next waiter, or as the permit).
     #[inline]
-    fn release_in(inner: &Inner, handle: Handle, entry: &mut Option<EntryRef>, hinted: bool) {
-        if let Some(arg) = Self::take_entry(entry, hinted) {
-            // Stale: the handle was closed, and its waits with it.
-            let _ = inner.notify_some(handle, arg, 1);
-        }
-    }
-
     fn release(&mut self) {
-        Self::release_in(
-            &self.inner,
-            self.handle,
-            &mut self.entry,
-            self.hint.is_some(),
-        );
+        if let Some(arg) = Self::take_entry(&mut self.phase) {
+            // Stale: the handle was closed, and its waits with it.
+            let _ = self.inner.notify_some(self.handle(), arg, 1);
+        }
     }
 
     /// The outcome of a wait completed by `notify_one` or a permit.
@@ -209,7 +367,7 @@ impl<'a> Wait<'a> {
     /// still at our generation and snapshot. Returns its argument.
     fn take_permit(&self, slot: &Slot, mut word: u64, start: u64) -> Option<i64> {
         while word & eventcount::PERMIT != 0
-            && eventcount::generation(word) == self.handle.generation
+            && eventcount::generation(word) == self.generation
             && eventcount::sequence(word) == start
         {
             // AcqRel: Acquire reads the permit's argument, stored before
@@ -223,10 +381,7 @@ impl<'a> Wait<'a> {
             ) {
                 // Relaxed: ordered by the Acquire CAS.
                 Ok(_) => {
-                    return Some(
-                        slot.permit_arg(self.handle.generation)
-                            .load(Ordering::Relaxed),
-                    );
+                    return Some(slot.permit_arg(self.generation).load(Ordering::Relaxed));
                 }
                 Err(actual) => word = actual,
             }
@@ -234,47 +389,95 @@ impl<'a> Wait<'a> {
         None
     }
 
+    /// Claims an entry in the generation's list with `waker` registered.
+    /// `Err(outcome)` ends the wait (an error, or the generation moved on
+    /// while we looked).
+    fn claim(
+        &mut self,
+        slot: &Slot,
+        start: u64,
+        waker: &Waker,
+    ) -> Result<(), Poll<Result<Notified, QueueError>>> {
+        let list = match self.inner.waiter_list(slot, self.generation) {
+            Ok(list) => list,
+            Err(e) => return Err(Poll::Ready(Err(e))),
+        };
+        let Some(list) = list else {
+            // The generation moved on while we looked: read the outcome.
+            // Acquire: as in `poll_wait`.
+            let word = slot.state.load(Ordering::Acquire);
+            return Err(Poll::Ready(
+                self.check(slot, word, start)
+                    .unwrap_or(Err(QueueError::Closed)),
+            ));
+        };
+        // Cloned before the claim: no client code runs while the entry is
+        // reserved.
+        let (index, entry, ticket) = match list.claim(start, waker.clone()) {
+            Ok(claimed) => claimed,
+            Err(ClaimError::Full) => {
+                let limit = self.inner.config.max_waiters_per_handle;
+                let err = QueueError::WaiterLimit { limit };
+                let (inner, handle) = (&*self.inner, self.handle());
+                trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
+                return Err(Poll::Ready(Err(err)));
+            }
+            Err(ClaimError::Budget(e)) => return Err(Poll::Ready(Err(e))),
+        };
+        let entry: *const Entry = entry;
+        let hint = match &mut self.phase {
+            Phase::Unclaimed(hint) => hint.take(),
+            Phase::Claimed(_) => None,
+        };
+        let hinted = hint.is_some();
+        if hinted {
+            list.set_hint(index, ticket, hint);
+        }
+        self.phase = Phase::Claimed(Claim {
+            list,
+            entry,
+            ticket,
+            registered: eventcount::waker_id(waker),
+            // Lossless: a list holds at most `MAX_ENTRIES` (`u32::MAX`).
+            index: index as u32,
+            hinted,
+        });
+        Ok(())
+    }
+
     #[inline(always)]
     fn poll_wait(&mut self, waker: &Waker) -> Poll<Result<Notified, QueueError>> {
-        let start = match self.start {
+        let start = match self.start() {
             Ok(s) => s,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        let Some(slot) = self.inner.table.slot(self.handle) else {
-            return Poll::Ready(Err(QueueError::StaleHandle));
-        };
+        // SAFETY: `start` is not `STALE`. The reference is detached from
+        // `self`'s borrow so that the poll can update `self.phase`: the slot
+        // lives in the queue's slot table, which `self.inner` keeps alive
+        // for all of this call (nothing here drops or replaces `inner`).
+        let slot = unsafe { &*(self.slot() as *const Slot) };
         // A `notify_one` that chose us comes first: it was delivered to us.
         if self.notified_one() {
-            if let Some(arg) = Self::take_entry(&mut self.entry, self.hint.is_some()) {
+            if let Some(arg) = Self::take_entry(&mut self.phase) {
                 return Poll::Ready(Self::one(start, arg));
             }
         }
         // Acquire: see the arg published with a newer sequence.
         let mut word = slot.state.load(Ordering::Acquire);
         if let Some(done) = self.check(slot, word, start) {
-            Self::release_in(
-                &self.inner,
-                self.handle,
-                &mut self.entry,
-                self.hint.is_some(),
-            );
+            self.release();
             return Poll::Ready(done);
         }
         if let Some(arg) = self.take_permit(slot, word, start) {
-            Self::release_in(
-                &self.inner,
-                self.handle,
-                &mut self.entry,
-                self.hint.is_some(),
-            );
+            self.release();
             return Poll::Ready(Self::one(start, arg));
         }
-        if let Some((_, _, entry, ticket, registered)) = &mut self.entry {
+        if let Phase::Claimed(c) = &mut self.phase {
             // SAFETY: the entry lives in the list whose `Arc` we hold.
-            if !unsafe { &**entry }.register(*ticket, waker, registered) {
+            if !unsafe { &*c.entry }.register(c.ticket, waker, &mut c.registered) {
                 // A notify completed us and freed the entry: its change of
                 // the word is visible to this look (see `take_done`).
-                self.entry = None;
+                Self::take_entry(&mut self.phase);
                 // Acquire: as above.
                 word = slot.state.load(Ordering::Acquire);
                 if let Some(done) = self.check(slot, word, start) {
@@ -284,38 +487,10 @@ impl<'a> Wait<'a> {
                 // again, with a new entry (below).
             }
         }
-        if self.entry.is_none() {
-            let list = match self.inner.waiter_list(slot, self.handle.generation) {
-                Ok(list) => list,
-                Err(e) => return Poll::Ready(Err(e)),
-            };
-            let Some(list) = list else {
-                // The generation moved on while we looked: read the outcome.
-                // Acquire: as above.
-                let word = slot.state.load(Ordering::Acquire);
-                return Poll::Ready(
-                    self.check(slot, word, start)
-                        .unwrap_or(Err(QueueError::Closed)),
-                );
-            };
-            // Cloned before the claim: no client code runs while the entry
-            // is reserved.
-            let (index, entry, ticket) = match list.claim(start, waker.clone()) {
-                Ok(claimed) => claimed,
-                Err(ClaimError::Full) => {
-                    let limit = self.inner.config.max_waiters_per_handle;
-                    let err = QueueError::WaiterLimit { limit };
-                    let (inner, handle) = (&*self.inner, self.handle);
-                    trace::refused(Some(handle.into()), || inner.hint_of(handle), &err);
-                    return Poll::Ready(Err(err));
-                }
-                Err(ClaimError::Budget(e)) => return Poll::Ready(Err(e)),
-            };
-            if let Some(hint) = &self.hint {
-                list.set_hint(index, ticket, Some(hint.clone()));
+        if let Phase::Unclaimed(_) = self.phase {
+            if let Err(done) = self.claim(slot, start, waker) {
+                return done;
             }
-            let entry: *const Entry = entry;
-            self.entry = Some((list, index, entry, ticket, eventcount::waker_id(waker)));
         }
         // Publish the registration: an RMW that sets `WAITERS`, but only on
         // our own generation's word (a stale wait never touches a newer
@@ -325,7 +500,7 @@ impl<'a> Wait<'a> {
         // The CAS starts from the word read above: if it changed meanwhile,
         // the CAS fails and hands us the current one.
         let registered = loop {
-            if eventcount::generation(word) != self.handle.generation
+            if eventcount::generation(word) != self.generation
                 || eventcount::sequence(word) != start
             {
                 break false;
@@ -334,12 +509,7 @@ impl<'a> Wait<'a> {
                 // A permit: take it instead of sleeping.
                 match self.take_permit(slot, word, start) {
                     Some(arg) => {
-                        Self::release_in(
-                            &self.inner,
-                            self.handle,
-                            &mut self.entry,
-                            self.hint.is_some(),
-                        );
+                        self.release();
                         return Poll::Ready(Self::one(start, arg));
                     }
                     None => {
@@ -366,19 +536,14 @@ impl<'a> Wait<'a> {
         // would find nothing.
         if !registered {
             if let Some(done) = self.check(slot, word, start) {
-                Self::release_in(
-                    &self.inner,
-                    self.handle,
-                    &mut self.entry,
-                    self.hint.is_some(),
-                );
+                self.release();
                 return Poll::Ready(done);
             }
         }
         // After our registration: a `notify_one` that chose us either sees
         // our waker or is seen here.
         if self.notified_one() {
-            if let Some(arg) = Self::take_entry(&mut self.entry, self.hint.is_some()) {
+            if let Some(arg) = Self::take_entry(&mut self.phase) {
                 return Poll::Ready(Self::one(start, arg));
             }
         }
@@ -387,12 +552,12 @@ impl<'a> Wait<'a> {
 
     /// Whether a `notify_one` completed our entry.
     fn notified_one(&self) -> bool {
-        self.entry.as_ref().is_some_and(|(_, _, entry, ticket, _)| {
+        match &self.phase {
             // SAFETY: the entry lives in the list whose `Arc` we hold.
-            unsafe { &**entry }.is_notified(*ticket)
-        })
+            Phase::Claimed(c) => unsafe { &*c.entry }.is_notified(c.ticket),
+            Phase::Unclaimed(_) => false,
+        }
     }
-
     /// Blocks the thread until a notify after the snapshot, or close.
     ///
     /// Like crossbeam's channels, the blocking forms first spin and yield
@@ -405,24 +570,27 @@ impl<'a> Wait<'a> {
 
     /// The outcome if the wait is over already, without registering.
     fn peek(&self) -> Option<Result<Notified, QueueError>> {
-        let start = match self.start {
+        let start = match self.start() {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
-        let Some(slot) = self.inner.table.slot(self.handle) else {
-            return Some(Err(QueueError::StaleHandle));
-        };
+        // SAFETY: `start` is not `STALE`.
+        let slot = unsafe { self.slot() };
         // Acquire: see the arg published with a newer sequence.
         self.check(slot, slot.state.load(Ordering::Acquire), start)
     }
 
     /// Whether the handle holds a `notify_one` permit.
     fn permit_present(&self) -> bool {
-        self.inner.table.slot(self.handle).is_some_and(|slot| {
-            // Relaxed: a hint to stop spinning; the poll takes the permit
-            // with a CAS.
-            slot.state.load(Ordering::Relaxed) & eventcount::PERMIT != 0
-        })
+        // SAFETY: checked that `start` is not `STALE`.
+        self.start != STALE
+            && unsafe { self.slot() }
+                // Relaxed: a hint to stop spinning; the poll takes the permit
+                // with a CAS.
+                .state
+                .load(Ordering::Relaxed)
+                & eventcount::PERMIT
+                != 0
     }
 
     /// Spins before the caller parks (`sync::spin_until`), checking the
@@ -467,8 +635,22 @@ impl Drop for Wait<'_> {
     fn drop(&mut self) {
         // Checked here, inline: a completed wait (the common drop) has
         // released its entry already and skips the call.
-        if self.entry.is_some() {
+        if let Phase::Claimed(_) = self.phase {
             self.release();
         }
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64", not(notification_queue_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_80_bytes() {
+        // One word each for the queue, the slot, index and generation, and
+        // the snapshot; five for the claim (or the hint), the `Arc` in it
+        // serving as the niche that tells the two apart.
+        assert_eq!(core::mem::size_of::<Wait<'_>>(), 80);
+        assert_eq!(core::mem::size_of::<QueueRef<'_>>(), 8);
     }
 }

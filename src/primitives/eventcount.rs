@@ -256,6 +256,10 @@ pub(crate) const fn distance(from: u64, to: u64) -> u64 {
 /// Entries in a list's first chunk; each further chunk doubles.
 const FIRST: usize = 4;
 
+/// Most entries a list ever holds (`u32::MAX`: 128 GiB of entries, far
+/// past any budget), so every entry index fits in a `u32`.
+pub(crate) const MAX_ENTRIES: usize = u32::MAX as usize;
+
 // Entry states. An entry's state word is `FREE` or
 // `ticket << TICKET_SHIFT | flags | tag`: the ticket (from
 // `WaiterList::tickets`, taken just before the claim) is the registration
@@ -751,12 +755,15 @@ impl Drop for WakeBatch {
 
 impl WaiterList {
     /// A list in an `Arc`, charged to `budget` (waiters) before anything
-    /// is allocated; refused, it allocates nothing.
+    /// is allocated; refused, it allocates nothing. It holds at most
+    /// [`MAX_ENTRIES`] entries whatever `limit` asks, so an entry index fits
+    /// in a `u32` (which keeps a [`Wait`](crate::Wait) small).
     pub(crate) fn new(
         generation: u32,
         limit: usize,
         budget: &Arc<Budget>,
     ) -> Result<Arc<Self>, QueueError> {
+        let limit = limit.min(MAX_ENTRIES);
         let first = FIRST.min(limit);
         budget.try_charge(
             Category::Waiters,
@@ -969,16 +976,7 @@ impl WaiterList {
     /// which frees it and passes the notification on itself. Drops the
     /// waker left in the entry (client code: the caller holds no lock).
     #[inline]
-    pub(crate) fn release(
-        &self,
-        index: usize,
-        entry: &Entry,
-        ticket: u64,
-        hinted: bool,
-    ) -> Option<i64> {
-        if hinted {
-            self.set_hint(index, ticket, None);
-        }
+    pub(crate) fn release(&self, index: usize, entry: &Entry, ticket: u64) -> Option<i64> {
         // Acquire: a `NOTIFIED` state read here makes the notifier's arg
         // store visible.
         let mut state = entry.state.load(Ordering::Acquire);
@@ -1151,22 +1149,28 @@ impl WaiterList {
     }
 
     /// Sets or clears the debug hint of entry `index` as claimed with
-    /// `ticket`. Also drops the hints of entries their claims no longer own
-    /// (freed by a notify, whose owner may never come back: leaked), so the
-    /// table holds at most one hint per claimed entry, plus the new one.
-    pub(crate) fn set_hint(&self, index: usize, ticket: u64, hint: Option<Hint>) {
+    /// `ticket`, and returns the hint it replaced (a wait that gives its
+    /// entry back keeps its hint for its next claim). Also drops the hints of
+    /// entries their claims no longer own (freed by a notify, whose owner may
+    /// never come back: leaked), so the table holds at most one hint per
+    /// claimed entry, plus the new one.
+    pub(crate) fn set_hint(&self, index: usize, ticket: u64, hint: Option<Hint>) -> Option<Hint> {
         let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
-        hints.retain(|&(i, t, _)| {
-            (i, t) != (index, ticket)
-                && self
-                    .chunk_of(i)
-                    .and_then(|c| c.entries.get(i - c.base))
-                    // Acquire: a statistic's view of the claim.
-                    .is_some_and(|e| owned_by(e.state.load(Ordering::Acquire), t))
+        let mut replaced = None;
+        hints.retain_mut(|(i, t, h)| {
+            if (*i, *t) == (index, ticket) {
+                replaced = Some(h.clone());
+                return false;
+            }
+            self.chunk_of(*i)
+                .and_then(|c| c.entries.get(*i - c.base))
+                // Acquire: a statistic's view of the claim.
+                .is_some_and(|e| owned_by(e.state.load(Ordering::Acquire), *t))
         });
         if let Some(h) = hint {
             hints.push((index, ticket, h));
         }
+        replaced
     }
 
     /// Moves the wakers of claimed entries with index `>= from` into
@@ -1475,7 +1479,7 @@ mod tests {
             [4, 8, 8]
         );
         let (i, e, t) = got[3];
-        assert_eq!(list.release(i, e, t, false), None);
+        assert_eq!(list.release(i, e, t), None);
         assert_eq!(list.claim(0, noop()).ok().map(|(j, _, _)| j), Some(i));
         assert_eq!(list.high.load(Ordering::Relaxed), 20);
     }
@@ -1485,9 +1489,10 @@ mod tests {
         let list = WaiterList::new(1, 8, &unlimited()).unwrap();
         let (a, ea, ta) = list.claim(0, noop()).unwrap();
         let (b, _, _) = list.claim(0, noop()).unwrap();
-        list.set_hint(a, ta, Some("a".into()));
+        assert_eq!(list.set_hint(a, ta, Some("a".into())), None);
         assert_eq!(list.hints(), [Some("a".into()), None]);
-        assert_eq!(list.release(a, ea, ta, true), None);
+        assert_eq!(list.set_hint(a, ta, None), Some("a".into()));
+        assert_eq!(list.release(a, ea, ta), None);
         assert_eq!(list.hints(), [None]);
         assert_eq!(b, 1);
     }
@@ -1558,12 +1563,12 @@ mod tests {
         assert!(e.register(t, &wb, &mut id));
         assert_eq!(StdArc::strong_count(&b), 3);
         // Releasing drops the waker left in the entry and frees it.
-        assert_eq!(list.release(i, e, t, false), None);
+        assert_eq!(list.release(i, e, t), None);
         assert_eq!(StdArc::strong_count(&b), 2);
         assert_eq!(list.len(), 0);
         assert!(e.take().is_none());
         // A second release (or a register) of the old claim finds it gone.
-        assert_eq!(list.release(i, e, t, false), None);
+        assert_eq!(list.release(i, e, t), None);
         assert!(!e.register(t, &wb, &mut id));
         assert_eq!(list.claim(0, noop()).ok().map(|(j, _, _)| j), Some(i));
     }
@@ -1578,7 +1583,7 @@ mod tests {
         // SAFETY: single-threaded test: we play the notifier holding it.
         let waker = unsafe { e.cell_take() };
         // The owner leaves meanwhile: the entry waits for the taker.
-        assert_eq!(list.release(i, e, t, false), None);
+        assert_eq!(list.release(i, e, t), None);
         assert_eq!(e.state.load(Ordering::Relaxed), BUSY);
         // A second notifier and a claimer both pass it by.
         assert!(e.take().is_none());

@@ -13,7 +13,8 @@ pub struct Config {
     /// doubling buckets, so the table holds at most about
     /// `256 * max_handles` bytes (128 MiB to 256 MiB at the default).
     pub max_handles: usize,
-    /// Pending waits per handle (default 1024).
+    /// Pending waits per handle (default 1024; values past `u32::MAX` act
+    /// as `u32::MAX`).
     pub max_waiters_per_handle: usize,
     /// Subscriptions per handle (default 64).
     pub max_subscribers_per_handle: usize,
