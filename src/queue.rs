@@ -149,6 +149,7 @@ impl NotificationQueue {
 
     /// The handle's current sequence: wait for "anything after this" with
     /// [`wait_after`](Self::wait_after).
+    #[inline]
     pub fn snapshot(&self, handle: Handle) -> Result<Snapshot, QueueError> {
         self.inner.snapshot(handle)
     }
@@ -156,6 +157,7 @@ impl NotificationQueue {
     /// A wait for any notify after `snapshot`: completes at once if one
     /// already landed. A [`Future`](core::future::Future), and blocking via
     /// [`Wait::wait`], [`Wait::wait_timeout`] and [`Wait::wait_deadline`].
+    #[inline]
     pub fn wait_after(&self, snapshot: Snapshot) -> Wait<'_> {
         Wait::new(
             QueueRef::borrowed(&self.inner),
@@ -165,6 +167,7 @@ impl NotificationQueue {
     }
 
     /// A wait for the next notify of `handle` (snapshot now, then wait).
+    #[inline]
     pub fn wait(&self, handle: Handle) -> Wait<'_> {
         let seq = self.snapshot(handle).ok().map(|s| s.sequence);
         Wait::new(QueueRef::borrowed(&self.inner), handle, seq)

@@ -458,6 +458,7 @@ impl Inner {
         Ok(self.notify_slow(slot, handle, cur, arg))
     }
 
+    #[inline]
     pub(crate) fn snapshot(&self, handle: Handle) -> Result<Snapshot, QueueError> {
         let slot = self.table.slot(handle).ok_or(QueueError::StaleHandle)?;
         // Acquire: a later check of the caller's own condition must see what
