@@ -12,7 +12,7 @@
 //! calling thread, so threads and tasks share one code path.
 
 use crate::error::QueueError;
-use crate::primitives::eventcount::{self, ClaimError, Entry, WaiterList, WakerId};
+use crate::primitives::eventcount::{self, ClaimError, Entry, OwnerView, WaiterList, WakerId};
 use crate::primitives::slots::{Handle, Slot, SlotPtr};
 use crate::state::{Inner, Notified, Snapshot};
 use crate::sync::park;
@@ -323,25 +323,32 @@ impl<'a> Wait<'a> {
         }))
     }
 
+    /// Takes our claim out of `phase`, leaving it unclaimed with the
+    /// claim's hint (taken back from the list's table) for a later claim.
+    fn unclaim(phase: &mut Phase) -> Option<Claim> {
+        let Phase::Claimed(c) = phase else {
+            return None;
+        };
+        let hint = if c.hinted {
+            c.list.set_hint(c.index as usize, c.ticket, None)
+        } else {
+            None
+        };
+        match core::mem::replace(phase, Phase::Unclaimed(hint)) {
+            Phase::Claimed(c) => Some(c),
+            Phase::Unclaimed(_) => None,
+        }
+    }
+
     /// Gives our entry back (keeping its hint for a later claim); returns
     /// the argument of a `notify_one` that had chosen us, which the caller
     /// must report or hand on. (An associated function on the field, so a
     /// poll can call it while it borrows the queue.)
     fn take_entry(phase: &mut Phase) -> Option<i64> {
-        let Phase::Claimed(c) = phase else {
-            return None;
-        };
-        let index = c.index as usize;
-        let hint = if c.hinted {
-            c.list.set_hint(index, c.ticket, None)
-        } else {
-            None
-        };
-        let Phase::Claimed(c) = core::mem::replace(phase, Phase::Unclaimed(hint)) else {
-            return None;
-        };
+        let c = Self::unclaim(phase)?;
         // SAFETY: `c.entry` lives in `c.list`, which we still hold.
-        c.list.release(index, unsafe { &*c.entry }, c.ticket)
+        c.list
+            .release(c.index as usize, unsafe { &*c.entry }, c.ticket)
     }
 
     /// Gives our entry back, passing on a `notify_one` that had chosen us
@@ -456,11 +463,19 @@ impl<'a> Wait<'a> {
         // lives in the queue's slot table, which `self.inner` keeps alive
         // for all of this call (nothing here drops or replaces `inner`).
         let slot = unsafe { &*(self.slot() as *const Slot) };
-        // A `notify_one` that chose us comes first: it was delivered to us.
-        if self.notified_one() {
-            if let Some(arg) = Self::take_entry(&mut self.phase) {
-                return Poll::Ready(Self::one(start, arg));
+        match self.owner_view() {
+            // A `notify_one` that chose us comes first: it was delivered to
+            // us.
+            Some(OwnerView::Notified) => {
+                if let Some(arg) = Self::take_entry(&mut self.phase) {
+                    return Poll::Ready(Self::one(start, arg));
+                }
             }
+            // A plain notify completed us and freed our entry (the common
+            // way a woken wait finds it): nothing to give back, and the look
+            // at the word below sees that notify.
+            Some(OwnerView::Gone) => drop(Self::unclaim(&mut self.phase)),
+            Some(OwnerView::Held) | None => {}
         }
         // Acquire: see the arg published with a newer sequence.
         let mut word = slot.state.load(Ordering::Acquire);
@@ -477,7 +492,7 @@ impl<'a> Wait<'a> {
             if !unsafe { &*c.entry }.register(c.ticket, waker, &mut c.registered) {
                 // A notify completed us and freed the entry: its change of
                 // the word is visible to this look (see `take_done`).
-                Self::take_entry(&mut self.phase);
+                drop(Self::unclaim(&mut self.phase));
                 // Acquire: as above.
                 word = slot.state.load(Ordering::Acquire);
                 if let Some(done) = self.check(slot, word, start) {
@@ -552,10 +567,16 @@ impl<'a> Wait<'a> {
 
     /// Whether a `notify_one` completed our entry.
     fn notified_one(&self) -> bool {
+        self.owner_view() == Some(OwnerView::Notified)
+    }
+
+    /// What we find in our entry, if we hold one.
+    #[inline]
+    fn owner_view(&self) -> Option<OwnerView> {
         match &self.phase {
             // SAFETY: the entry lives in the list whose `Arc` we hold.
-            Phase::Claimed(c) => unsafe { &*c.entry }.is_notified(c.ticket),
-            Phase::Unclaimed(_) => false,
+            Phase::Claimed(c) => Some(unsafe { &*c.entry }.owner_view(c.ticket)),
+            Phase::Unclaimed(_) => None,
         }
     }
     /// Blocks the thread until a notify after the snapshot, or close.

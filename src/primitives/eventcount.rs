@@ -125,7 +125,7 @@
 //! entry of every wait it finds complete as it takes its waker
 //! (`Entry::take_done`): one RMW for both, where a take and the owner's later
 //! free would be three. The owner then finds its entry gone: every owner
-//! operation (`register`, `is_notified`, `release`, hints) first checks that
+//! operation (`register`, `owner_view`, `release`, hints) first checks that
 //! the entry's state still carries its claim's ticket, and leaves an entry
 //! that does not alone (another wait may have claimed it since). Only
 //! complete waits are freed (the word has moved past the snapshot the
@@ -332,6 +332,19 @@ pub(crate) fn waker_id(waker: &Waker) -> WakerId {
     (waker.data(), waker.vtable())
 }
 
+/// What an owner finds in its entry ([`Entry::owner_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnerView {
+    /// Still ours, not chosen by a `notify_one`.
+    Held,
+    /// Ours, completed by a `notify_one` (its argument is in the entry).
+    Notified,
+    /// Not ours any more: a plain notify found our wait complete and freed
+    /// the entry (see `take_done`). An owner's ticket never comes back, so
+    /// the entry stays not ours, and releasing it would do nothing.
+    Gone,
+}
+
 /// One pending waiter's waker cell. Hints live beside, in
 /// `WaiterList::hints`, so an unhinted wait never touches a lock.
 #[derive(Debug)]
@@ -366,13 +379,21 @@ impl Entry {
         }
     }
 
-    /// Whether a `notify_one` completed this entry, still owned by the
-    /// claim of `ticket`.
-    pub(crate) fn is_notified(&self, ticket: u64) -> bool {
+    /// What the owner that claimed with `ticket` finds in this entry.
+    #[inline]
+    pub(crate) fn owner_view(&self, ticket: u64) -> OwnerView {
         // Acquire: pairs with the notifier's Release CAS to `NOTIFIED`, so a
-        // following `release` reads its argument.
+        // following `release` reads its argument; and with a notifier's
+        // Release free (`take_done`), so the owner's next look at the word
+        // sees the notify that completed it.
         let state = self.state.load(Ordering::Acquire);
-        owned_by(state, ticket) && tag(state) == NOTIFIED
+        if !owned_by(state, ticket) {
+            OwnerView::Gone
+        } else if tag(state) == NOTIFIED {
+            OwnerView::Notified
+        } else {
+            OwnerView::Held
+        }
     }
 
     /// Moves the cell's waker out.
