@@ -23,7 +23,8 @@
 #                                            or deliveries per run)
 #        scripts/cachegrind.sh --idle-only [N]   (idle notify and fetch_add, and
 #                                                this crate's fan-out to one
-#                                                subscriber, only)
+#                                                subscriber and wake of 16
+#                                                waiters, only)
 # Writes <criterion dir>/cachegrind.json for scripts/bench_report.py, where
 # the criterion dir is $CRITERION_HOME or ${CARGO_TARGET_DIR:-target}/criterion.
 set -euo pipefail
@@ -117,9 +118,11 @@ if [[ $IDLE_ONLY == 0 ]]; then
         row fanout tokio-broadcast "$k" delivery fanout_tokio "$sends"
     done
 else
-    # The one fan-out figure check_instructions.sh checks: this crate, one
-    # subscriber (25,600 and 51,200 deliveries).
+    # The fan-out and wake figures check_instructions.sh checks: this
+    # crate, one subscriber (25,600 and 51,200 deliveries); 16 waiters
+    # (1,000 and 2,000 cycles of 16).
     row fanout notification-queue 1 delivery fanout_crate 25600
+    row wake notification-queue 16 waiter wake_crate 1000
 fi
 echo "(N = $N, $VERSION, difference of runs with N and 2N operations; loop overhead included)"
 
