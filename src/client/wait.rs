@@ -70,9 +70,9 @@ use core::task::{Context, Poll, Waker};
 ///
 /// # Size
 ///
-/// A `Wait` is 80 bytes on 64-bit targets, owned or borrowed: its waiter
-/// entry lives in the handle's list, not in the future, so moving a `Wait`
-/// (into a task, a `select!`, a `Vec`) is always safe and costs no more.
+/// A `Wait` is 80 bytes on 64-bit targets, owned or borrowed. Its waiter
+/// entry lives in the handle's list, not in the future, so a `Wait` is
+/// `Unpin` and may be moved between polls.
 ///
 /// # Owned waits
 ///
@@ -144,8 +144,8 @@ struct Claim {
 
 /// The queue a [`Wait`] belongs to: borrowed, or one strong count of an
 /// `Arc<Inner>` for `'static` waits. One word: the `Inner`'s address, with
-/// bit 0 set when the count is ours (`Inner` is 8-aligned, so the bit is
-/// otherwise clear).
+/// bit 0 set when the count is ours (`Inner` is aligned to more than one
+/// byte, so the bit is otherwise clear).
 pub(crate) struct QueueRef<'a> {
     ptr: NonNull<Inner>,
     _inner: PhantomData<&'a Inner>,
