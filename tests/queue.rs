@@ -411,6 +411,51 @@ fn debug_dump_lists_handles_waiters_and_hints() {
     assert_eq!(q.dump().len(), 1);
 }
 
+/// A hint given to a wait that is already pending (registered) is listed
+/// at once, a second one replaces it, and a wait that completes or is
+/// dropped leaves no hint behind.
+#[test]
+fn hints_given_to_pending_waits_replace_and_leave_with_them() {
+    let q = queue();
+    let h = q.register("h").unwrap();
+    let (_, waker) = CountingWaker::new();
+    let hints = |q: &NotificationQueue| {
+        let mut v: Vec<_> = q
+            .waiters(h)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.hint.as_deref().map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut a = q.wait(h);
+    let mut b = q.wait(h);
+    assert!(poll_once(&mut a, &waker).is_pending());
+    assert!(poll_once(&mut b, &waker).is_pending());
+    assert_eq!(hints(&q), [None, None]);
+    let late: std::sync::Arc<str> = "late".into();
+    let later: std::sync::Arc<str> = "later".into();
+    let mut a = a.with_hint(late.clone());
+    assert_eq!(hints(&q), [None, Some("late".to_owned())]);
+    let mut a = a.with_hint(later.clone());
+    assert_eq!(hints(&q), [None, Some("later".to_owned())]);
+    // The replaced hint is not kept anywhere.
+    assert_eq!(std::sync::Arc::strong_count(&late), 1);
+    // Still pending after the move, and still registered.
+    assert!(poll_once(&mut a, &waker).is_pending());
+    let b = b.with_hint("b");
+    drop(b);
+    assert_eq!(hints(&q), [Some("later".to_owned())]);
+    q.notify(h, 1).unwrap();
+    assert!(poll_once(&mut a, &waker).is_ready());
+    assert_eq!(hints(&q), Vec::<Option<String>>::new());
+    drop(a);
+    assert_eq!(hints(&q), Vec::<Option<String>>::new());
+    // Nor is the last one, once its wait is gone: the list's table let go.
+    assert_eq!(std::sync::Arc::strong_count(&later), 1);
+}
+
 #[test]
 fn stats_count_notifications_and_wakes() {
     let q = queue();
