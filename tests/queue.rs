@@ -436,7 +436,7 @@ fn hints_given_to_pending_waits_replace_and_leave_with_them() {
     assert_eq!(hints(&q), [None, None]);
     let late: std::sync::Arc<str> = "late".into();
     let later: std::sync::Arc<str> = "later".into();
-    let mut a = a.with_hint(late.clone());
+    let a = a.with_hint(late.clone());
     assert_eq!(hints(&q), [None, Some("late".to_owned())]);
     let mut a = a.with_hint(later.clone());
     assert_eq!(hints(&q), [None, Some("later".to_owned())]);
