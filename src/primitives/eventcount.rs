@@ -1177,16 +1177,15 @@ impl WaiterList {
     /// claimed entry, plus the new one.
     pub(crate) fn set_hint(&self, index: usize, ticket: u64, hint: Option<Hint>) -> Option<Hint> {
         let mut hints = self.hints.lock().unwrap_or_else(|e| e.into_inner());
-        let mut replaced = None;
-        hints.retain_mut(|(i, t, h)| {
-            if (*i, *t) == (index, ticket) {
-                replaced = Some(h.clone());
-                return false;
-            }
-            self.chunk_of(*i)
-                .and_then(|c| c.entries.get(*i - c.base))
+        let replaced = hints
+            .iter()
+            .position(|&(i, t, _)| (i, t) == (index, ticket))
+            .map(|at| hints.remove(at).2);
+        hints.retain(|&(i, t, _)| {
+            self.chunk_of(i)
+                .and_then(|c| c.entries.get(i - c.base))
                 // Acquire: a statistic's view of the claim.
-                .is_some_and(|e| owned_by(e.state.load(Ordering::Acquire), *t))
+                .is_some_and(|e| owned_by(e.state.load(Ordering::Acquire), t))
         });
         if let Some(h) = hint {
             hints.push((index, ticket, h));
