@@ -579,6 +579,7 @@ impl<'a> Wait<'a> {
             Phase::Unclaimed(_) => None,
         }
     }
+
     /// Blocks the thread until a notify after the snapshot, or close.
     ///
     /// Like crossbeam's channels, the blocking forms first spin and yield
@@ -589,39 +590,25 @@ impl<'a> Wait<'a> {
         self.block(None)
     }
 
-    /// The outcome if the wait is over already, without registering.
-    fn peek(&self) -> Option<Result<Notified, QueueError>> {
+    /// Spins before the caller parks (`sync::spin_until`), looking at the
+    /// state word (one load) each time: stops with the outcome once the
+    /// wait is over, or early when the handle holds a permit, which the
+    /// first poll takes.
+    fn spin(&self, deadline: park::Deadline) -> Option<Result<Notified, QueueError>> {
         let start = match self.start() {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
         // SAFETY: `start` is not `STALE`.
         let slot = unsafe { self.slot() };
-        // Acquire: see the arg published with a newer sequence.
-        self.check(slot, slot.state.load(Ordering::Acquire), start)
-    }
-
-    /// Whether the handle holds a `notify_one` permit.
-    fn permit_present(&self) -> bool {
-        // SAFETY: checked that `start` is not `STALE`.
-        self.start != STALE
-            && unsafe { self.slot() }
-                // Relaxed: a hint to stop spinning; the poll takes the permit
-                // with a CAS.
-                .state
-                .load(Ordering::Relaxed)
-                & eventcount::PERMIT
-                != 0
-    }
-
-    /// Spins before the caller parks (`sync::spin_until`), checking the
-    /// state word (one load) each time; stops early when the handle holds a
-    /// permit, which the first poll takes.
-    fn spin(&self, deadline: park::Deadline) -> Option<Result<Notified, QueueError>> {
-        crate::sync::spin_until(&deadline, || match self.peek() {
-            Some(done) => Some(Some(done)),
-            None if self.permit_present() => Some(None),
-            None => None,
+        crate::sync::spin_until(&deadline, || {
+            // Acquire: see the arg published with a newer sequence.
+            let word = slot.state.load(Ordering::Acquire);
+            match self.check(slot, word, start) {
+                Some(done) => Some(Some(done)),
+                None if word & eventcount::PERMIT != 0 => Some(None),
+                None => None,
+            }
         })
         .flatten()
     }
